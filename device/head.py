@@ -1,0 +1,248 @@
+"""The trainable float32 head: a small MLP trained by plain SGD, one sample at a time.
+
+Pure numpy, no TensorFlow: this is what runs on the device (and what the C firmware
+mirrors in ``firmware/``). Parameters are a list of float32 arrays in the order
+``W0, b0, W1, b1, ...`` with ``W_i`` of shape ``(fan_in, fan_out)``; the flat vector
+view (:meth:`MLPHead.get_vector`) concatenates them in that order, C-contiguous.
+
+Maths (per sample ``x`` of shape ``(d,)``):
+  ``h_0 = x``; ``z_i = h_i @ W_i + b_i``; ``h_{i+1} = act(z_i)`` for hidden layers;
+  the last layer is linear. Loss ``mse``: ``mean((z - y)^2)`` over the outputs.
+  Loss ``softmax_ce``: ``-log softmax(z)[y]`` with an integer label ``y``.
+  SGD: ``p <- p - lr * dL/dp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyfleet.errors import UsageError
+
+ACTIVATIONS = ("tanh", "relu")
+LOSSES = ("mse", "softmax_ce")
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """Shape of an MLP head.
+
+    Parameters
+    ----------
+    layer_sizes
+        ``(input_dim, hidden_1, ..., output_dim)``; at least two entries.
+    activation
+        Hidden-layer activation, ``"tanh"`` or ``"relu"``; the output layer is linear.
+    loss
+        ``"mse"`` (regression) or ``"softmax_ce"`` (classification, integer labels).
+    """
+
+    layer_sizes: tuple[int, ...]
+    activation: str = "tanh"
+    loss: str = "mse"
+
+    def __post_init__(self) -> None:
+        if len(self.layer_sizes) < 2 or any(int(n) < 1 for n in self.layer_sizes):
+            raise UsageError(f"head layer sizes must be >= 2 positive ints, got {self.layer_sizes}")
+        if self.activation not in ACTIVATIONS:
+            raise UsageError(f"unknown activation {self.activation!r}; choose from {ACTIVATIONS}")
+        if self.loss not in LOSSES:
+            raise UsageError(f"unknown loss {self.loss!r}; choose from {LOSSES}")
+        object.__setattr__(self, "layer_sizes", tuple(int(n) for n in self.layer_sizes))
+
+    @property
+    def input_dim(self) -> int:
+        return self.layer_sizes[0]
+
+    @property
+    def output_dim(self) -> int:
+        return self.layer_sizes[-1]
+
+    def param_shapes(self) -> list[tuple[int, ...]]:
+        shapes: list[tuple[int, ...]] = []
+        for fan_in, fan_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True):
+            shapes += [(fan_in, fan_out), (fan_out,)]
+        return shapes
+
+    @property
+    def num_params(self) -> int:
+        return sum(int(np.prod(s)) for s in self.param_shapes())
+
+    @property
+    def macs_forward(self) -> int:
+        """Multiply-accumulates of one forward pass (one sample)."""
+        return sum(a * b for a, b in zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True))
+
+    @property
+    def macs_sgd_step(self) -> int:
+        """MACs of one SGD step: forward + backward (input grads and weight grads)."""
+        fwd = self.macs_forward
+        first = self.layer_sizes[0] * self.layer_sizes[1]
+        # weight grads: one MAC per weight; input grads: every layer but the first.
+        return fwd + fwd + (fwd - first)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "layer_sizes": list(self.layer_sizes),
+            "activation": self.activation,
+            "loss": self.loss,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> HeadSpec:
+        sizes = data["layer_sizes"]
+        assert isinstance(sizes, list | tuple)
+        return cls(
+            tuple(int(n) for n in sizes),
+            str(data.get("activation", "tanh")),
+            str(data.get("loss", "mse")),
+        )
+
+
+def init_params(spec: HeadSpec, rng: np.random.Generator) -> list[np.ndarray]:
+    """Glorot-uniform weights and zero biases (Keras' defaults), float32."""
+    params: list[np.ndarray] = []
+    for shape in spec.param_shapes():
+        if len(shape) == 2:
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            params.append(rng.uniform(-limit, limit, size=shape).astype(np.float32))
+        else:
+            params.append(np.zeros(shape, dtype=np.float32))
+    return params
+
+
+def flatten(params: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate parameter arrays into one float32 vector (C order)."""
+    return np.concatenate([np.asarray(p, dtype=np.float32).ravel() for p in params])
+
+
+def unflatten(spec: HeadSpec, vector: np.ndarray) -> list[np.ndarray]:
+    """Split a flat vector back into arrays of ``spec.param_shapes()`` (copies)."""
+    vector = np.asarray(vector, dtype=np.float32)
+    if vector.shape != (spec.num_params,):
+        raise UsageError(
+            f"expected a parameter vector of {spec.num_params} floats, got shape {vector.shape}"
+        )
+    out: list[np.ndarray] = []
+    offset = 0
+    for shape in spec.param_shapes():
+        size = int(np.prod(shape))
+        out.append(vector[offset : offset + size].reshape(shape).copy())
+        offset += size
+    return out
+
+
+class MLPHead:
+    """A float32 MLP with per-sample SGD. See the module docstring for the maths."""
+
+    def __init__(
+        self, spec: HeadSpec, params: Sequence[np.ndarray] | None = None, seed: int = 0
+    ) -> None:
+        self.spec = spec
+        if params is None:
+            params = init_params(spec, np.random.default_rng(seed))
+        shapes = spec.param_shapes()
+        if len(params) != len(shapes) or any(
+            tuple(p.shape) != s for p, s in zip(params, shapes, strict=True)
+        ):
+            got = [tuple(p.shape) for p in params]
+            raise UsageError(f"head parameters have shapes {got}, expected {shapes}")
+        self.params = [np.array(p, dtype=np.float32, copy=True) for p in params]
+
+    # -- parameter views ------------------------------------------------------------
+    def get_vector(self) -> np.ndarray:
+        return flatten(self.params)
+
+    def set_vector(self, vector: np.ndarray) -> None:
+        self.params = unflatten(self.spec, vector)
+
+    def copy(self) -> MLPHead:
+        return MLPHead(self.spec, self.params)
+
+    # -- maths ----------------------------------------------------------------------
+    def _act(self, z: np.ndarray) -> np.ndarray:
+        return np.tanh(z) if self.spec.activation == "tanh" else np.maximum(z, np.float32(0))
+
+    def _act_grad(self, h: np.ndarray) -> np.ndarray:
+        # Expressed through the activation's output h (tanh' = 1 - h^2, relu' = [h > 0]).
+        if self.spec.activation == "tanh":
+            return np.float32(1) - h * h
+        return (h > 0).astype(np.float32)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Outputs (regression values or logits) for ``x`` of shape ``(d,)`` or ``(n, d)``."""
+        h = np.asarray(x, dtype=np.float32)
+        n_layers = len(self.params) // 2
+        for i in range(n_layers):
+            z = h @ self.params[2 * i] + self.params[2 * i + 1]
+            h = self._act(z) if i < n_layers - 1 else z
+        return h
+
+    def loss(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Mean loss over a batch ``x: (n, d)``, ``y: (n, out)`` floats or ``(n,)`` int labels."""
+        out = self.forward(np.atleast_2d(x))
+        return float(np.mean(_loss_and_delta(self.spec.loss, out, y)[0]))
+
+    def loss_and_grads(
+        self, x: np.ndarray, y: np.ndarray | float | int
+    ) -> tuple[float, list[np.ndarray]]:
+        """Loss and gradients for ONE sample ``x: (d,)`` and its target ``y``."""
+        x = np.asarray(x, dtype=np.float32).reshape(1, -1)
+        if x.shape[1] != self.spec.input_dim:
+            raise UsageError(f"head expects {self.spec.input_dim} inputs, got {x.shape[1]}")
+        n_layers = len(self.params) // 2
+        activations = [x]
+        h = x
+        for i in range(n_layers):
+            z = h @ self.params[2 * i] + self.params[2 * i + 1]
+            h = self._act(z) if i < n_layers - 1 else z
+            activations.append(h)
+        losses, delta = _loss_and_delta(
+            self.spec.loss,
+            h,
+            np.asarray(y).reshape(1, -1) if self.spec.loss == "mse" else np.asarray(y).reshape(1),
+        )
+        grads: list[np.ndarray] = [np.empty(0, np.float32)] * len(self.params)
+        for i in reversed(range(n_layers)):
+            h_in = activations[i]
+            grads[2 * i] = (h_in.T @ delta).astype(np.float32)
+            grads[2 * i + 1] = delta[0].astype(np.float32)
+            if i > 0:
+                delta = (delta @ self.params[2 * i].T) * self._act_grad(h_in)
+        return float(losses[0]), grads
+
+    def sgd_step(self, x: np.ndarray, y: np.ndarray | float | int, lr: float) -> float:
+        """One SGD step on one sample; returns the loss before the step."""
+        loss, grads = self.loss_and_grads(x, y)
+        lr32 = np.float32(lr)
+        for p, g in zip(self.params, grads, strict=True):
+            p -= lr32 * g
+        return loss
+
+    def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
+        return float(
+            np.mean(np.argmax(self.forward(np.atleast_2d(x)), axis=1) == np.asarray(labels))
+        )
+
+
+def _loss_and_delta(kind: str, out: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample losses and dL/d(out) for a batch of outputs."""
+    if kind == "mse":
+        target = np.asarray(y, dtype=np.float32).reshape(out.shape)
+        diff = out - target
+        return np.mean(diff * diff, axis=1), (np.float32(2.0 / out.shape[1]) * diff).astype(
+            np.float32
+        )
+    labels = np.asarray(y, dtype=np.int64).reshape(-1)
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= out.shape[1]:
+        raise UsageError(f"class label out of range [0, {out.shape[1]})")
+    shifted = out - out.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    probs = exp / exp.sum(axis=1, keepdims=True)
+    rows = np.arange(out.shape[0])
+    losses = -np.log(np.maximum(probs[rows, labels], np.float32(1e-12)))
+    delta = probs.astype(np.float32)
+    delta[rows, labels] -= 1.0
+    return losses, delta

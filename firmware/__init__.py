@@ -1,0 +1,1 @@
+"""tinyfleet.firmware."""

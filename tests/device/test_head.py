@@ -1,0 +1,71 @@
+"""The float head: SGD step against finite differences and a closed form."""
+
+import numpy as np
+import pytest
+from tinyfleet.device.head import HeadSpec, MLPHead, flatten, unflatten
+
+from tinyfleet.errors import UsageError
+
+
+def _numeric_grad(head: MLPHead, x, y, eps=1e-3):
+    base = head.get_vector().astype(np.float64)
+    grad = np.zeros_like(base)
+    for i in range(base.size):
+        for sign in (1, -1):
+            v = base.copy()
+            v[i] += sign * eps
+            h = head.copy()
+            h.set_vector(v.astype(np.float32))
+            grad[i] += sign * h.loss(
+                x[None, :],
+                np.asarray(y).reshape(1, -1) if head.spec.loss == "mse" else np.asarray([y]),
+            )
+        grad[i] /= 2 * eps
+    return grad
+
+
+@pytest.mark.parametrize(
+    "spec,y",
+    [
+        (HeadSpec((3, 5, 2), "tanh", "mse"), np.array([0.3, -1.2])),
+        (HeadSpec((4, 6, 3), "relu", "softmax_ce"), 2),
+        (HeadSpec((1, 8, 8, 1), "tanh", "mse"), np.array([0.7])),
+    ],
+)
+def test_gradient_matches_finite_differences(spec, y):
+    rng = np.random.default_rng(1)
+    head = MLPHead(spec, seed=3)
+    # Move biases off zero so relu kinks are not hit exactly.
+    head.set_vector(head.get_vector() + rng.normal(0, 0.1, spec.num_params).astype(np.float32))
+    x = rng.normal(size=spec.input_dim).astype(np.float32)
+    _, grads = head.loss_and_grads(x, y)
+    np.testing.assert_allclose(flatten(grads), _numeric_grad(head, x, y), rtol=2e-2, atol=2e-3)
+
+
+def test_sgd_step_closed_form_linear_model():
+    # A linear head (no hidden layer), mse on one output: grad W = 2 (w.x + b - y) x.
+    spec = HeadSpec((2, 1), "tanh", "mse")
+    w = np.array([[0.5], [-1.0]], np.float32)
+    b = np.array([0.25], np.float32)
+    head = MLPHead(spec, [w, b])
+    x = np.array([2.0, 1.0], np.float32)
+    err = float(w[0, 0] * 2 + w[1, 0] * 1 + b[0] - 3.0)  # 0.25 - 3 = -2.75
+    loss = head.sgd_step(x, 3.0, lr=0.1)
+    assert loss == pytest.approx(err**2)
+    np.testing.assert_allclose(head.params[0][:, 0], w[:, 0] - 0.1 * 2 * err * x, rtol=1e-6)
+    np.testing.assert_allclose(head.params[1], b - 0.1 * 2 * err, rtol=1e-6)
+
+
+def test_flatten_roundtrip_and_shape_errors():
+    spec = HeadSpec((1, 4, 1))
+    head = MLPHead(spec, seed=0)
+    v = head.get_vector()
+    assert v.shape == (spec.num_params,) == (4 + 4 + 4 + 1,)
+    for a, b in zip(unflatten(spec, v), head.params, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(UsageError):
+        unflatten(spec, np.zeros(3, np.float32))
+    with pytest.raises(UsageError):
+        HeadSpec((1,))
+    with pytest.raises(UsageError):
+        head.sgd_step(np.zeros(2, np.float32), 0.0, 0.1)
