@@ -18,6 +18,7 @@ from tinyfleet.errors import TinyfleetError
 
 COMMAND_MODULES = (
     "tinyfleet.simulations.cli",
+    "tinyfleet.simulations.export_cli",
     "tinyfleet.device.cli",
     "tinyfleet.server.cli",
     "tinyfleet.ontology.cli",

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from tinyfleet.device.head import HeadSpec, MLPHead, flatten, unflatten
 
+from tinyfleet.device.head import HeadSpec, MLPHead, flatten, unflatten
 from tinyfleet.errors import UsageError
 
 

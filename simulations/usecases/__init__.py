@@ -1,0 +1,1 @@
+"""Built-in use cases; importing this package registers them."""
