@@ -19,6 +19,7 @@ from tinyfleet.errors import TinyfleetError
 COMMAND_MODULES = (
     "tinyfleet.simulations.cli",
     "tinyfleet.simulations.export_cli",
+    "tinyfleet.simulations.device_cli",
     "tinyfleet.device.cli",
     "tinyfleet.server.cli",
     "tinyfleet.ontology.cli",

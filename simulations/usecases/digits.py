@@ -1,0 +1,1 @@
+"""Handwritten digits use case (scikit-learn digits, rotations as extra classes)."""

@@ -1,0 +1,1 @@
+"""Sine regression use case (Reptile papers setup)."""
