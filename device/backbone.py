@@ -1,0 +1,208 @@
+"""The frozen int8 feature extractor, run on the TFLite Micro interpreter.
+
+The backbone is a full-integer ``.tflite`` model (int8 input and output) executed by
+``tflite_micro.runtime.Interpreter`` -- the same kernels a microcontroller runs, so its
+outputs are the golden vectors the generated firmware must reproduce bit for bit.
+No TensorFlow is imported here.
+
+Quantisation, exactly as the firmware does it (float32 arithmetic):
+  input:  ``q = clamp(round_half_away_from_zero(x / s_in) + z_in, -128, 127)``
+  output: ``e = (float32(q_out) - z_out) * s_out``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyfleet.device.tflite_model import Quantization, TFLiteModel, read_tflite
+from tinyfleet.errors import InputFileError, UsageError
+
+_ARENA_TOTAL = re.compile(rb"Arena allocation total (\d+) bytes")
+
+
+def _interpreter(model_bytes: bytes, arena_size: int | None = None) -> Any:
+    from tflite_micro import runtime
+
+    size = arena_size if arena_size is not None else max(10 * len(model_bytes), 64 * 1024)
+    try:
+        return runtime.Interpreter.from_bytes(model_bytes, arena_size=size)
+    except (RuntimeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputFileError(f"TFLM cannot load the model: {first}") from None
+
+
+@contextlib.contextmanager
+def _captured_fd(fd: int) -> Iterator[list[bytes]]:
+    """Capture what C code writes to file descriptor ``fd`` (the interpreter's stderr)."""
+    result: list[bytes] = []
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield result
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            result.append(sink.read())
+
+
+def measure_arena_bytes(model_bytes: bytes) -> int:
+    """Tensor-arena bytes the TFLM interpreter actually used for one inference.
+
+    Read from TFLM's ``RecordingMicroAllocator`` report (head + tail of the arena,
+    alignment included) after one ``invoke``; then checked by running the model in an
+    arena of exactly that size.
+    """
+    model = read_tflite(model_bytes)
+    interpreter = _interpreter(model_bytes)
+    for index, tensor in enumerate(model.main.input_tensors()):
+        interpreter.set_input(np.zeros(tensor.shape, dtype=tensor.dtype), index)
+    interpreter.invoke()
+    with _captured_fd(2) as captured:
+        interpreter.print_allocations()
+    match = _ARENA_TOTAL.search(b"".join(captured))
+    if match is None:
+        raise RuntimeError("TFLM did not report its arena usage (RecordingMicroAllocator)")
+    arena = int(match.group(1))
+    check = _interpreter(model_bytes, arena_size=arena)
+    for index, tensor in enumerate(model.main.input_tensors()):
+        check.set_input(np.zeros(tensor.shape, dtype=tensor.dtype), index)
+    check.invoke()
+    return arena
+
+
+def quantize(x: np.ndarray, q: Quantization) -> np.ndarray:
+    """Float -> int8 with round-half-away-from-zero, in float32 (as the firmware does)."""
+    v = np.asarray(x, dtype=np.float32) / np.float32(q.scale)
+    rounded = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+    return np.clip(rounded + np.float32(q.zero_point), -128, 127).astype(np.int8)
+
+
+def dequantize(q_values: np.ndarray, q: Quantization) -> np.ndarray:
+    """Int8 -> float32: ``(q - zero_point) * scale`` in float32."""
+    return (np.asarray(q_values).astype(np.float32) - np.float32(q.zero_point)) * np.float32(
+        q.scale
+    )
+
+
+class Int8Backbone:
+    """An int8 ``.tflite`` feature extractor on the TFLM Python interpreter.
+
+    Parameters
+    ----------
+    model_bytes
+        The ``.tflite`` file's bytes: one int8 input of shape ``(1, *input_shape)`` and
+        one int8 output of shape ``(1, embedding_dim)``, both quantised per tensor.
+
+    Attributes
+    ----------
+    input_shape
+        Shape of ONE raw sample, without the batch dimension (e.g. ``(8, 8, 1)``).
+    embedding_dim
+        Length of the embedding vector.
+    arena_bytes
+        Tensor-arena bytes measured with TFLM (see :func:`measure_arena_bytes`).
+    flash_bytes
+        Size of the model file.
+    macs
+        Multiply-accumulates of one inference (see :mod:`tinyfleet.device.modelcard`).
+    input_quant, output_quant
+        Per-tensor :class:`~tinyfleet.device.tflite_model.Quantization` of input/output.
+    """
+
+    def __init__(self, model_bytes: bytes) -> None:
+        from tinyfleet.device.modelcard import layer_costs
+
+        self.model_bytes = bytes(model_bytes)
+        self.model: TFLiteModel = read_tflite(self.model_bytes)
+        graph = self.model.main
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+            raise InputFileError(
+                f"backbone must have one input and one output, got {len(graph.inputs)} "
+                f"and {len(graph.outputs)}"
+            )
+        inp, out = graph.input_tensors()[0], graph.output_tensors()[0]
+        for role, tensor in (("input", inp), ("output", out)):
+            if tensor.dtype != "int8" or tensor.quantization is None:
+                raise InputFileError(f"backbone {role} must be quantised int8, got {tensor.dtype}")
+            if tensor.quantization.per_channel:
+                raise InputFileError(f"backbone {role} must be quantised per tensor")
+        if len(inp.shape) < 2 or inp.shape[0] != 1 or len(out.shape) != 2 or out.shape[0] != 1:
+            raise InputFileError(
+                f"backbone needs batch-1 input (1, ...) and output (1, dim); got {inp.shape} "
+                f"and {out.shape}"
+            )
+        assert inp.quantization is not None and out.quantization is not None
+        self.input_quant: Quantization = inp.quantization
+        self.output_quant: Quantization = out.quantization
+        self.model_input_shape: tuple[int, ...] = inp.shape
+        self.input_shape: tuple[int, ...] = inp.shape[1:]
+        self.embedding_dim: int = int(out.shape[1])
+        self.flash_bytes: int = len(self.model_bytes)
+        self.macs: int = sum(cost.macs for cost in layer_costs(self.model))
+        self.arena_bytes: int = measure_arena_bytes(self.model_bytes)
+        self._interpreter = _interpreter(self.model_bytes)
+        self.invocations = 0
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Int8Backbone:
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise InputFileError(f"cannot read {path}: {error.strerror or error}") from None
+        try:
+            return cls(data)
+        except InputFileError as error:
+            raise InputFileError(f"{path}: {error}") from None
+
+    # -- one sample or a batch -------------------------------------------------------
+    def _as_batch(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
+        arr = np.asarray(x)
+        if arr.shape == self.input_shape:
+            return arr[None], True
+        if arr.ndim == len(self.input_shape) + 1 and arr.shape[1:] == self.input_shape:
+            return arr, False
+        raise UsageError(
+            f"backbone expects a sample of shape {self.input_shape} or a batch "
+            f"(n, {', '.join(map(str, self.input_shape))}), got {arr.shape}"
+        )
+
+    def invoke_int8(self, q_input: np.ndarray) -> np.ndarray:
+        """Run TFLM on ONE already-quantised int8 sample; returns the int8 embedding."""
+        q = np.asarray(q_input, dtype=np.int8).reshape(self.model_input_shape)
+        self._interpreter.set_input(q, 0)
+        self._interpreter.invoke()
+        self.invocations += 1
+        return np.array(self._interpreter.get_output(0), dtype=np.int8).reshape(-1)
+
+    def embed_int8(self, x: np.ndarray) -> np.ndarray:
+        """Quantise float input(s), run TFLM, return int8 embedding(s).
+
+        ``x`` is one sample ``input_shape`` -> ``(embedding_dim,)``, or a batch
+        ``(n, *input_shape)`` -> ``(n, embedding_dim)`` (looped: TFLM runs batch 1).
+        """
+        batch, single = self._as_batch(x)
+        q_in = quantize(batch, self.input_quant)
+        out = np.stack([self.invoke_int8(sample) for sample in q_in]) if len(q_in) else None
+        if out is None:
+            return np.zeros((0, self.embedding_dim), dtype=np.int8)
+        return out[0] if single else out
+
+    def dequantize_output(self, q_out: np.ndarray) -> np.ndarray:
+        return dequantize(q_out, self.output_quant)
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """Float32 embedding(s): ``dequantize(embed_int8(x))``; one sample or a batch."""
+        return self.dequantize_output(self.embed_int8(x))
