@@ -8,8 +8,8 @@ Algorithms (``RoundPlan.algorithm``)
 ------------------------------------
 ``"online"`` (TinyReptile)
     ``k`` fresh samples arrive one at a time (``stream.sample(1, rng)`` k times); each gets
-    one SGD step (batch 1, lr ``inner_lr``) and is dropped. RAM: params + grads + one
-    sample + one sample's activations.
+    one SGD step (batch 1, lr ``inner_lr``) and is dropped. RAM: in-place batch-1 SGD
+    (params + one sample's activations + one sample), see :mod:`tinyfleet.device.learner`.
 ``"batch"`` (Reptile, FedAvg)
     ``support_size`` samples are drawn at once (``stream.sample(n, rng)``) and STORED; then
     ``epochs`` passes, each over a fresh permutation (``rng.permutation(n)``), in minibatches
@@ -43,6 +43,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from tinyfleet.device.head import HeadSpec, MLPHead
+from tinyfleet.device.learner import (
+    minibatch_sgd_ram_bytes,
+    online_sgd_ram_bytes,
+    sample_bytes_for,
+)
 from tinyfleet.errors import UsageError
 
 # -- wire contract -----------------------------------------------------------------------
@@ -185,14 +190,8 @@ class RoundPlan:
         return int(self.k) if self.algorithm == "online" else int(self.support_size)
 
     def ram_bytes(self, spec: HeadSpec) -> int:
-        """Peak RAM a device needs for this round (see :func:`learning_ram_bytes`)."""
-        return learning_ram_bytes(
-            spec,
-            stored_samples=1 if self.algorithm == "online" else int(self.support_size),
-            batch=1 if self.algorithm == "online" else min(self.batch_size, self.support_size),
-            optimizer_buffers=1 if (self.algorithm == "batch" and self.optimizer == "adam") else 0,
-            arena_bytes=int(self.arena_bytes),
-        )
+        """Peak RAM a device needs for this round (see :func:`round_ram_bytes`)."""
+        return round_ram_bytes(spec, self)
 
     def to_config(self) -> dict[str, Any]:
         """The plan as kebab-case config entries (without round/device-index/seed)."""
@@ -244,36 +243,23 @@ class RoundStats:
         return {key.replace("_", "-"): value for key, value in asdict(self).items()}
 
 
-# -- RAM accounting ----------------------------------------------------------------------
-def activation_floats(spec: HeadSpec) -> int:
-    """Floats a forward+backward pass keeps per sample: every layer's output (the input
-    sample itself is counted with the stored samples)."""
-    return int(sum(spec.layer_sizes[1:]))
-
-
-def sample_bytes(spec: HeadSpec) -> int:
-    """Bytes of one stored (head input, target) pair: float32 inputs, float32 regression
-    targets or an int32 class label."""
-    target = spec.output_dim * FLOAT_BYTES if spec.loss == "mse" else 4
-    return spec.input_dim * FLOAT_BYTES + target
-
-
-def learning_ram_bytes(
-    spec: HeadSpec,
-    *,
-    stored_samples: int,
-    batch: int,
-    optimizer_buffers: int = 0,
-    arena_bytes: int = 0,
-) -> int:
-    """Peak bytes to learn: params + grads (+ optimiser buffers, each params-sized)
-    + stored samples + ``batch`` samples' activations + the backbone's tensor arena."""
-    params = spec.num_params * FLOAT_BYTES
-    return int(
-        params * (2 + optimizer_buffers)
-        + stored_samples * sample_bytes(spec)
-        + batch * activation_floats(spec) * FLOAT_BYTES
-        + arena_bytes
+# -- RAM accounting (engineer A's helpers in device/learner.py, one source of truth) ----
+def round_ram_bytes(spec: HeadSpec, plan: RoundPlan) -> int:
+    """Peak RAM a device needs for ``plan``: online = in-place batch-1 SGD (params +
+    activations + one sample + arena); batch = params + grads (+ Adam's second moment)
+    + the stored support set + a minibatch's activations + arena."""
+    sample = sample_bytes_for(spec)
+    if plan.algorithm == "online":
+        return online_sgd_ram_bytes(spec, sample, plan.arena_bytes)
+    # Adam with beta1 = 0 keeps ONE params-sized buffer (the second moment), which the
+    # helper costs like momentum's single buffer.
+    return minibatch_sgd_ram_bytes(
+        spec,
+        batch=min(plan.batch_size, plan.support_size),
+        stored_samples=plan.support_size,
+        sample_bytes=sample,
+        arena_bytes=plan.arena_bytes,
+        optimizer="momentum" if plan.optimizer == "adam" else "sgd",
     )
 
 

@@ -6,7 +6,6 @@ import pytest
 from tinyfleet.device.head import HeadSpec, MLPHead, flatten, init_params
 from tinyfleet.device.rounds import (
     RoundPlan,
-    learning_ram_bytes,
     online_adaptation_curve,
     round_rng,
     run_local_round,
@@ -70,11 +69,13 @@ def test_round_is_deterministic_and_depends_on_device_and_round():
 
 def test_ram_accounting_counts_stored_samples_and_adam_buffer():
     params = SPEC.num_params * 4
+    acts = 4 * (1 + 8 + 8 + 1 + 2 * 8)  # layer outputs + two deltas, per sample
     online = RoundPlan("online", 0.02, k=10).ram_bytes(SPEC)
-    assert online == 2 * params + 8 + 17 * 4
+    assert online == params + acts + 8  # in-place SGD: no gradient buffer
     batch = RoundPlan("batch", 0.02, support_size=50, batch_size=10, optimizer="adam")
-    assert batch.ram_bytes(SPEC) == 3 * params + 50 * 8 + 10 * 17 * 4
-    assert learning_ram_bytes(SPEC, stored_samples=1, batch=1, arena_bytes=100) == online + 100
+    assert batch.ram_bytes(SPEC) == 3 * params + 50 * 8 + 10 * acts
+    sgd = RoundPlan("batch", 0.02, support_size=50, batch_size=10, arena_bytes=100)
+    assert sgd.ram_bytes(SPEC) == 2 * params + 50 * 8 + 10 * acts + 100
 
 
 def test_config_round_trip_and_bad_plans():
