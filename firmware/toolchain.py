@@ -1,0 +1,101 @@
+"""Building the firmware with CMake for one target, and finding the tools it needs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinyfleet.errors import MissingToolError, TinyfleetError, UsageError
+
+FIRMWARE_DIR = Path(__file__).resolve().parent
+TARGETS = ("host", "qemu-mps2-an386", "nano33ble")
+QEMU = "qemu-system-arm"
+
+
+class BuildError(TinyfleetError):
+    """CMake or the compiler failed; the message carries the first error lines."""
+
+
+def missing_tools(target: str) -> list[str]:
+    """Programs the target needs that are not on PATH (empty when all are there)."""
+    needed = ["cmake"]
+    needed.append("cc" if target == "host" else "arm-none-eabi-gcc")
+    if target == "qemu-mps2-an386":
+        needed.append(QEMU)
+    return [tool for tool in needed if shutil.which(tool) is None]
+
+
+def require_tools(target: str) -> None:
+    missing = missing_tools(target)
+    if missing:
+        hint = (
+            "apt-get install --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi "
+            "qemu-system-arm cmake"
+        )
+        raise MissingToolError(f"{', '.join(missing)} not found on PATH (install with: {hint})")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """Where a build put its outputs."""
+
+    target: str
+    build_dir: Path
+    job_runner: Path | None
+    map_file: Path | None
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "error" in ln.lower()]
+        detail = " | ".join((lines or (proc.stdout + proc.stderr).splitlines()[-5:])[:4])
+        raise BuildError(f"{cmd[0]} failed: {detail}")
+
+
+def cmake_build(
+    target: str,
+    build_dir: str | Path,
+    model_dir: str | Path | None = None,
+    sanitize: bool = False,
+) -> BuildResult:
+    """Configure and build ``firmware/`` for ``target`` in ``build_dir``.
+
+    ``model_dir`` holds the generated ``tf_model.[ch]`` (the job runner is built only
+    with a model). ``sanitize`` adds ASan/UBSan (host only).
+    """
+    if target not in TARGETS:
+        raise UsageError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if sanitize and target != "host":
+        raise UsageError("sanitizers are available for the host target only")
+    require_tools(target)
+    build = Path(build_dir).resolve()
+    build.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "cmake",
+        "-S",
+        str(FIRMWARE_DIR),
+        "-B",
+        str(build),
+        f"-DTF_TARGET={target}",
+        f"-DTF_SANITIZE={'ON' if sanitize else 'OFF'}",
+        f"-DTF_MODEL_DIR={Path(model_dir).resolve() if model_dir else ''}",
+        "-DCMAKE_BUILD_TYPE=Release",
+    ]
+    if target != "host":
+        cmd.append(f"-DCMAKE_TOOLCHAIN_FILE={FIRMWARE_DIR / 'cmake' / 'arm-none-eabi.cmake'}")
+    if shutil.which("ninja"):
+        cmd += ["-G", "Ninja"]
+    _run(cmd)
+    _run(["cmake", "--build", str(build), "--parallel", "2"])
+    suffix = "" if target == "host" else ".elf"
+    runner = build / f"tf_job_runner{suffix}"
+    map_file = build / "tf_job_runner.map"
+    return BuildResult(
+        target=target,
+        build_dir=build,
+        job_runner=runner if runner.exists() else None,
+        map_file=map_file if map_file.exists() else None,
+    )
