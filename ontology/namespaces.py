@@ -1,0 +1,133 @@
+"""Namespaces and IRI minting for the tinyfleet knowledge graph.
+
+Every resource the extractors write gets a stable IRI under ``https://w3id.org/tinyfleet/id/``
+built from its natural key (device_id, model name and version, ...), so re-ingesting the
+same description replaces nothing and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import quote
+
+from rdflib import Graph, Namespace, URIRef
+
+TFO = Namespace("https://w3id.org/tinyfleet/ontology#")
+TFS = Namespace("https://w3id.org/tinyfleet/shapes#")
+ID = Namespace("https://w3id.org/tinyfleet/id/")
+NNET = Namespace("https://w3id.org/tinyml-schema/neural-network-schema#")
+S3N = Namespace("http://w3id.org/s3n/")
+SOSA = Namespace("http://www.w3.org/ns/sosa/")
+SSN = Namespace("http://www.w3.org/ns/ssn/")
+TD = Namespace("https://www.w3.org/2019/wot/td#")
+SCHEMA = Namespace("https://schema.org/")
+PROV = Namespace("http://www.w3.org/ns/prov#")
+OM = Namespace("http://www.ontology-of-units-of-measure.org/resource/om-2/")
+
+PREFIXES: dict[str, Namespace] = {
+    "tfo": TFO,
+    "tfs": TFS,
+    "id": ID,
+    "nnet": NNET,
+    "s3n": S3N,
+    "sosa": SOSA,
+    "ssn": SSN,
+    "td": TD,
+    "schema": SCHEMA,
+    "prov": PROV,
+    "om": OM,
+}
+
+#: SPARQL prologue with every prefix above (plus rdf/rdfs/xsd), for ad-hoc queries; one
+#: line, so that line numbers in syntax errors match the user's query.
+SPARQL_PROLOGUE = " ".join(
+    [f"PREFIX {name}: <{ns}>" for name, ns in PREFIXES.items()]
+    + [
+        "PREFIX rdf: <http://www.w3.org/1999/02/22-rdf-syntax-ns#>",
+        "PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>",
+        "PREFIX xsd: <http://www.w3.org/2001/XMLSchema#>",
+    ]
+)
+
+#: Sensor modalities the ontology knows (core/tinyfleet.ttl defines one individual each).
+MODALITIES = (
+    "camera",
+    "microphone",
+    "accelerometer",
+    "gyroscope",
+    "magnetometer",
+    "temperature",
+    "humidity",
+    "pressure",
+    "light",
+    "co2",
+    "gas",
+    "none",
+)
+
+
+def bind_prefixes(graph: Graph) -> Graph:
+    """Bind the tinyfleet prefixes on ``graph`` (for readable Turtle) and return it."""
+    for name, namespace in PREFIXES.items():
+        graph.bind(name, namespace, override=True)
+    return graph
+
+
+def _key(text: str) -> str:
+    # Percent-encode everything outside the unreserved set so no key can break an IRI.
+    return quote(text, safe="-._~")
+
+
+def device_iri(device_id: str) -> URIRef:
+    """IRI of the device with this ``device_id``."""
+    return ID[f"device/{_key(device_id)}"]
+
+
+def model_id(name: str, version: str) -> str:
+    """The identifier of a model version: ``name@version``."""
+    return f"{name}@{version}"
+
+
+def model_iri(name: str, version: str) -> URIRef:
+    """IRI of one version of a model."""
+    return ID[f"model/{_key(name)}/{_key(version)}"]
+
+
+def operator_iri(name: str) -> URIRef:
+    """IRI of a TFLite builtin operator, e.g. ``CONV_2D``."""
+    return ID[f"operator/{_key(name)}"]
+
+
+def modality_iri(name: str) -> URIRef:
+    """IRI of a sensor modality individual of the core ontology."""
+    return TFO[_key(name)]
+
+
+def firmware_iri(name: str, version: str, operators: tuple[str, ...] | list[str]) -> URIRef:
+    """IRI of a firmware build: name, version and a digest of its operator set.
+
+    Two devices reporting the same build share one node, which keeps 100k-device
+    inventories small and makes the operator check per build, not per device.
+    """
+    digest = hashlib.sha256("\n".join(sorted(set(operators))).encode()).hexdigest()[:12]
+    return ID[f"firmware/{_key(name)}/{_key(version)}/{digest}"]
+
+
+def task_iri(task_id: str) -> URIRef:
+    """IRI of a federated task (one strategy run)."""
+    return ID[f"task/{_key(task_id)}"]
+
+
+def round_iri(task_id: str, round_number: int) -> URIRef:
+    """IRI of round ``round_number`` of a task."""
+    return ID[f"task/{_key(task_id)}/round/{round_number}"]
+
+
+def model_version_iri(task_id: str, version: str) -> URIRef:
+    """IRI of a version of a task's trainable parameters."""
+    return ID[f"task/{_key(task_id)}/version/{_key(version)}"]
+
+
+def deployment_iri(device_id: str, name: str, version: str, stamp: str) -> URIRef:
+    """IRI of one deployment of a model version on a device at a time."""
+    return ID[f"deployment/{_key(device_id)}/{_key(name)}/{_key(version)}/{_key(stamp)}"]

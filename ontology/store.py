@@ -1,0 +1,211 @@
+"""The knowledge graph: an rdflib Graph whose every write is SHACL-validated first.
+
+Backends
+--------
+* ``KnowledgeGraph.open(directory)``: persistent, embedded Oxigraph (via oxrdflib): the default.
+* ``KnowledgeGraph.memory()``: in-memory Oxigraph; ``memory(backend="rdflib")``: rdflib's
+  plain in-memory store (slow at scale; the benchmark compares the two).
+* ``KnowledgeGraph.remote(query_url, update_url)``: any SPARQL 1.1 endpoint
+  (Oxigraph server, Fuseki, GraphDB) through rdflib's SPARQLUpdateStore.
+
+Writes
+------
+``add(data, replace=...)`` validates ``data`` (a self-contained description: a device, a
+model, a round) against the shapes and only then writes it; ``replace`` names resources
+whose old description (their triples and those of the nodes they own, i.e. objects whose
+IRI extends theirs with ``/...``) is removed first, so a re-published device description
+replaces the old one. ``update(sparql)`` evaluates a SPARQL UPDATE on a recording overlay,
+validates the after-state of every node it touches, and applies it only if that conforms.
+Refused writes raise :class:`~tinyfleet.ontology.errors.ShapeViolation` (the shapes'
+``sh:message`` texts) and leave the graph unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rdflib import BNode, Graph, URIRef
+from rdflib.graph import DATASET_DEFAULT_GRAPH_ID
+from rdflib.query import Result
+
+from tinyfleet.ontology import validation
+from tinyfleet.ontology.errors import KnowledgeGraphError, QuerySyntaxError, ShapeViolation
+from tinyfleet.ontology.namespaces import SPARQL_PROLOGUE, bind_prefixes
+from tinyfleet.ontology.overlay import OverlayStore
+
+Triple = tuple[Any, Any, Any]
+
+
+class KnowledgeGraph:
+    """Models, devices, deployments and rounds of a fleet, as RDF."""
+
+    def __init__(self, graph: Graph, backend: str) -> None:
+        self.graph = bind_prefixes(graph)
+        self.backend = backend
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def memory(cls, backend: str = "oxigraph") -> KnowledgeGraph:
+        """An empty in-memory graph (``backend`` "oxigraph" or "rdflib")."""
+        if backend == "oxigraph":
+            return cls(Graph(store="Oxigraph", identifier=DATASET_DEFAULT_GRAPH_ID), backend)
+        if backend == "rdflib":
+            return cls(Graph(), backend)
+        raise KnowledgeGraphError(f"unknown backend {backend!r} (oxigraph or rdflib)")
+
+    @classmethod
+    def open(cls, directory: str | Path) -> KnowledgeGraph:
+        """The persistent Oxigraph store in ``directory`` (created if missing)."""
+        path = Path(directory)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            graph = Graph(store="Oxigraph", identifier=DATASET_DEFAULT_GRAPH_ID)
+            graph.open(str(path), create=True)
+        except OSError as error:
+            raise KnowledgeGraphError(f"cannot open the store at {path}: {error}") from None
+        return cls(graph, "oxigraph")
+
+    @classmethod
+    def remote(cls, query_url: str, update_url: str | None = None) -> KnowledgeGraph:
+        """A SPARQL 1.1 endpoint; writes need ``update_url``."""
+        from rdflib.plugins.stores.sparqlstore import SPARQLUpdateStore
+
+        store = SPARQLUpdateStore(query_endpoint=query_url, update_endpoint=update_url or query_url)
+        return cls(Graph(store=store, identifier=DATASET_DEFAULT_GRAPH_ID), "remote")
+
+    def close(self) -> None:
+        """Flush and close the store."""
+        self.graph.close()
+
+    def __len__(self) -> int:
+        return len(self.graph)
+
+    def __enter__(self) -> KnowledgeGraph:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reads
+    def query(self, sparql: str) -> Result:
+        """Run a SPARQL query (the tinyfleet prefixes are predeclared)."""
+        text = with_prologue(sparql)
+        check_query_syntax(text)
+        try:
+            return self.graph.query(text)
+        except Exception as error:  # engine errors (type errors in functions ...)
+            raise KnowledgeGraphError(f"query failed: {_one_line(error)}") from None
+
+    def select(self, sparql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a SELECT: (variable names, rows of rdflib terms or None)."""
+        result = self.query(sparql)
+        if result.type != "SELECT":
+            raise KnowledgeGraphError(f"expected a SELECT query, got {result.type}")
+        names = [str(v) for v in result.vars or []]
+        return names, [tuple(row) for row in result]  # type: ignore[arg-type]
+
+    def owned_triples(self, root: URIRef) -> Iterator[Triple]:
+        """Triples of ``root`` and of the nodes it owns (objects whose IRI is ``root/...``)."""
+        seen = {root}
+        stack = [root]
+        while stack:
+            subject = stack.pop()
+            for triple in self.graph.triples((subject, None, None)):
+                yield triple
+                obj = triple[2]
+                owned = isinstance(obj, BNode) or (
+                    isinstance(obj, URIRef) and str(obj).startswith(f"{root}/")
+                )
+                if owned and obj not in seen:
+                    seen.add(obj)
+                    stack.append(obj)
+
+    # ------------------------------------------------------------------ writes
+    def add(self, data: Graph, replace: Iterable[URIRef] = (), validate: bool = True) -> int:
+        """Validate ``data`` and write it (after removing ``replace``'s old descriptions).
+
+        Returns the number of triples in ``data``. ``validate=False`` is for bulk loads of
+        data that was validated elsewhere (the benchmark, generated test fleets).
+        """
+        if validate:
+            validation.check(data)
+        stale = [t for root in replace for t in self.owned_triples(root)]
+        new = set(data)
+        for triple in stale:
+            if triple not in new:
+                self.graph.remove(triple)
+        self.graph.addN((s, p, o, self.graph) for s, p, o in data)
+        return len(data)
+
+    def update(self, sparql_update: str) -> tuple[int, int]:
+        """Validate and apply a SPARQL UPDATE; return (triples added, triples removed)."""
+        from rdflib.plugins.sparql import prepareUpdate
+        from rdflib.plugins.sparql.update import evalUpdate
+
+        text = with_prologue(sparql_update)
+        try:
+            parsed = prepareUpdate(text)
+        except Exception as error:
+            raise QuerySyntaxError(f"SPARQL update syntax error: {_one_line(error)}") from None
+        if any(op.name == "Load" for op in parsed.algebra):
+            raise KnowledgeGraphError("LOAD is not allowed: add files with `tinyfleet kg` commands")
+        overlay = OverlayStore(self.graph)
+        try:
+            evalUpdate(Graph(store=overlay), parsed)
+        except Exception as error:
+            raise KnowledgeGraphError(f"update failed: {_one_line(error)}") from None
+        after, touched = self._after_state(overlay)
+        found = [v for v in validation.violations(after) if v.focus in touched]
+        if found:
+            raise ShapeViolation([str(v) for v in found])
+        for triple in overlay.removed:
+            self.graph.remove(triple)
+        self.graph.addN((s, p, o, self.graph) for s, p, o in overlay.added)
+        return len(overlay.added), len(overlay.removed)
+
+    def _after_state(self, overlay: OverlayStore) -> tuple[Graph, set[str]]:
+        """Every touched subject's triples after the update, plus one hop of its objects.
+
+        The hop lets sh:class see the types of linked nodes (a device's firmware ...);
+        only violations whose focus node was touched count.
+        """
+        view = Graph(store=overlay)
+        touched = {t[0] for t in overlay.added | overlay.removed}
+        after = Graph()
+        for subject in touched:
+            for triple in view.triples((subject, None, None)):
+                after.add(triple)
+                obj = triple[2]
+                if isinstance(obj, URIRef | BNode) and obj not in touched:
+                    for hop in view.triples((obj, None, None)):
+                        after.add(hop)
+        return after, {str(s) for s in touched}
+
+    def export(self, fmt: str = "turtle") -> str:
+        """Serialise the whole graph (``turtle``, ``json-ld``, ``nt``, ``xml``)."""
+        out = Graph()
+        bind_prefixes(out)
+        for triple in self.graph:
+            out.add(triple)
+        return out.serialize(format=fmt)
+
+
+def with_prologue(sparql: str) -> str:
+    """Prepend the tinyfleet prefixes; a query's own PREFIX lines override them."""
+    return f"{SPARQL_PROLOGUE}\n{sparql}"
+
+
+def check_query_syntax(text: str) -> None:
+    """Raise :class:`QuerySyntaxError` unless ``text`` is a SPARQL 1.1 query."""
+    from rdflib.plugins.sparql import prepareQuery
+
+    try:
+        prepareQuery(text)
+    except Exception as error:
+        raise QuerySyntaxError(f"SPARQL syntax error: {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:400] or type(error).__name__
