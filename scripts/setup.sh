@@ -21,7 +21,12 @@ fi
 
 PYTHON=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v -E "is ignored|^\s*$|!!|wheel_obj|Please|\*\*\*|#####|setuptools|easy_install|PEP|editable|See |strategy|^\s*$" || true
+# pip's output goes to a log; it is shown only if the install fails.
+log=.venv/pip-install.log
+if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[dev]"; } >"$log" 2>&1; then
+  grep -v "is ignored" "$log" | tail -40 >&2
+  echo "setup: pip install failed (full log: $log)" >&2
+  exit 1
+fi
 .venv/bin/python -c "import tinyfleet, tinyfleet.device.head" || { echo "setup: tinyfleet did not install" >&2; exit 1; }
 echo "setup: ready (.venv/bin/tinyfleet)"
