@@ -31,7 +31,8 @@ Request: ``ArrayRecord "arrays"`` holding ONE float32 array, the flat head vecto
 (:func:`tinyfleet.device.head.flatten` order), plus ``ConfigRecord "config"`` with the keys
 in :data:`CONFIG_KEYS` (``RoundPlan.to_config`` + ``round``, ``device-index``, ``seed``).
 Reply: ``ArrayRecord "arrays"`` holding ONE float32 array phi (same shape), plus
-``MetricRecord "metrics"`` with the keys of :meth:`RoundStats.to_metrics`.
+``MetricRecord "metrics"`` with the keys in :data:`METRIC_KEYS`
+(:meth:`RoundStats.to_metrics`, which echoes ``device-index`` and ``round``).
 """
 
 from __future__ import annotations
@@ -88,7 +89,11 @@ METRIC_RAM_BYTES = "ram-bytes"
 METRIC_MACS = "macs"
 METRIC_BYTES_DOWN = "bytes-down"
 METRIC_BYTES_UP = "bytes-up"
+METRIC_DEVICE_INDEX = "device-index"  # echoed from the config
+METRIC_ROUND = "round"  # echoed from the config
 METRIC_KEYS = (
+    METRIC_DEVICE_INDEX,
+    METRIC_ROUND,
     METRIC_LOSS,
     METRIC_NUM_EXAMPLES,
     METRIC_GRAD_EVALS,
@@ -238,9 +243,15 @@ class RoundStats:
     bytes_down: int
     bytes_up: int
 
-    def to_metrics(self) -> dict[str, int | float]:
-        """The stats as kebab-case metric entries (the reply's MetricRecord)."""
-        return {key.replace("_", "-"): value for key, value in asdict(self).items()}
+    def to_metrics(self, device_index: int, server_round: int) -> dict[str, int | float]:
+        """The reply's MetricRecord entries: the stats (kebab-case) plus the echoed
+        ``device-index`` and ``round`` (the server orders and matches replies by them)."""
+        metrics: dict[str, int | float] = {
+            METRIC_DEVICE_INDEX: int(device_index),
+            METRIC_ROUND: int(server_round),
+        }
+        metrics.update({key.replace("_", "-"): value for key, value in asdict(self).items()})
+        return metrics
 
 
 # -- RAM accounting (engineer A's helpers in device/learner.py, one source of truth) ----

@@ -1,0 +1,381 @@
+"""TinyReptile, Reptile and FedAvg as Flower Message-API strategies.
+
+All three keep Flower's ``Strategy.start()`` round loop and fill only the hooks
+(``configure_train``/``aggregate_train``/``configure_evaluate``/``aggregate_evaluate``).
+Devices are picked by a replaceable :class:`~tinyfleet.server.sampling.DeviceSampler`;
+each Message carries the device index in its config (the device's data depends only on
+``(seed, device index, round)``, so any node may serve any device: the same numbers come
+out in process, under the Simulation Engine, or through an MQTT gateway).
+
+Updates (``r`` = 0-based round index ``server_round - 1``, ``R`` = ``num_rounds``)::
+
+    TinyReptile  theta <- theta + beta_r * (phi - theta),      ONE device per round
+    Reptile      theta <- theta + beta_r * (mean(phi) - theta), M devices per round
+    FedAvg       theta <- sum_i w_i phi_i / sum_i w_i,           w_i = num-examples
+    beta_r = beta0 * (1 - r / R)                                 (linear anneal)
+
+A reply that carries an error, no arrays, more than one array, the wrong shape, or a
+NaN/Inf is rejected: counted in ``rejected_replies``, logged, and never changes theta.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
+
+from tinyfleet.device.rounds import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    KEY_DEVICE_INDEX,
+    KEY_ROUND,
+    KEY_SEED,
+    METRIC_BYTES_UP,
+    METRIC_DEVICE_INDEX,
+    METRIC_GRAD_EVALS,
+    METRIC_LOSS,
+    METRIC_NUM_EXAMPLES,
+    METRIC_ROUND,
+    METRICS_KEY,
+    RoundPlan,
+)
+from tinyfleet.errors import UsageError
+from tinyfleet.server.sampling import DeviceSampler, SeededSampler
+
+LOG = logging.getLogger(__name__)
+
+
+def annealed_beta(beta0: float, server_round: int, num_rounds: int) -> float:
+    """``beta0 * (1 - (server_round - 1) / num_rounds)``: beta0 in round 1, beta0/R last."""
+    return float(beta0) * (1.0 - (int(server_round) - 1) / int(num_rounds))
+
+
+def outer_step(theta: np.ndarray, phi: np.ndarray, beta: float) -> np.ndarray:
+    """The Reptile outer step ``theta + beta * (phi - theta)`` in float32."""
+    return (theta + np.float32(beta) * (phi - theta)).astype(np.float32)
+
+
+@dataclass
+class StrategyCounters:
+    """What a run cost, summed over rounds (read after ``start()``)."""
+
+    rounds: int = 0
+    accepted_replies: int = 0
+    rejected_replies: int = 0
+    grad_evals_total: int = 0
+    bytes_down_total: int = 0
+    bytes_up_total: int = 0
+
+
+class FleetStrategy(Strategy):
+    """Shared machinery: seeded device choice, contract messages, reply validation.
+
+    Parameters
+    ----------
+    plan
+        What each device does locally (sent in the config).
+    num_devices
+        Training devices ``0 .. num_devices - 1``.
+    clients_per_round
+        Devices per round.
+    seed
+        Run seed: device choice and every device's randomness derive from it.
+    num_rounds
+        Rounds the run will have (for the beta anneal).
+    beta0
+        Initial outer step size (unused by FedAvg).
+    sampler
+        Replaces the default :class:`SeededSampler` (e.g. a knowledge-graph eligibility
+        query).
+    min_available_nodes, node_wait_s
+        Wait up to ``node_wait_s`` for this many nodes to register with the grid.
+    arrayrecord_key, configrecord_key, metricrecord_key
+        Record keys of the contract.
+    """
+
+    name = "fleet"
+
+    def __init__(
+        self,
+        plan: RoundPlan,
+        *,
+        num_devices: int,
+        clients_per_round: int = 1,
+        seed: int = 0,
+        num_rounds: int = 1,
+        beta0: float = 1.0,
+        sampler: DeviceSampler | None = None,
+        min_available_nodes: int = 1,
+        node_wait_s: float = 60.0,
+        arrayrecord_key: str = ARRAYS_KEY,
+        configrecord_key: str = CONFIG_KEY,
+        metricrecord_key: str = METRICS_KEY,
+    ) -> None:
+        if int(num_devices) < 1:
+            raise UsageError(f"the fleet needs >= 1 device, got {num_devices}")
+        if int(clients_per_round) < 1:
+            raise UsageError(f"clients per round must be >= 1, got {clients_per_round}")
+        if int(num_rounds) < 1:
+            raise UsageError(f"rounds must be >= 1, got {num_rounds}")
+        if not (np.isfinite(beta0) and beta0 > 0):
+            raise UsageError(f"beta0 must be > 0, got {beta0}")
+        self.plan = plan
+        self.num_devices = int(num_devices)
+        self.clients_per_round = int(clients_per_round)
+        self.seed = int(seed)
+        self.num_rounds = int(num_rounds)
+        self.beta0 = float(beta0)
+        self.sampler: DeviceSampler = sampler or SeededSampler(self.num_devices, self.seed)
+        self.min_available_nodes = int(min_available_nodes)
+        self.node_wait_s = float(node_wait_s)
+        self.arrayrecord_key = arrayrecord_key
+        self.configrecord_key = configrecord_key
+        self.metricrecord_key = metricrecord_key
+        self.counters = StrategyCounters()
+        self._theta: np.ndarray | None = None
+        self._node_ids: list[int] = []
+
+    # -- Flower hooks ------------------------------------------------------------------
+    def summary(self) -> None:
+        LOG.info(
+            "%s: %d devices, %d per round, plan %s, beta0 %s",
+            self.name,
+            self.num_devices,
+            self.clients_per_round,
+            self.plan,
+            self.beta0,
+        )
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._theta = _vector_of(arrays)
+        devices = self.sampler.select(server_round, self.clients_per_round)
+        nodes = self._nodes(grid)
+        messages = []
+        for device in devices:
+            entries = {
+                **dict(config),
+                **self.plan.to_config(),
+                KEY_ROUND: int(server_round),
+                KEY_DEVICE_INDEX: int(device),
+                KEY_SEED: self.seed,
+            }
+            content = RecordDict(
+                {self.arrayrecord_key: arrays, self.configrecord_key: ConfigRecord(entries)}
+            )
+            messages.append(
+                Message(
+                    content,
+                    dst_node_id=nodes[int(device) % len(nodes)],
+                    message_type=MessageType.TRAIN,
+                    group_id=str(server_round),
+                )
+            )
+        self.counters.bytes_down_total += len(messages) * int(self._theta.nbytes)
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        theta = self._theta
+        if theta is None:
+            raise RuntimeError("aggregate_train called before configure_train")
+        accepted: list[tuple[np.ndarray, dict[str, float], RecordDict]] = []
+        rejected = 0
+        for reply in replies:
+            checked = self._check_reply(reply, theta.shape, server_round)
+            if checked is None:
+                rejected += 1
+            else:
+                accepted.append(checked)
+        # Replies arrive in transport order; sort by device so float sums are reproducible.
+        accepted.sort(key=lambda item: item[1].get(METRIC_DEVICE_INDEX, -1.0))
+        self.counters.rounds += 1
+        self.counters.rejected_replies += rejected
+        self.counters.accepted_replies += len(accepted)
+        new_arrays: ArrayRecord | None = None
+        if accepted:
+            for phi, metrics, _ in accepted:
+                self.counters.grad_evals_total += int(metrics.get(METRIC_GRAD_EVALS, 0))
+                self.counters.bytes_up_total += int(metrics.get(METRIC_BYTES_UP, phi.nbytes))
+            new_theta = self.update(server_round, theta, accepted)
+            new_arrays = ArrayRecord([new_theta])
+        losses = [m.get(METRIC_LOSS, float("nan")) for _, m, _ in accepted]
+        summary = MetricRecord(
+            {
+                "accepted": len(accepted),
+                "rejected": rejected,
+                "train-loss": float(np.mean(losses)) if losses else float("nan"),
+            }
+        )
+        return new_arrays, summary
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        # Evaluation is few-shot adaptation on held-out devices, done through Flower's
+        # ``evaluate_fn`` hook of ``start()``; training devices are not asked to evaluate.
+        return []
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        return None
+
+    # -- to be filled by each algorithm --------------------------------------------------
+    def update(
+        self,
+        server_round: int,
+        theta: np.ndarray,
+        accepted: list[tuple[np.ndarray, dict[str, float], RecordDict]],
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- helpers ----------------------------------------------------------------------
+    def beta(self, server_round: int) -> float:
+        return annealed_beta(self.beta0, server_round, self.num_rounds)
+
+    def _nodes(self, grid: Grid) -> list[int]:
+        if len(self._node_ids) < self.min_available_nodes or not self._node_ids:
+            deadline = time.monotonic() + self.node_wait_s
+            while True:
+                # Node ids are uint64: keep them as Python ints, sorted for a stable map.
+                self._node_ids = sorted(int(n) for n in grid.get_node_ids())
+                if self._node_ids and len(self._node_ids) >= self.min_available_nodes:
+                    break
+                if time.monotonic() > deadline:
+                    raise UsageError(
+                        f"only {len(self._node_ids)} nodes registered within "
+                        f"{self.node_wait_s:.0f} s; need {self.min_available_nodes}"
+                    )
+                time.sleep(0.05)
+        return self._node_ids
+
+    def _check_reply(
+        self, reply: Message, shape: tuple[int, ...], server_round: int
+    ) -> tuple[np.ndarray, dict[str, float], RecordDict] | None:
+        source = reply.metadata.src_node_id
+        if reply.has_error():
+            LOG.warning("round reply from node %s rejected: error %s", source, reply.error.reason)
+            return None
+        content = reply.content
+        try:
+            arrays = content[self.arrayrecord_key].to_numpy_ndarrays()  # type: ignore[union-attr]
+            metrics = (
+                dict(content[self.metricrecord_key]) if self.metricrecord_key in content else {}
+            )
+        except (KeyError, AttributeError, TypeError, ValueError) as error:
+            LOG.warning("round reply from node %s rejected: %s", source, error)
+            return None
+        if len(arrays) != 1:
+            LOG.warning("round reply from node %s rejected: %d arrays", source, len(arrays))
+            return None
+        phi = np.asarray(arrays[0])
+        if phi.shape != shape or phi.dtype != np.float32:
+            LOG.warning(
+                "round reply from node %s rejected: %s %s, expected float32 %s",
+                source,
+                phi.dtype,
+                phi.shape,
+                shape,
+            )
+            return None
+        if not np.all(np.isfinite(phi)):
+            LOG.warning("round reply from node %s rejected: NaN/Inf parameters", source)
+            return None
+        clean = {str(k): float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        if clean.get(METRIC_ROUND, server_round) != server_round:
+            LOG.warning(
+                "round reply from node %s rejected: stale round %s", source, clean[METRIC_ROUND]
+            )
+            return None
+        return phi, clean, content
+
+
+class TinyReptile(FleetStrategy):
+    """ONE device per round, k online SGD steps, annealed outer step (TinyReptile)."""
+
+    name = "tinyreptile"
+
+    def __init__(self, plan: RoundPlan, **kwargs: object) -> None:
+        kwargs.setdefault("clients_per_round", 1)
+        super().__init__(plan, **kwargs)  # type: ignore[arg-type]
+
+    def update(
+        self,
+        server_round: int,
+        theta: np.ndarray,
+        accepted: list[tuple[np.ndarray, dict[str, float], RecordDict]],
+    ) -> np.ndarray:
+        # With more than one reply (a misconfigured grid), take their mean like Reptile.
+        phi = accepted[0][0] if len(accepted) == 1 else _mean([a[0] for a in accepted])
+        return outer_step(theta, phi, self.beta(server_round))
+
+
+class Reptile(FleetStrategy):
+    """M devices per round, E epochs over a stored support set, outer step on mean phi."""
+
+    name = "reptile"
+
+    def update(
+        self,
+        server_round: int,
+        theta: np.ndarray,
+        accepted: list[tuple[np.ndarray, dict[str, float], RecordDict]],
+    ) -> np.ndarray:
+        return outer_step(theta, _mean([a[0] for a in accepted]), self.beta(server_round))
+
+
+class FedAvg(FleetStrategy):
+    """Weighted average of the device models (weights: num-examples); no meta step.
+
+    The average is Flower's own ``aggregate_arrayrecords`` (what ``flwr``'s FedAvg does).
+    """
+
+    name = "fedavg"
+
+    def update(
+        self,
+        server_round: int,
+        theta: np.ndarray,
+        accepted: list[tuple[np.ndarray, dict[str, float], RecordDict]],
+    ) -> np.ndarray:
+        records = []
+        for phi, metrics, _ in accepted:
+            weight = max(float(metrics.get(METRIC_NUM_EXAMPLES, 1.0)), 1e-12)
+            records.append(
+                RecordDict(
+                    {
+                        "arrays": ArrayRecord([phi]),
+                        "metrics": MetricRecord({METRIC_NUM_EXAMPLES: weight}),
+                    }
+                )
+            )
+        averaged = aggregate_arrayrecords(records, METRIC_NUM_EXAMPLES)
+        return np.asarray(averaged.to_numpy_ndarrays()[0], dtype=np.float32)
+
+
+STRATEGIES: dict[str, type[FleetStrategy]] = {
+    TinyReptile.name: TinyReptile,
+    Reptile.name: Reptile,
+    FedAvg.name: FedAvg,
+}
+
+
+def _mean(vectors: list[np.ndarray]) -> np.ndarray:
+    return (np.sum(np.stack(vectors), axis=0) / np.float32(len(vectors))).astype(np.float32)
+
+
+def _vector_of(arrays: ArrayRecord) -> np.ndarray:
+    values = arrays.to_numpy_ndarrays()
+    if len(values) != 1:
+        raise UsageError(f"the global model must be one flat array, got {len(values)}")
+    return np.asarray(values[0], dtype=np.float32)
