@@ -1,0 +1,333 @@
+"""The MQTT device client: a device's side of docs/protocol.md, with paho-mqtt 2.x.
+
+A :class:`MqttDevice` connects with a Last Will (``{"state": "offline"}``, retained, on
+its status topic), publishes its retained self-description and ``{"state": "online"}``,
+subscribes to its task topic (QoS 1) and answers each TRAIN/EVALUATE task by calling its
+*task handler* and publishing the REPLY (or an ERROR) on its update topic. paho
+reconnects with exponential backoff; after a reconnect the device re-subscribes and
+re-announces itself. Tasks are idempotent: a task whose ``msg_id`` was already answered
+gets the cached reply again, it does not train twice.
+
+:func:`round_task_handler` is the handler that runs the federated round work of
+:mod:`tinyfleet.device.rounds` on the device's own data stream.
+
+No Flower, no TensorFlow here: this is what a real device (or its serial bridge) runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from tinyfleet.device import codec
+from tinyfleet.device.codec import FieldValue, MessageType, WireArray, WireMessage
+from tinyfleet.device.head import HeadSpec
+from tinyfleet.device.rounds import (
+    KEY_DEVICE_INDEX,
+    KEY_ROUND,
+    KEY_SEED,
+    RoundPlan,
+    SampleStream,
+    round_rng,
+    run_local_round,
+)
+from tinyfleet.errors import TinyfleetError, UsageError
+
+LOG = logging.getLogger(__name__)
+
+#: ``handler(task) -> (fields, arrays)`` of the REPLY; raise to send an ERROR instead.
+TaskHandler = Callable[[WireMessage], tuple[Mapping[str, FieldValue], Sequence[WireArray]]]
+
+ERROR_CODE_BAD_TASK = 1  # the task could not be decoded or did not fit this device
+ERROR_CODE_FAILED = 2  # the round work raised
+
+
+def default_description(device_id: str, fleet: str = "default") -> dict[str, Any]:
+    """A DEVICE DESCRIPTION (see /docs/protocol.md) for a simulated device on a host."""
+    return {
+        "device_id": device_id,
+        "fleet": fleet,
+        "protocol_version": codec.PROTOCOL_VERSION,
+        "board": "tinyfleet simulated device",
+        "mcu": "host",
+        "cpu": "host-python",
+        "clock_hz": 0,
+        "ram_bytes": 262144,
+        "flash_bytes": 1048576,
+        "sensors": ["none"],
+        "firmware": {"name": "tinyfleet-py", "version": "0.1.0"},
+        "operators": [],
+    }
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """How a device connects.
+
+    ``max_payload``: replies larger than this are sent as CHUNKs; ``max_message_bytes``:
+    the largest task it accepts; ``reply_cache``: how many answered tasks it remembers.
+    """
+
+    device_id: str
+    host: str = "127.0.0.1"
+    port: int = 1883
+    fleet: str = "default"
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+    keepalive: int = 30
+    reconnect_min_s: float = 0.1
+    reconnect_max_s: float = 5.0
+    max_payload: int = 256 * 1024
+    max_message_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES
+    reply_cache: int = 8
+    description: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        codec.topic(self.fleet, self.device_id, "task")  # validates both names
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
+            raise UsageError("reconnect delays must satisfy 0 < min <= max")
+
+
+@dataclass
+class DeviceCounters:
+    tasks: int = 0
+    replies: int = 0
+    repeated_tasks: int = 0
+    bad_tasks: int = 0
+    errors: int = 0
+    connects: int = 0
+
+
+class MqttDevice:
+    """One device's MQTT session (a paho client with its own network thread)."""
+
+    def __init__(self, settings: DeviceSettings, handler: TaskHandler) -> None:
+        self.settings = settings
+        self.handler = handler
+        self.counters = DeviceCounters()
+        self.connected = threading.Event()
+        self._lock = threading.Lock()
+        self._answered: OrderedDict[tuple[int, int], list[bytes]] = OrderedDict()
+        self._assembler = codec.ChunkAssembler(settings.max_message_bytes, max_pending=4)
+        s = settings
+        self.topics = {kind: codec.topic(s.fleet, s.device_id, kind) for kind in codec.TOPIC_KINDS}
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=s.device_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password)
+        if s.tls_ca:
+            client.tls_set(ca_certs=s.tls_ca)
+        client.will_set(self.topics["status"], self._status("offline"), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=s.reconnect_min_s, max_delay=s.reconnect_max_s)  # type: ignore[arg-type]
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+        self.last_round: int | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self, wait: float | None = 10.0) -> MqttDevice:
+        """Connect in the background (paho's thread reconnects on its own)."""
+        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        self.client.loop_start()
+        if wait is not None and not self.connected.wait(wait):
+            self.stop()
+            raise TinyfleetError(
+                f"device {self.settings.device_id}: no broker at "
+                f"{self.settings.host}:{self.settings.port} within {wait:.0f} s"
+            )
+        return self
+
+    def stop(self, graceful: bool = True) -> None:
+        """Leave: publish ``offline`` (graceful) and disconnect; disconnect() before
+        loop_stop() avoids paho's ~1 s wait."""
+        if graceful and self.connected.is_set():
+            info = self.client.publish(
+                self.topics["status"], self._status("offline"), qos=1, retain=True
+            )
+            info.wait_for_publish(1.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+
+    def crash(self) -> None:
+        """Drop the TCP connection without a DISCONNECT, so the broker fires the Last
+        Will (a device losing power); for fault tests."""
+        sock = self.client.socket()
+        self.client.loop_stop()
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.connected.clear()
+
+    # -- paho callbacks (network thread) ------------------------------------------------
+    def _status(self, state: str) -> bytes:
+        status: dict[str, Any] = {
+            "device_id": self.settings.device_id,
+            "state": state,
+            "protocol_version": codec.PROTOCOL_VERSION,
+        }
+        if state != "offline" and getattr(self, "last_round", None) is not None:
+            status["round"] = self.last_round
+        return json.dumps(status).encode()
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if reason.is_failure:
+            LOG.warning("device %s: connect refused: %s", self.settings.device_id, reason)
+            return
+        self.counters.connects += 1
+        description = dict(
+            self.settings.description
+            or default_description(self.settings.device_id, self.settings.fleet)
+        )
+        client.publish(self.topics["description"], json.dumps(description), qos=1, retain=True)
+        client.subscribe(self.topics["task"], qos=1)
+        client.publish(self.topics["status"], self._status("online"), qos=1, retain=True)
+        self.connected.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        self.connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            task = self._assembler.add(message.payload)
+        except codec.CodecError as error:
+            self.counters.bad_tasks += 1
+            LOG.warning("device %s: bad task payload: %s", self.settings.device_id, error)
+            return
+        if task is None:  # waiting for more chunks
+            return
+        self._answer(task)
+
+    # -- tasks --------------------------------------------------------------------------
+    def _answer(self, task: WireMessage) -> None:
+        with self._lock:
+            key = (task.round, task.msg_id)
+            cached = self._answered.get(key)
+            if cached is not None:
+                self.counters.repeated_tasks += 1
+                self._publish_update(cached)
+                return
+            self.counters.tasks += 1
+            payloads = codec.split_message(self._reply_bytes(task), self.settings.max_payload)
+            self._answered[key] = payloads
+            while len(self._answered) > self.settings.reply_cache:
+                self._answered.popitem(last=False)
+            self._publish_update(payloads)
+
+    def _reply_bytes(self, task: WireMessage) -> bytes:
+        s = self.settings
+        if task.device_id != s.device_id or task.msg_type not in (
+            MessageType.TRAIN,
+            MessageType.EVALUATE,
+        ):
+            self.counters.errors += 1
+            return self._error(task, ERROR_CODE_BAD_TASK, "task not for this device")
+        try:
+            fields, arrays = self.handler(task)
+            reply = codec.encode_message(
+                MessageType.REPLY,
+                round=task.round,
+                msg_id=task.msg_id,
+                device_id=s.device_id,
+                fields=fields,
+                arrays=arrays,
+            )
+        except Exception as error:  # noqa: BLE001 - any failure is reported, never fatal
+            self.counters.errors += 1
+            code = ERROR_CODE_BAD_TASK if isinstance(error, TinyfleetError) else ERROR_CODE_FAILED
+            LOG.warning("device %s: task %d failed: %s", s.device_id, task.msg_id, error)
+            return self._error(task, code, f"{type(error).__name__}: {error}")
+        self.counters.replies += 1
+        self.last_round = task.round
+        return reply
+
+    def _error(self, task: WireMessage, code: int, reason: str) -> bytes:
+        return codec.encode_message(
+            MessageType.ERROR,
+            round=task.round,
+            msg_id=task.msg_id,
+            device_id=self.settings.device_id,
+            fields={
+                "code": code,
+                "reason": reason.encode()[: codec.MAX_STRING].decode("utf-8", "ignore"),
+            },
+        )
+
+    def _publish_update(self, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            self.client.publish(self.topics["update"], payload, qos=1)
+
+
+# -- the round work ------------------------------------------------------------------------
+StreamForDevice = Callable[[int, int], SampleStream]
+
+
+@dataclass
+class RoundTaskHandler:
+    """Runs :func:`tinyfleet.device.rounds.run_local_round` for TRAIN tasks.
+
+    The task carries ONE float32 array (theta, flat head vector) and the round config
+    (``round``, ``device-index``, ``seed``, the :class:`RoundPlan` keys); the reply carries
+    phi under the same array name and the round's metrics. The stream comes from
+    ``stream_for_device(seed, device_index)`` and the randomness from
+    ``round_rng(seed, device_index, round)``: the same numbers as the in-process ClientApp.
+    ``device_index``, when set, is this device's own index and a task naming another
+    index is refused (a simulated device only has its own stream).
+    """
+
+    spec: HeadSpec
+    stream_for_device: StreamForDevice
+    device_index: int | None = None
+    macs_per_sample: int = 0
+
+    def __call__(self, task: WireMessage) -> tuple[Mapping[str, FieldValue], Sequence[WireArray]]:
+        if task.msg_type != MessageType.TRAIN:
+            raise UsageError("this device only trains (EVALUATE is done on held-out devices)")
+        config = task.fields_dict()
+        if len(task.arrays) != 1:
+            raise UsageError(f"expected one parameter array, got {len(task.arrays)}")
+        try:
+            seed = int(config[KEY_SEED])
+            index = int(config[KEY_DEVICE_INDEX])
+            server_round = int(config[KEY_ROUND])
+        except (KeyError, TypeError, ValueError) as error:
+            raise UsageError(f"round config lacks or garbles {error}") from None
+        if self.device_index is not None and index != self.device_index:
+            raise UsageError(f"task for device index {index}, this is {self.device_index}")
+        plan = RoundPlan.from_config(config)
+        theta_wire = task.arrays[0]
+        theta = theta_wire.to_float32().ravel()
+        # Asked for every round, exactly as the in-process ClientApp does (same numbers).
+        phi, stats = run_local_round(
+            theta,
+            self.spec,
+            self.stream_for_device(seed, index),
+            plan,
+            round_rng(seed, index, server_round),
+            macs_per_sample=self.macs_per_sample,
+        )
+        out = codec.float32_array(
+            theta_wire.name, np.asarray(phi, np.float32).reshape(theta_wire.shape)
+        )
+        return stats.to_metrics(index, server_round), [out]

@@ -1,0 +1,423 @@
+"""The server's MQTT gateway: sends tasks to devices and waits for their replies.
+
+One :class:`MqttGateway` holds one paho client subscribed to every device's ``update``,
+``status`` and ``description`` topic of a fleet (docs/protocol.md). :meth:`request`
+publishes a task (chunked when large) to one device and blocks until that device's reply
+arrives, the per-round timeout passes (then it re-sends, up to ``retries`` times), or the
+device drops (its Last Will says ``offline``).
+
+Robustness rules (each counted in :class:`GatewayCounters`, logged, never fatal):
+
+* exactly one reply per task ``msg_id`` is accepted; a duplicate or late reply (the task
+  already answered, timed out, or never existed) is dropped;
+* undecodable payloads (bad CRC, truncated, oversized, ...) are dropped;
+* a reply whose header device id is not the topic's device is dropped (the broker's ACL
+  already stops a device publishing under another's topic);
+* a reply whose arrays do not match the task's names and shapes, or hold NaN/Inf, makes
+  the request fail with :class:`InvalidReplyError`, so the model never sees it;
+* after a broker restart the gateway and devices reconnect, and every open task is sent
+  again (devices answer a repeated ``msg_id`` from their reply cache, so nothing is
+  trained or applied twice).
+
+The Flower side (turning a Flower ``Message`` into a task and back) lives in
+:mod:`tinyfleet.server.gateway_flower`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from tinyfleet.device import codec
+from tinyfleet.device.codec import FieldValue, MessageType, WireArray, WireMessage
+from tinyfleet.errors import TinyfleetError, UsageError
+from tinyfleet.server.broker import BrokerAddress
+
+LOG = logging.getLogger(__name__)
+
+
+class GatewayError(TinyfleetError):
+    """A task did not produce a usable reply."""
+
+
+class GatewayTimeout(GatewayError):
+    """No reply within the round timeout (after all retries)."""
+
+
+class DeviceDroppedError(GatewayError):
+    """The device went offline (Last Will) while it had the task, or before."""
+
+
+class DeviceReportedError(GatewayError):
+    """The device answered with an ERROR message."""
+
+    def __init__(self, device_id: str, code: int, reason: str) -> None:
+        super().__init__(f"device {device_id} failed the task (code {code}): {reason}")
+        self.code = code
+
+
+class InvalidReplyError(GatewayError):
+    """The reply's arrays do not match the task (names, shapes) or are not finite."""
+
+
+@dataclass
+class GatewayCounters:
+    """What the gateway saw; read them any time (ints, updated under the gateway lock)."""
+
+    tasks: int = 0
+    publishes: int = 0
+    replies: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    foreign: int = 0
+    invalid: int = 0
+    device_errors: int = 0
+    timeouts: int = 0
+    retries: int = 0
+    drops: int = 0
+    resends: int = 0
+    connects: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Pending:
+    device_id: str
+    round: int
+    msg_id: int
+    payloads: list[bytes]
+    arrays: tuple[tuple[str, tuple[int, ...]], ...]
+    event: threading.Event = field(default_factory=threading.Event)
+    reply: WireMessage | None = None
+    dropped: bool = False
+    resend: bool = False
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """``round_timeout``: seconds to wait for one reply before re-sending;
+    ``retries``: how many re-sends; ``fail_on_drop``: a device that goes offline with a
+    task fails the request at once (the strategy decides what to do) instead of waiting
+    for it to come back within the timeout."""
+
+    fleet: str = "default"
+    client_id: str | None = None
+    round_timeout: float = 30.0
+    retries: int = 1
+    fail_on_drop: bool = True
+    max_payload: int = 256 * 1024
+    max_message_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES
+    keepalive: int = 30
+
+    def __post_init__(self) -> None:
+        if not self.round_timeout > 0 or int(self.retries) < 0:
+            raise UsageError("round timeout must be > 0 and retries >= 0")
+
+
+class MqttGateway:
+    """The server end of the fleet's MQTT traffic. Use as a context manager."""
+
+    def __init__(self, address: BrokerAddress, settings: GatewaySettings | None = None) -> None:
+        self.address = address
+        self.settings = settings or GatewaySettings()
+        self.counters = GatewayCounters()
+        self.status: dict[str, dict[str, Any]] = {}
+        self.descriptions: dict[str, dict[str, Any]] = {}
+        self.connected = threading.Event()
+        self._lock = threading.Lock()
+        self._devices_changed = threading.Condition(self._lock)
+        self._pending: dict[int, _Pending] = {}
+        self._finished: OrderedDict[int, None] = OrderedDict()
+        # A random start keeps msg_ids of two gateway runs apart (device reply caches).
+        self._next_id = secrets.randbits(31)
+        self._assembler = codec.ChunkAssembler(self.settings.max_message_bytes, max_pending=256)
+        fleet = self.settings.fleet
+        codec.topic(fleet, "x", "task")  # validate the fleet name
+        self._subscriptions = [
+            f"{codec.TOPIC_ROOT}/{fleet}/+/{kind}" for kind in ("update", "status", "description")
+        ]
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.settings.client_id or f"tinyfleet-gateway-{secrets.token_hex(4)}",
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        if address.username is not None:
+            client.username_pw_set(address.username, address.password)
+        if address.tls_ca:
+            client.tls_set(ca_certs=address.tls_ca)
+        client.reconnect_delay_set(min_delay=0.1, max_delay=2.0)  # type: ignore[arg-type]
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self, wait: float = 10.0) -> MqttGateway:
+        self.client.connect_async(self.address.host, self.address.port, self.settings.keepalive)
+        self.client.loop_start()
+        if not self.connected.wait(wait):
+            self.stop()
+            raise GatewayError(f"gateway: no broker at {self.address.url} within {wait:.0f} s")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+
+    def __enter__(self) -> MqttGateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- devices --------------------------------------------------------------------------
+    def online_devices(self) -> set[str]:
+        with self._lock:
+            return {d for d, s in self.status.items() if s.get("state") != "offline"}
+
+    def wait_for_devices(self, device_ids: Iterable[str], timeout: float) -> None:
+        """Block until every device in ``device_ids`` has said it is online."""
+        wanted = set(device_ids)
+        deadline = time.monotonic() + timeout
+        with self._devices_changed:
+            while True:
+                online = {d for d, s in self.status.items() if s.get("state") != "offline"}
+                missing = wanted - online
+                if not missing:
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise GatewayTimeout(
+                        f"{len(missing)} of {len(wanted)} devices not online within "
+                        f"{timeout:.0f} s (e.g. {sorted(missing)[:3]})"
+                    )
+                self._devices_changed.wait(min(remaining, 0.5))
+
+    # -- tasks ----------------------------------------------------------------------------
+    def request(
+        self,
+        device_id: str,
+        *,
+        round: int,
+        fields: Mapping[str, FieldValue],
+        arrays: Sequence[WireArray],
+        msg_type: MessageType = MessageType.TRAIN,
+        timeout: float | None = None,
+    ) -> WireMessage:
+        """Send one task to ``device_id``; return its validated REPLY.
+
+        Raises
+        ------
+        GatewayError
+            (a subclass) when there is no usable reply; the caller's model is untouched.
+        codec.CodecError
+            when the task itself cannot be encoded.
+        """
+        topic = codec.topic(self.settings.fleet, device_id, "task")
+        timeout = float(timeout or self.settings.round_timeout)
+        with self._lock:
+            msg_id = self._next_id
+            self._next_id = (self._next_id + 1) & 0xFFFFFFFF
+        encoded = codec.encode_message(
+            msg_type, round=round, msg_id=msg_id, device_id=device_id, fields=fields, arrays=arrays
+        )
+        pending = _Pending(
+            device_id,
+            round,
+            msg_id,
+            codec.split_message(encoded, self.settings.max_payload),
+            tuple((a.name, a.shape) for a in arrays),
+        )
+        with self._lock:
+            self._pending[msg_id] = pending
+            self.counters.tasks += 1
+            offline = self.status.get(device_id, {}).get("state") == "offline"
+        try:
+            if offline and self.settings.fail_on_drop:
+                raise DeviceDroppedError(f"device {device_id} is offline")
+            self._publish(topic, pending)
+            return self._wait(topic, pending, timeout)
+        finally:
+            with self._lock:
+                self._pending.pop(msg_id, None)
+                self._finished[msg_id] = None
+                while len(self._finished) > 4096:
+                    self._finished.popitem(last=False)
+
+    def _wait(self, topic: str, pending: _Pending, timeout: float) -> WireMessage:
+        deadline = time.monotonic() + timeout
+        attempts = 0
+        while True:
+            if pending.reply is not None:
+                return self._validate(pending, pending.reply)
+            if pending.dropped and self.settings.fail_on_drop:
+                raise DeviceDroppedError(
+                    f"device {pending.device_id} dropped during round {pending.round}"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if attempts < self.settings.retries:
+                    attempts += 1
+                    with self._lock:
+                        self.counters.retries += 1
+                    deadline = time.monotonic() + timeout
+                    self._publish(topic, pending)
+                    continue
+                with self._lock:
+                    self.counters.timeouts += 1
+                raise GatewayTimeout(
+                    f"no reply from {pending.device_id} for round {pending.round} within "
+                    f"{timeout:.1f} s x {attempts + 1}"
+                )
+            if pending.resend and not pending.dropped:
+                pending.resend = False
+                with self._lock:
+                    self.counters.resends += 1
+                self._publish(topic, pending)
+            pending.event.wait(remaining)
+            pending.event.clear()
+
+    def _publish(self, topic: str, pending: _Pending) -> None:
+        for payload in pending.payloads:
+            self.client.publish(topic, payload, qos=1)
+        with self._lock:
+            self.counters.publishes += 1
+
+    def _validate(self, pending: _Pending, reply: WireMessage) -> WireMessage:
+        if reply.msg_type == MessageType.ERROR:
+            with self._lock:
+                self.counters.device_errors += 1
+            f = reply.fields_dict()
+            raise DeviceReportedError(
+                pending.device_id, int(f.get("code", 0)), str(f.get("reason", ""))
+            )
+        problem = None
+        got = tuple((a.name, a.shape) for a in reply.arrays)
+        if reply.msg_type != MessageType.REPLY:
+            problem = f"a {reply.msg_type.name} message is not a reply"
+        elif got != pending.arrays:
+            problem = f"arrays {got} do not match the task's {pending.arrays}"
+        elif not all(np.all(np.isfinite(a.values)) for a in reply.arrays):
+            problem = "NaN or Inf values"
+        if problem is not None:
+            with self._lock:
+                self.counters.invalid += 1
+            LOG.warning("gateway: reply from %s rejected: %s", pending.device_id, problem)
+            raise InvalidReplyError(f"reply from {pending.device_id} rejected: {problem}")
+        return reply
+
+    # -- paho callbacks (network thread) --------------------------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if reason.is_failure:
+            LOG.warning("gateway: connect refused: %s", reason)
+            return
+        for sub in self._subscriptions:
+            client.subscribe(sub, qos=1)
+        with self._lock:
+            self.counters.connects += 1
+            reconnect = self.counters.connects > 1
+            if reconnect:  # the broker may have lost in-flight tasks: send them again
+                for p in self._pending.values():
+                    p.resend = True
+                    p.event.set()
+        self.connected.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        self.connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            _, device_id, kind = codec.parse_topic(message.topic)
+        except codec.CodecError:
+            return
+        try:
+            if kind == "update":
+                self._on_update(device_id, bytes(message.payload))
+            elif kind == "status":
+                self._on_status(device_id, bytes(message.payload))
+            elif kind == "description":
+                doc = _json_object(bytes(message.payload))
+                if doc is not None:
+                    with self._lock:
+                        self.descriptions[device_id] = doc
+        except Exception:  # noqa: BLE001 - the network thread must survive anything
+            LOG.exception("gateway: error handling %s", message.topic)
+
+    def _on_update(self, device_id: str, payload: bytes) -> None:
+        try:
+            if codec.peek_header(payload, self.settings.max_message_bytes).device_id != device_id:
+                with self._lock:
+                    self.counters.foreign += 1
+                LOG.warning("gateway: update on %s's topic names another device", device_id)
+                return
+            reply = self._assembler.add(payload)
+        except codec.CodecError as error:
+            with self._lock:
+                self.counters.malformed += 1
+            LOG.warning("gateway: dropped bad update from %s: %s", device_id, error)
+            return
+        if reply is None:
+            return
+        with self._lock:
+            pending = self._pending.get(reply.msg_id)
+            if (
+                pending is None
+                or pending.reply is not None
+                or pending.device_id != device_id
+                or pending.round != reply.round
+            ):
+                self.counters.duplicates += 1
+                LOG.info(
+                    "gateway: dropped duplicate/late reply %d from %s", reply.msg_id, device_id
+                )
+                return
+            self.counters.replies += 1
+            pending.reply = reply
+        pending.event.set()
+
+    def _on_status(self, device_id: str, payload: bytes) -> None:
+        doc = _json_object(payload) if payload else {"state": "offline"}
+        if doc is None:
+            return
+        with self._lock:
+            self.status[device_id] = doc
+            offline = doc.get("state") == "offline"
+            for p in self._pending.values():
+                if p.device_id != device_id or p.reply is not None:
+                    continue
+                if offline:
+                    self.counters.drops += 1
+                    p.dropped = True
+                else:  # back (or reconnected after a broker restart): send it again
+                    p.dropped = False
+                    p.resend = True
+                p.event.set()
+            self._devices_changed.notify_all()
+
+
+def _json_object(payload: bytes) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -1,0 +1,170 @@
+"""Flower <-> MQTT: the gateway as a Flower "client call" and as a Flower ClientApp.
+
+The Flower strategies talk to devices through Messages (the contract in
+:mod:`tinyfleet.device.rounds`: ArrayRecord ``arrays`` + ConfigRecord ``config`` in,
+ArrayRecord ``arrays`` + MetricRecord ``metrics`` out). :class:`GatewayClientCall` turns
+such a Message into a wire task (docs/protocol.md), sends it to one device through an
+:class:`~tinyfleet.server.gateway.MqttGateway` and turns the device's reply back into a
+Message. Two ways to run it:
+
+* in process: ``InProcessGrid(GatewayClientCall(gateway, route), num_nodes)`` (what
+  ``tinyfleet simulate --transport mqtt`` and ``tinyfleet server run`` do); Flower's own
+  ``Strategy.start()`` loop drives the MQTT fleet;
+* behind Flower's Deployment Engine: :func:`make_gateway_client_app` is a ClientApp a
+  *gateway SuperNode* runs (``flower-supernode --node-config "broker='mqtt://...'
+  fleet='default'"``); one SuperNode relays to many MQTT devices. Under a SuperNode the
+  destination node is the gateway, so the device is named in the config: ``device-id``
+  (a string) or ``device-index`` (into the fleet's sorted device list).
+
+A failed relay (timeout, device dropped, device error, invalid reply) becomes a Flower
+error reply: the strategy counts it as a failure and the model is not touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from tinyfleet.device import codec
+from tinyfleet.device.codec import FieldValue, MessageType, WireArray, WireMessage
+from tinyfleet.device.rounds import ARRAYS_KEY, CONFIG_KEY, KEY_DEVICE_INDEX, KEY_ROUND, METRICS_KEY
+from tinyfleet.errors import TinyfleetError
+from tinyfleet.server.gateway import GatewayError, MqttGateway
+
+LOG = logging.getLogger(__name__)
+
+KEY_DEVICE_ID = "device-id"
+ERROR_CODE_RELAY = 101  # Flower Error code for a failed MQTT relay
+
+Route = Callable[[Message], str]
+
+
+def route_by_config(device_ids: Sequence[str]) -> Route:
+    """Route to config ``device-id`` if given, else to ``device_ids[device-index]``."""
+    ids = list(device_ids)
+
+    def route(message: Message) -> str:
+        config: Mapping[str, Any] = message.content.config_records.get(CONFIG_KEY, {})
+        if KEY_DEVICE_ID in config:
+            return str(config[KEY_DEVICE_ID])
+        if KEY_DEVICE_INDEX not in config:
+            raise TinyfleetError("task names no device (config device-id / device-index)")
+        index = int(config[KEY_DEVICE_INDEX])
+        if not 0 <= index < len(ids):
+            raise TinyfleetError(f"device index {index} outside the fleet of {len(ids)}")
+        return ids[index]
+
+    return route
+
+
+def message_to_task(
+    message: Message,
+) -> tuple[MessageType, int, dict[str, FieldValue], list[WireArray]]:
+    """A Flower train/evaluate Message as wire task parts ``(type, round, fields, arrays)``."""
+    content = message.content
+    kinds = set(content.keys()) - {ARRAYS_KEY, CONFIG_KEY}
+    if kinds:
+        raise codec.CodecError(f"records {sorted(kinds)} cannot travel over MQTT")
+    fields: dict[str, FieldValue] = {}
+    if CONFIG_KEY in content:
+        for key, value in content.config_records[CONFIG_KEY].items():
+            if not isinstance(value, bool | int | float | str):
+                raise codec.CodecError(f"config {key!r}: {type(value).__name__} cannot travel")
+            fields[key] = value
+    arrays: list[WireArray] = []
+    if ARRAYS_KEY in content:
+        for key, array in content.array_records[ARRAYS_KEY].items():
+            values = array.numpy()
+            if values.dtype != np.float32:
+                raise codec.CodecError(f"array {key!r} is {values.dtype}; only float32 travels")
+            arrays.append(codec.float32_array(key, values))
+    kind = (
+        MessageType.EVALUATE
+        if message.metadata.message_type.startswith("evaluate")
+        else (MessageType.TRAIN)
+    )
+    round_ = int(fields.get(KEY_ROUND, _group_round(message)))
+    return kind, round_, fields, arrays
+
+
+def _group_round(message: Message) -> int:
+    try:
+        return int(message.metadata.group_id)
+    except (TypeError, ValueError):
+        return 0
+
+
+def reply_to_message(reply: WireMessage, request: Message) -> Message:
+    """The device's REPLY as the Flower reply Message (dense float32 arrays)."""
+    arrays = ArrayRecord(array_dict={a.name: Array(a.to_float32()) for a in reply.arrays})
+    metrics = MetricRecord(
+        {k: v for k, v in reply.fields if isinstance(v, int | float) and not isinstance(v, bool)}
+    )
+    return Message(RecordDict({ARRAYS_KEY: arrays, METRICS_KEY: metrics}), reply_to=request)
+
+
+class GatewayClientCall:
+    """``call(message) -> reply``: relay one Flower Message to its MQTT device."""
+
+    def __init__(self, gateway: MqttGateway, route: Route) -> None:
+        self.gateway = gateway
+        self.route = route
+
+    def __call__(self, message: Message) -> Message:
+        try:
+            device_id = self.route(message)
+            kind, round_, fields, arrays = message_to_task(message)
+            reply = self.gateway.request(
+                device_id, round=round_, fields=fields, arrays=arrays, msg_type=kind
+            )
+        except (GatewayError, TinyfleetError) as error:
+            LOG.warning("relay failed: %s", error)
+            return Message(Error(code=ERROR_CODE_RELAY, reason=str(error)), reply_to=message)
+        return reply_to_message(reply, message)
+
+
+def make_gateway_client_app(
+    gateway_factory: Callable[[Context], tuple[MqttGateway, Route]] | None = None,
+) -> ClientApp:
+    """A Flower ClientApp that relays train/evaluate Messages to MQTT devices.
+
+    ``gateway_factory(context)`` makes the (started) gateway and route once per process;
+    the default reads ``broker`` (URL), ``fleet`` and ``devices`` (comma-separated device
+    ids, for ``device-index`` routing) from ``context.node_config``.
+    """
+    state: dict[str, Any] = {}
+
+    def relay(message: Message, context: Context) -> Message:
+        if "call" not in state:
+            gateway, route = (gateway_factory or _gateway_from_node_config)(context)
+            state["call"] = GatewayClientCall(gateway, route)
+        return state["call"](message)  # type: ignore[no-any-return]
+
+    app = ClientApp()
+
+    @app.train()
+    def train(message: Message, context: Context) -> Message:
+        return relay(message, context)
+
+    @app.evaluate()
+    def evaluate(message: Message, context: Context) -> Message:
+        return relay(message, context)
+
+    return app
+
+
+def _gateway_from_node_config(context: Context) -> tuple[MqttGateway, Route]:
+    from tinyfleet.server.broker import BrokerAddress
+    from tinyfleet.server.gateway import GatewaySettings
+
+    config = context.node_config
+    address = BrokerAddress.parse(str(config.get("broker", "mqtt://127.0.0.1:1883")))
+    gateway = MqttGateway(address, GatewaySettings(fleet=str(config.get("fleet", "default"))))
+    gateway.start()
+    devices = [d for d in str(config.get("devices", "")).split(",") if d]
+    return gateway, route_by_config(devices)

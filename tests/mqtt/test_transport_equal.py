@@ -1,0 +1,52 @@
+"""Same seed, same numbers: TinyReptile over MQTT equals the in-process run, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinyfleet.device.head import flatten, init_params
+from tinyfleet.device.rounds import RoundPlan, device_task_rng
+from tinyfleet.server.broker import ManagedBroker
+from tinyfleet.server.clientapp import make_client_app
+from tinyfleet.server.gateway_fleet import run_mqtt_fleet
+from tinyfleet.server.run import run_in_process
+from tinyfleet.server.strategies import Reptile, TinyReptile
+from tinyfleet.simulations.usecase import get_use_case
+
+pytestmark = pytest.mark.mqtt
+
+SEED, DEVICES, ROUNDS = 7, 4, 12
+
+
+def _stream_for_device(seed: int, index: int):
+    use_case = get_use_case("sine")
+    return use_case.sample_task(device_task_rng(seed, index, "train"), "train")
+
+
+@pytest.mark.parametrize("algorithm", ["tinyreptile", "reptile"])
+def test_mqtt_equals_in_process(broker: ManagedBroker, algorithm: str) -> None:
+    spec = get_use_case("sine").head_spec
+    initial = flatten(init_params(spec, np.random.default_rng(SEED)))
+
+    def strategy():
+        if algorithm == "tinyreptile":
+            plan = RoundPlan("online", inner_lr=0.02, k=5)
+            return TinyReptile(plan, num_devices=DEVICES, seed=SEED, num_rounds=ROUNDS)
+        plan = RoundPlan("batch", inner_lr=0.02, support_size=8, batch_size=4, epochs=2)
+        return Reptile(plan, num_devices=DEVICES, clients_per_round=2, seed=SEED, num_rounds=ROUNDS)
+
+    app = make_client_app(spec, _stream_for_device)
+    expected, _ = run_in_process(strategy(), app, DEVICES, initial, ROUNDS)
+    url = f"mqtt://{broker.host}:{broker.port}"
+    with run_mqtt_fleet(
+        spec, _stream_for_device, DEVICES, broker_url=url, fleet=f"eq-{algorithm}"
+    ) as fleet:
+        strat = strategy()
+        got, _ = run_in_process(strat, fleet.client_call, DEVICES, initial, ROUNDS)
+        counters = fleet.counters()
+    assert not np.array_equal(expected, initial)
+    assert got.dtype == np.float32
+    assert got.tobytes() == expected.tobytes()
+    assert strat.counters.accepted_replies == counters["replies"] == counters["device-tasks"]
+    assert counters["duplicates"] == counters["malformed"] == counters["timeouts"] == 0
