@@ -66,20 +66,36 @@ def measure_arena_bytes(model_bytes: bytes) -> int:
     """
     model = read_tflite(model_bytes)
     interpreter = _interpreter(model_bytes)
-    for index, tensor in enumerate(model.main.input_tensors()):
-        interpreter.set_input(np.zeros(tensor.shape, dtype=tensor.dtype), index)
-    interpreter.invoke()
+    _invoke_on_zeros(interpreter, model)
     with _captured_fd(2) as captured:
         interpreter.print_allocations()
     match = _ARENA_TOTAL.search(b"".join(captured))
     if match is None:
         raise RuntimeError("TFLM did not report its arena usage (RecordingMicroAllocator)")
     arena = int(match.group(1))
-    check = _interpreter(model_bytes, arena_size=arena)
-    for index, tensor in enumerate(model.main.input_tensors()):
-        check.set_input(np.zeros(tensor.shape, dtype=tensor.dtype), index)
-    check.invoke()
+    _invoke_on_zeros(_interpreter(model_bytes, arena_size=arena), model)
     return arena
+
+
+def _invoke_on_zeros(interpreter: Any, model: TFLiteModel) -> None:
+    try:
+        for index, tensor in enumerate(model.main.input_tensors()):
+            if not _is_numpy_dtype(tensor.dtype):
+                raise InputFileError(f"unsupported model input type {tensor.dtype}")
+            interpreter.set_input(np.zeros(tensor.shape, dtype=tensor.dtype), index)
+        interpreter.invoke()
+    except (RuntimeError, ValueError) as error:
+        text = str(error).strip()
+        first = text.splitlines()[0] if text else type(error).__name__
+        raise InputFileError(f"TFLM cannot run the model: {first}") from None
+
+
+def _is_numpy_dtype(name: str) -> bool:
+    try:
+        np.dtype(name)
+    except TypeError:
+        return False
+    return True
 
 
 def quantize(x: np.ndarray, q: Quantization) -> np.ndarray:

@@ -40,10 +40,10 @@ regression).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from tinyfleet.device.backbone import Int8Backbone
 from tinyfleet.device.head import HeadSpec, MLPHead
 from tinyfleet.errors import UsageError
 
@@ -99,6 +99,22 @@ def minibatch_sgd_ram_bytes(
     )
 
 
+class Backbone(Protocol):
+    """What the learner needs from a backbone: :class:`~tinyfleet.device.backbone.
+    Int8Backbone` or its cached stand-in :class:`~tinyfleet.device.embedding_cache.
+    CachedEmbedder`."""
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+    @property
+    def embedding_dim(self) -> int: ...
+    @property
+    def arena_bytes(self) -> int: ...
+    @property
+    def macs(self) -> int: ...
+    def embed(self, x: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class LearnerStats:
     """What a learning session cost the device.
@@ -121,12 +137,13 @@ class OnlineLearner:
     head
         The float32 head; trained in place.
     backbone
-        The int8 feature extractor, or ``None`` when the head sees raw inputs (sine).
+        The int8 feature extractor (:class:`~tinyfleet.device.backbone.Int8Backbone`, or a
+        :class:`~tinyfleet.device.embedding_cache.CachedEmbedder`), or ``None`` when the head sees raw inputs (sine).
     lr
         Inner learning rate.
     """
 
-    def __init__(self, head: MLPHead, backbone: Int8Backbone | None, lr: float) -> None:
+    def __init__(self, head: MLPHead, backbone: Backbone | None, lr: float) -> None:
         if not lr > 0:
             raise UsageError(f"learning rate must be > 0, got {lr}")
         if backbone is not None and backbone.embedding_dim != head.spec.input_dim:

@@ -1,0 +1,63 @@
+"""Keras recipes: backbones (input -> embedding) and the pre-training classifier on top.
+
+Every recipe takes ``batch_size``: ``None`` for training, ``1`` for export -- a fixed
+batch of 1 keeps SHAPE/STRIDED_SLICE/PACK ops out of the ``.tflite`` (microcontrollers
+run batch 1). All layers have explicit names so the exported bytes do not depend on
+how many models the process built before (Keras numbers anonymous layers globally).
+
+Backbones use only operators the firmware implements: CONV_2D, DEPTHWISE_CONV_2D,
+MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE (flatten), FULLY_CONNECTED with fused ReLU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+
+def digits_backbone(batch_size: int | None = None, embedding_dim: int = 32) -> Any:
+    """8x8x1 image -> ``embedding_dim`` ReLU features (about 10k params, ~95k MACs)."""
+    layers = keras.layers
+    inp = keras.Input((8, 8, 1), batch_size=batch_size, name="image")
+    h = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
+    h = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw2")(h)
+    h = layers.Conv2D(16, 1, activation="relu", name="pw2")(h)
+    h = layers.MaxPooling2D(2, name="maxpool2")(h)
+    h = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv3")(h)
+    h = layers.AveragePooling2D(2, name="avgpool3")(h)
+    h = layers.Flatten(name="flatten")(h)
+    out = layers.Dense(embedding_dim, activation="relu", name="embedding")(h)
+    return keras.Model(inp, out, name="digits_backbone")
+
+
+def tiny_backbone(batch_size: int | None = None, embedding_dim: int = 8) -> Any:
+    """A very small 8x8x1 backbone for tests (fast to train; MACs easy to count by hand):
+
+    conv 3x3 same, 4 filters: 8*8*4 outputs * 9 = 2304 MACs (40 params);
+    depthwise 3x3 same:       8*8*4 * 9        = 2304 MACs (40 params);
+    max-pool 2 -> 4x4x4, average-pool 2 -> 2x2x4, flatten 16;
+    dense 16 -> 8:            8 * 16           =  128 MACs (136 params).
+    """
+    layers = keras.layers
+    inp = keras.Input((8, 8, 1), batch_size=batch_size, name="image")
+    h = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inp)
+    h = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw1")(h)
+    h = layers.MaxPooling2D(2, name="maxpool1")(h)
+    h = layers.AveragePooling2D(2, name="avgpool1")(h)
+    h = layers.Flatten(name="flatten")(h)
+    out = layers.Dense(embedding_dim, activation="relu", name="embedding")(h)
+    return keras.Model(inp, out, name="tiny_backbone")
+
+
+BACKBONES: dict[str, Callable[..., Any]] = {
+    "digits": digits_backbone,
+    "tiny": tiny_backbone,
+}
+
+
+def classifier(backbone: Any, num_classes: int) -> Any:
+    """Backbone + linear softmax layer, for pre-training the backbone."""
+    logits = keras.layers.Dense(num_classes, name="pretrain_logits")(backbone.output)
+    return keras.Model(backbone.input, logits, name=f"{backbone.name}_classifier")
