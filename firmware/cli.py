@@ -1,15 +1,236 @@
-"""Subcommands of ``tinyfleet`` owned by tinyfleet.firmware."""
+"""Subcommands of ``tinyfleet`` owned by tinyfleet.firmware: ``firmware ...`` and ``bridge``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+from pathlib import Path
 from typing import Any
+
+from tinyfleet.errors import InputFileError, UsageError
+
+DEFAULT_BUILD_ROOT = Path("build")
 
 
 def register(subparsers: Any) -> None:
-    """Add this package's commands to the tinyfleet parser."""
-    del subparsers  # no commands yet
+    """Add ``tinyfleet firmware`` and ``tinyfleet bridge`` to the tinyfleet parser."""
+    fw = subparsers.add_parser(
+        "firmware",
+        help="generate, build, run and measure the C firmware",
+        description=(
+            "Firmware for Cortex-M boards: C99 int8 inference generated from a .tflite "
+            "(bit-exact with TFLite Micro), a float32 head that learns online, board ports "
+            "for the host, QEMU's mps2-an386 (Cortex-M4F) and the Arduino Nano 33 BLE Sense."
+        ),
+    )
+    sub = fw.add_subparsers(dest="firmware_command", required=True, metavar="SUBCOMMAND")
+
+    gen = sub.add_parser(
+        "generate",
+        help="generate C99 for an int8 .tflite model",
+        description=(
+            "Write tf_model.h / tf_model.c: weights and quantisation parameters as const "
+            "arrays, a static tensor arena sized by a liveness plan, and calls to the int8 "
+            "kernels the model uses. An unsupported operator is an error naming it."
+        ),
+    )
+    gen.add_argument("model", type=Path, help="int8 .tflite model (int8 input and output)")
+    gen.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    gen.set_defaults(func=_generate)
+
+    build = sub.add_parser(
+        "build",
+        help="build the firmware with CMake for a target",
+        description=(
+            "Configure and build firmware/ with CMake. host: native binary (tests); "
+            "qemu-mps2-an386: Cortex-M4F ELF for QEMU with semihosting; nano33ble: "
+            "Cortex-M4F image for the Arduino Nano 33 BLE Sense plus an Arduino library "
+            "folder (flash it yourself, see docs/firmware.md)."
+        ),
+    )
+    build.add_argument("--target", required=True, choices=("host", "qemu-mps2-an386", "nano33ble"))
+    build.add_argument("--model", type=Path, help="int8 .tflite to generate and link in")
+    build.add_argument(
+        "--build-dir", type=Path, help="build directory (default: build/firmware-<target>)"
+    )
+    build.add_argument(
+        "--sanitize", action="store_true", help="host only: AddressSanitizer + UBSan"
+    )
+    build.set_defaults(func=_build)
+
+    run = sub.add_parser(
+        "run-qemu",
+        help="run the firmware on the emulated Cortex-M4F and check it against TFLM",
+        description=(
+            "Build the firmware for qemu-mps2-an386 with --model, run random inputs through "
+            "it inside qemu-system-arm and through the TFLM Python interpreter, and print "
+            "how many outputs are bit-exact plus the instructions per inference (-icount)."
+        ),
+    )
+    run.add_argument("--model", type=Path, required=True, help="int8 .tflite model")
+    run.add_argument("--inputs", type=int, default=100, help="random inputs (default 100)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    run.add_argument("--build-dir", type=Path, help="default: build/firmware-qemu-mps2-an386")
+    run.set_defaults(func=_run_qemu)
+
+    rep = sub.add_parser(
+        "report",
+        help="flash, RAM, arena and instruction counts per model",
+        description=(
+            "Per model: flash_bytes and ram_bytes from the linker map of the Cortex-M4F "
+            "build, arena_bytes (generated plan), tflm_arena_bytes (TFLM Python "
+            "interpreter), head training RAM, insns_per_inference and insns_per_sgd_step "
+            "counted in QEMU with -icount, and whether it fits each board (Nano 33 BLE "
+            "Sense: 256 KB RAM, 1 MB flash). The head comes from model_card.json beside the "
+            "model unless --head-sizes is given."
+        ),
+    )
+    rep.add_argument("models", type=Path, nargs="+", help="int8 .tflite models")
+    rep.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rep.add_argument("--head-sizes", help="head layer sizes, e.g. 32,16,5")
+    rep.add_argument("--activation", default="relu", choices=("relu", "tanh"))
+    rep.add_argument("--loss", default="softmax_ce", choices=("softmax_ce", "mse"))
+    rep.set_defaults(func=_report)
+
+    bridge = subparsers.add_parser(
+        "bridge",
+        help="connect a board's serial link to MQTT",
+        description="Bridges between firmware serial links and the MQTT fleet.",
+    )
+    bsub = bridge.add_subparsers(dest="bridge_command", required=True, metavar="SUBCOMMAND")
+    serial = bsub.add_parser(
+        "serial",
+        help="relay a serial port / pty / tcp:HOST:PORT to MQTT as a device client",
+        description=(
+            "Read COBS+CRC frames from PORT (a serial device, a pty, or tcp:HOST:PORT such "
+            "as QEMU's UART) and relay them to MQTT as a device client."
+        ),
+    )
+    serial.add_argument("port", help="/dev/ttyACM0, /dev/pts/N or tcp:127.0.0.1:4444")
+    serial.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker host:port")
+    serial.add_argument("--fleet", default="default", help="fleet name")
+    serial.set_defaults(func=_bridge_serial)
 
 
-def _unused(args: argparse.Namespace) -> int:  # pragma: no cover
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from tinyfleet.firmware.codegen import generate_from_file
+
+    _require_file(args.model)
+    gen = generate_from_file(args.model, args.output)
+    print(
+        f"wrote {args.output / 'tf_model.h'} and {args.output / 'tf_model.c'}: "
+        f"{len(gen.operators)} operator kinds ({', '.join(gen.operators)}), "
+        f"arena {gen.arena_bytes} B, weights {gen.weight_bytes} B"
+    )
     return 0
+
+
+def _build_dir(args: argparse.Namespace, target: str) -> Path:
+    return Path(args.build_dir) if args.build_dir else DEFAULT_BUILD_ROOT / f"firmware-{target}"
+
+
+def _build(args: argparse.Namespace) -> int:
+    from tinyfleet.firmware.codegen import generate_from_file
+    from tinyfleet.firmware.report import flash_and_ram
+    from tinyfleet.firmware.toolchain import FIRMWARE_DIR, cmake_build
+
+    if args.sanitize and args.target != "host":
+        raise UsageError("--sanitize works with --target host only")
+    build_dir = _build_dir(args, args.target)
+    model_dir = None
+    if args.model is not None:
+        _require_file(args.model)
+        model_dir = build_dir / "model"
+        generate_from_file(args.model, model_dir)
+    result = cmake_build(args.target, build_dir, model_dir, sanitize=args.sanitize)
+    print(f"built {args.target} in {result.build_dir}")
+    if result.job_runner:
+        print(f"  firmware: {result.job_runner}")
+    if result.map_file:
+        flash, ram = flash_and_ram(result.map_file.read_text())
+        print(f"  flash {flash} B, RAM {ram} B (linker map {result.map_file})")
+    if args.target == "nano33ble":
+        lib = result.build_dir / "arduino" / "tinyfleet"
+        if lib.exists():
+            shutil.rmtree(lib)
+        shutil.copytree(FIRMWARE_DIR / "ports" / "arduino" / "tinyfleet", lib)
+        src = lib / "src"
+        src.mkdir(exist_ok=True)
+        for path in [*(FIRMWARE_DIR / "include").glob("*.h"), *(FIRMWARE_DIR / "src").glob("*.c")]:
+            shutil.copy(path, src / path.name)
+        if model_dir is not None:
+            for path in model_dir.iterdir():
+                shutil.copy(path, src / path.name)
+        print(f"  Arduino library: {lib} (copy into your Arduino libraries folder)")
+    return 0
+
+
+def _run_qemu(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from tinyfleet.device.head import HeadSpec
+    from tinyfleet.firmware.codegen import generate_from_file
+    from tinyfleet.firmware.golden import tflm_outputs
+    from tinyfleet.firmware.jobs import bench_job, inference_job, run_job
+    from tinyfleet.firmware.toolchain import cmake_build
+
+    _require_file(args.model)
+    if args.inputs < 1:
+        raise UsageError("--inputs must be >= 1")
+    build_dir = _build_dir(args, "qemu-mps2-an386")
+    gen = generate_from_file(args.model, build_dir / "model")
+    result = cmake_build("qemu-mps2-an386", build_dir, build_dir / "model")
+    assert result.job_runner is not None
+    rng = np.random.default_rng(args.seed)
+    inputs = rng.integers(-128, 128, size=(args.inputs, gen.input_size), dtype=np.int8)
+    raw, _ = run_job(result.job_runner, inference_job(inputs), qemu=True)
+    outputs = np.frombuffer(raw, dtype=np.int8).reshape(args.inputs, gen.output_size)
+    golden = tflm_outputs(args.model.read_bytes(), inputs)
+    exact = int(np.sum(np.all(outputs == golden, axis=1)))
+    spec = HeadSpec((gen.output_size, 5), "relu", "softmax_ce")
+    bench, _ = run_job(
+        result.job_runner,
+        bench_job(spec, np.zeros(spec.num_params, np.float32), 0.01,
+                  np.zeros(gen.output_size, np.float32), 0, 2),
+        qemu=True,
+        icount=True,
+    )  # fmt: skip
+    insns = np.frombuffer(bench, dtype="<u4")
+    print(f"{exact}/{args.inputs} inferences bit-exact with TFLM on qemu-system-arm mps2-an386")
+    print(f"instructions per inference: {int(insns[0])}")
+    return 0 if exact == args.inputs else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tinyfleet.device.head import HeadSpec
+    from tinyfleet.firmware.report import format_table, report_model
+
+    head = None
+    if args.head_sizes:
+        try:
+            sizes = tuple(int(v) for v in args.head_sizes.split(","))
+        except ValueError:
+            raise UsageError(
+                f"--head-sizes must be comma-separated ints, got {args.head_sizes!r}"
+            ) from None
+        head = HeadSpec(sizes, args.activation, args.loss)
+    for model in args.models:
+        _require_file(model)
+    rows = [report_model(model, head) for model in args.models]
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2))
+    else:
+        print(format_table(rows))
+    return 0 if all(all(r.fits.values()) for r in rows) else 1
+
+
+def _bridge_serial(args: argparse.Namespace) -> int:
+    from tinyfleet.firmware.bridge import run_serial_bridge
+
+    return run_serial_bridge(args.port, args.broker, args.fleet)

@@ -99,7 +99,7 @@ def run_job(
         work = Path(tmp)
         (work / JOB_FILE).write_bytes(job)
         if qemu:
-            cmd = qemu_command(runner, icount=icount)
+            cmd = qemu_command(Path(runner).resolve(), icount=icount)
         else:
             cmd = [str(Path(runner).resolve()), JOB_FILE, RESULT_FILE]
         if shutil.which(cmd[0]) is None and not Path(cmd[0]).exists():

@@ -60,11 +60,13 @@ def cmake_build(
     build_dir: str | Path,
     model_dir: str | Path | None = None,
     sanitize: bool = False,
+    defines: dict[str, int] | None = None,
 ) -> BuildResult:
     """Configure and build ``firmware/`` for ``target`` in ``build_dir``.
 
     ``model_dir`` holds the generated ``tf_model.[ch]`` (the job runner is built only
-    with a model). ``sanitize`` adds ASan/UBSan (host only).
+    with a model). ``sanitize`` adds ASan/UBSan (host only). ``defines`` sets the job
+    runner's buffer capacities (``TF_JOB_MAX_PARAMS`` ...).
     """
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
@@ -83,6 +85,7 @@ def cmake_build(
         f"-DTF_SANITIZE={'ON' if sanitize else 'OFF'}",
         f"-DTF_MODEL_DIR={Path(model_dir).resolve() if model_dir else ''}",
         "-DCMAKE_BUILD_TYPE=Release",
+        "-DTF_JOB_DEFINES=" + ";".join(f"{k}={v}" for k, v in sorted((defines or {}).items())),
     ]
     if target != "host":
         cmd.append(f"-DCMAKE_TOOLCHAIN_FILE={FIRMWARE_DIR / 'cmake' / 'arm-none-eabi.cmake'}")

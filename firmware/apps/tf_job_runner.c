@@ -11,6 +11,8 @@
  *   "BNCH" reps:i32, head job body as for HEAD with n_samples = 1
  *          -> "insns" per inference and per SGD step as two u32 (port counter deltas
  *             divided by reps; 0 where the port has no counter)
+ *   "CALB" n:i32 -> u32 counted instructions for a loop of exactly 2*n instructions
+ *          (Cortex-M only: checks the port's counter scale)
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,11 +21,23 @@
 #include "tf_job_port.h"
 #include "tf_model.h"
 
+/* Buffer capacities; the report build sets them to the head's exact sizes so that the
+ * linked RAM figure is what a device with that head needs. */
+#ifndef TF_JOB_MAX_PARAMS
 #define TF_JOB_MAX_PARAMS 16384
+#endif
+#ifndef TF_JOB_MAX_WIDTH
 #define TF_JOB_MAX_WIDTH 1024
+#endif
+#ifndef TF_JOB_MAX_SCRATCH
+#define TF_JOB_MAX_SCRATCH (4 * TF_JOB_MAX_WIDTH)
+#endif
+#ifndef TF_JOB_MAX_SAMPLES
+#define TF_JOB_MAX_SAMPLES 4096
+#endif
 
 static float g_params[TF_JOB_MAX_PARAMS];
-static float g_scratch[4 * TF_JOB_MAX_WIDTH];
+static float g_scratch[TF_JOB_MAX_SCRATCH];
 static float g_x[TF_JOB_MAX_WIDTH];
 static float g_target[TF_JOB_MAX_WIDTH];
 static int8_t g_in[TF_MODEL_INPUT_SIZE];
@@ -106,8 +120,8 @@ static int run_head_job(FILE *in, FILE *out)
     if (rc) {
         return rc;
     }
-    static float losses[4096];
-    if (n > 4096) {
+    static float losses[TF_JOB_MAX_SAMPLES];
+    if (n > TF_JOB_MAX_SAMPLES) {
         return 33;
     }
     for (int32_t i = 0; i < n; ++i) {
@@ -162,6 +176,24 @@ static int run_bench_job(FILE *in, FILE *out)
     return fwrite(result, 4, 2, out) == 2 ? 0 : 42;
 }
 
+static int run_calibration_job(FILE *in, FILE *out)
+{
+    int32_t n = 0;
+    if (read_i32(in, &n) || n < 1) {
+        return 50;
+    }
+#if defined(__arm__)
+    uint32_t t0 = tf_job_port_counter();
+    uint32_t count = (uint32_t)n;
+    /* Exactly two instructions per iteration. */
+    __asm volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(count) : : "cc");
+    uint32_t insns = tf_job_port_insns(t0, tf_job_port_counter());
+#else
+    uint32_t insns = 0;
+#endif
+    return fwrite(&insns, 4, 1, out) == 1 ? 0 : 51;
+}
+
 int main(int argc, char **argv)
 {
     tf_job_port_init();
@@ -187,6 +219,8 @@ int main(int argc, char **argv)
             rc = run_head_job(in, out);
         } else if (memcmp(magic, "BNCH", 4) == 0) {
             rc = run_bench_job(in, out);
+        } else if (memcmp(magic, "CALB", 4) == 0) {
+            rc = run_calibration_job(in, out);
         }
     }
     fclose(in);

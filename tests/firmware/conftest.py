@@ -1,0 +1,154 @@
+"""Session fixtures for the firmware tests: int8 test models, golden outputs, builds.
+
+The models are tiny Keras networks converted with full-int8 PTQ (weights random, which
+is all bit-exactness needs); together they use every operator the generator supports,
+SAME/VALID padding, strides, dilation, depth multipliers, ReLU/ReLU6 and missing
+biases. Golden outputs come from the TFLM Python interpreter. Each model is generated
+and compiled once per session (host build with ASan/UBSan; QEMU build on demand).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tinyfleet.firmware.codegen import GeneratedModel, generate_from_file
+from tinyfleet.firmware.golden import tflm_outputs
+from tinyfleet.firmware.toolchain import BuildResult, cmake_build, missing_tools
+
+N_GOLDEN = 300
+
+
+def _convnet(keras: Any) -> Any:
+    inp = keras.Input((8, 8, 1), batch_size=1)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.DepthwiseConv2D(
+        3, strides=2, padding="same", depth_multiplier=2, activation="relu6"
+    )(x)
+    x = keras.layers.MaxPooling2D(2, strides=1)(x)
+    x = keras.layers.AveragePooling2D(2, padding="same")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
+    return keras.Model(inp, keras.layers.Dense(5)(x))
+
+
+def _nobias(keras: Any) -> Any:
+    # Non-square, two channels, dilation, no biases anywhere, partial pooling windows.
+    inp = keras.Input((10, 7, 2), batch_size=1)
+    x = keras.layers.Conv2D(6, 3, dilation_rate=2, padding="same", use_bias=False)(inp)
+    x = keras.layers.AveragePooling2D(3, strides=2, padding="same")(x)
+    x = keras.layers.DepthwiseConv2D((2, 3), padding="valid", use_bias=False, activation="relu")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inp, keras.layers.Dense(7, use_bias=False, activation="relu6")(x))
+
+
+def _strided(keras: Any) -> Any:
+    # Strided VALID convolution with a 1x1 pointwise layer (MobileNet block shape).
+    inp = keras.Input((12, 12, 3), batch_size=1)
+    x = keras.layers.Conv2D(4, (3, 3), strides=(2, 1), padding="valid", activation="relu6")(inp)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(8, 1, activation="relu")(x)
+    x = keras.layers.AveragePooling2D((5, 10))(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inp, keras.layers.Dense(3)(x))
+
+
+MODEL_BUILDERS: dict[str, Callable[[Any], Any]] = {
+    "convnet": _convnet,
+    "nobias": _nobias,
+    "strided": _strided,
+}
+
+
+def convert_int8(model: Any, seed: int) -> bytes:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    shape = (1, *model.input_shape[1:])
+
+    def representative() -> Any:
+        for _ in range(64):
+            yield [rng.uniform(-1.0, 1.0, shape).astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
+
+
+@dataclass(frozen=True)
+class FixtureModel:
+    name: str
+    path: Path
+    generated: GeneratedModel
+    model_dir: Path
+    inputs: np.ndarray
+    golden: np.ndarray
+
+
+@pytest.fixture(scope="session")
+def fixture_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FixtureModel]:
+    pytest.importorskip("tensorflow", reason="TensorFlow is needed to build the test models")
+    import keras
+
+    root = tmp_path_factory.mktemp("fw_models")
+    models: dict[str, FixtureModel] = {}
+    for seed, (name, builder) in enumerate(MODEL_BUILDERS.items()):
+        keras.utils.set_random_seed(seed)
+        data = convert_int8(builder(keras), seed)
+        path = root / f"{name}.tflite"
+        path.write_bytes(data)
+        model_dir = root / f"{name}_gen"
+        generated = generate_from_file(path, model_dir)
+        rng = np.random.default_rng(100 + seed)
+        inputs = rng.integers(-128, 128, size=(N_GOLDEN, generated.input_size), dtype=np.int8)
+        models[name] = FixtureModel(
+            name, path, generated, model_dir, inputs, tflm_outputs(data, inputs)
+        )
+    return models
+
+
+def _require(target: str) -> None:
+    missing = missing_tools(target)
+    if missing:
+        pytest.skip(f"toolchain for {target} absent: {', '.join(missing)} not on PATH")
+
+
+@pytest.fixture(scope="session")
+def host_builds(
+    fixture_models: dict[str, FixtureModel], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, BuildResult]:
+    """Host builds (ASan + UBSan) of the job runner for every fixture model."""
+    _require("host")
+    root = tmp_path_factory.mktemp("fw_host")
+    return {
+        name: cmake_build("host", root / name, m.model_dir, sanitize=True)
+        for name, m in fixture_models.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def qemu_builds(
+    fixture_models: dict[str, FixtureModel], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, BuildResult]:
+    """Cortex-M4F builds of the job runner, one ELF per fixture model."""
+    _require("qemu-mps2-an386")
+    root = tmp_path_factory.mktemp("fw_qemu")
+    return {
+        name: cmake_build("qemu-mps2-an386", root / name, m.model_dir)
+        for name, m in fixture_models.items()
+    }
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None

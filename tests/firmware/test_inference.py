@@ -1,0 +1,44 @@
+"""Generated int8 inference is bit-exact with the TFLM Python interpreter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tinyfleet.firmware.jobs import inference_job, run_job
+
+MODELS = ("convnet", "nobias", "strided")
+
+
+def _check(model: Any, result: bytes) -> None:
+    outputs = np.frombuffer(result, dtype=np.int8).reshape(model.golden.shape)
+    mismatches = int(np.sum(outputs != model.golden))
+    assert mismatches == 0, f"{model.name}: {mismatches} of {outputs.size} int8 outputs differ"
+
+
+def test_fixture_models_cover_every_supported_operator(fixture_models: Any) -> None:
+    from tinyfleet.firmware.codegen import SUPPORTED_OPERATORS
+
+    used = set().union(*(m.generated.operators for m in fixture_models.values()))
+    assert used == set(SUPPORTED_OPERATORS)
+    # a missing bias is exercised: the nobias model's weights layers have no bias input
+    assert all(m.golden.shape == (300, m.generated.output_size) for m in fixture_models.values())
+    assert len({m.golden.tobytes() for m in fixture_models.values()}) == len(MODELS)
+
+
+@pytest.mark.firmware
+@pytest.mark.parametrize("name", MODELS)
+def test_host_inference_is_bit_exact(name: str, fixture_models: Any, host_builds: Any) -> None:
+    model = fixture_models[name]
+    result, _ = run_job(host_builds[name].job_runner, inference_job(model.inputs))
+    _check(model, result)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("name", MODELS)
+def test_qemu_inference_is_bit_exact(name: str, fixture_models: Any, qemu_builds: Any) -> None:
+    model = fixture_models[name]
+    result, _ = run_job(qemu_builds[name].job_runner, inference_job(model.inputs), qemu=True)
+    _check(model, result)
