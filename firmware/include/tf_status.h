@@ -15,7 +15,15 @@ typedef enum {
     TF_ERR_TRUNCATED = 5,   /* input ended before the message did */
     TF_ERR_CORRUPT = 6,     /* malformed input: bad framing, CRC, magic, version */
     TF_ERR_UNSUPPORTED = 7, /* valid but not handled by this build */
-    TF_ERR_IO = 8           /* the port failed to read or write */
+    TF_ERR_IO = 8,          /* the port failed to read or write */
+    /* Wire protocol errors (docs/protocol.md, section 4); truncated is TF_ERR_TRUNCATED. */
+    TF_ERR_BAD_MAGIC = 9,
+    TF_ERR_UNSUPPORTED_VERSION = 10,
+    TF_ERR_BAD_MESSAGE_TYPE = 11,
+    TF_ERR_OVERSIZED = 12,
+    TF_ERR_BAD_CRC = 13,
+    TF_ERR_MALFORMED = 14,
+    TF_ERR_CHUNK = 15
 } tf_status;
 
 /* A static, human-readable name for a status ("TF_OK", ...). */

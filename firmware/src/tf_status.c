@@ -13,6 +13,13 @@ const char *tf_status_name(tf_status status)
     case TF_ERR_CORRUPT: return "TF_ERR_CORRUPT";
     case TF_ERR_UNSUPPORTED: return "TF_ERR_UNSUPPORTED";
     case TF_ERR_IO: return "TF_ERR_IO";
+    case TF_ERR_BAD_MAGIC: return "TF_ERR_BAD_MAGIC";
+    case TF_ERR_UNSUPPORTED_VERSION: return "TF_ERR_UNSUPPORTED_VERSION";
+    case TF_ERR_BAD_MESSAGE_TYPE: return "TF_ERR_BAD_MESSAGE_TYPE";
+    case TF_ERR_OVERSIZED: return "TF_ERR_OVERSIZED";
+    case TF_ERR_BAD_CRC: return "TF_ERR_BAD_CRC";
+    case TF_ERR_MALFORMED: return "TF_ERR_MALFORMED";
+    case TF_ERR_CHUNK: return "TF_ERR_CHUNK";
     }
     return "TF_ERR_UNKNOWN";
 }
