@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -90,8 +91,15 @@ class BrokerAddress:
 
 
 def find_mosquitto() -> str:
-    """Path of the ``mosquitto`` binary (Debian puts it in /usr/sbin)."""
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    """Path of the ``mosquitto`` binary: ``$TINYFLEET_MOSQUITTO`` if set, else PATH, else
+    /usr/sbin (Debian installs it there, outside a normal user's PATH)."""
+    override = os.environ.get("TINYFLEET_MOSQUITTO")
+    if override:
+        found = shutil.which(override)
+    else:
+        found = shutil.which("mosquitto") or shutil.which(
+            "mosquitto", path="/usr/sbin:/usr/local/sbin"
+        )
     if not found:
         raise MissingToolError(INSTALL_HINT)
     return found
@@ -315,6 +323,4 @@ class ManagedBroker:
 
 
 def _is_root() -> bool:
-    import os
-
     return hasattr(os, "geteuid") and os.geteuid() == 0

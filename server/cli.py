@@ -1,15 +1,211 @@
-"""Subcommands of ``tinyfleet`` owned by tinyfleet.server."""
+"""Subcommands of ``tinyfleet`` owned by tinyfleet.server: ``broker`` and ``server run``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import signal
+import sys
+import time
 from typing import Any
+
+from tinyfleet.errors import InputFileError, UsageError
+
+LOG = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
     """Add this package's commands to the tinyfleet parser."""
-    del subparsers  # no commands yet
+    broker = subparsers.add_parser(
+        "broker",
+        help="run a managed Mosquitto broker in the foreground",
+        description=(
+            "Start Debian's mosquitto with a generated config on a loopback port and keep "
+            "it running until Ctrl-C. Prints the broker URL. With --users, anonymous "
+            "clients are refused and each device may publish only under its own id "
+            "(see docs/mosquitto.md)."
+        ),
+    )
+    broker.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
+    broker.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    broker.add_argument(
+        "--users",
+        default=None,
+        metavar="FILE",
+        help="plaintext 'username:password' lines (device ids + tinyfleet-gateway); "
+        "enables passwords and the per-device topic ACL",
+    )
+    broker.add_argument(
+        "--keep-logs", action="store_true", help="keep the config/log directory on exit"
+    )
+    broker.set_defaults(func=_broker)
+
+    server = subparsers.add_parser(
+        "server",
+        help="the federated server for a fleet of MQTT devices",
+        description="Run the Flower strategy against separate MQTT device processes.",
+    )
+    sub = server.add_subparsers(dest="server_command", required=True, metavar="SUBCOMMAND")
+    run = sub.add_parser(
+        "run",
+        help="train a fleet of MQTT devices (tinyfleet device run ...) through a broker",
+        description=(
+            "Wait until --devices devices (ids PREFIX-0000 ...) are online on the broker, "
+            "then run Flower's strategy loop with an MQTT gateway: each round's tasks go "
+            "to the devices' task topics, their updates come back on update topics. "
+            "Writes the final parameters and counters as JSON with --output."
+        ),
+    )
+    run.add_argument("--broker", required=True, help="mqtt://[user:pass@]host:port")
+    run.add_argument("--tls-ca", default=None, help="CA file for mqtts:// brokers")
+    run.add_argument("--fleet", default="default", help="fleet name in the topics")
+    run.add_argument("--devices", type=int, required=True, help="number of devices")
+    run.add_argument("--device-prefix", default="sim", help="device ids are PREFIX-0000 ...")
+    run.add_argument("--rounds", type=int, default=100, help="federated rounds")
+    run.add_argument(
+        "--algorithm",
+        choices=("tinyreptile", "reptile", "fedavg"),
+        default="tinyreptile",
+        help="strategy (tinyreptile: one device per round, online SGD)",
+    )
+    run.add_argument("--clients-per-round", type=int, default=None, help="reptile/fedavg only")
+    run.add_argument("--seed", type=int, default=0, help="run seed (device choice, streams)")
+    run.add_argument("--inner-lr", type=float, default=0.02, help="device SGD learning rate")
+    run.add_argument("--k", type=int, default=10, help="online samples per round")
+    run.add_argument("--beta0", type=float, default=1.0, help="initial outer step size")
+    run.add_argument(
+        "--head",
+        default="1,40,40,1",
+        help="head layer sizes (default: the sine MLP 1,40,40,1)",
+    )
+    run.add_argument("--activation", default="tanh", help="hidden activation: tanh | relu")
+    run.add_argument("--loss", default="mse", help="mse | softmax_ce")
+    run.add_argument("--round-timeout", type=float, default=30.0, help="seconds per reply")
+    run.add_argument("--connect-timeout", type=float, default=60.0, help="wait for devices")
+    run.add_argument("--output", default=None, help="write a JSON summary here")
+    run.set_defaults(func=_server_run)
 
 
-def _unused(args: argparse.Namespace) -> int:  # pragma: no cover
+def _broker(args: argparse.Namespace) -> int:
+    from tinyfleet.server.broker import ManagedBroker
+
+    users = None
+    if args.users:
+        users = _read_users(args.users)
+    broker = ManagedBroker(args.port, host=args.host, users=users, keep_logs=args.keep_logs)
+    stop = {"now": False}
+
+    def _stop(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    with broker:
+        print(
+            f"mosquitto listening at {broker.address().url} (pid {broker.pid}); "
+            f"config {broker.config_path}; Ctrl-C to stop",
+            flush=True,
+        )
+        try:
+            while not stop["now"] and broker.running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        if not broker.running and not stop["now"]:
+            print(f"mosquitto exited; log: {broker.log_path}", file=sys.stderr)
+            return 1
     return 0
+
+
+def _read_users(path: str) -> dict[str, str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as error:
+        raise InputFileError(f"cannot read users file {path}: {error.strerror}") from None
+    users = {}
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, password = line.partition(":")
+        if not sep or not name or not password:
+            raise InputFileError(f"{path}:{number}: expected 'username:password'")
+        users[name] = password
+    return users
+
+
+def _server_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from tinyfleet.device.head import HeadSpec, flatten, init_params
+    from tinyfleet.device.rounds import RoundPlan
+    from tinyfleet.server.broker import BrokerAddress
+    from tinyfleet.server.gateway import GatewaySettings, MqttGateway
+    from tinyfleet.server.gateway_fleet import device_ids
+    from tinyfleet.server.gateway_flower import GatewayClientCall, route_by_config
+    from tinyfleet.server.run import quiet_flower, run_in_process
+    from tinyfleet.server.strategies import FedAvg, Reptile, TinyReptile
+
+    if args.devices < 1 or args.rounds < 1:
+        raise UsageError("--devices and --rounds must be >= 1")
+    try:
+        sizes = tuple(int(n) for n in args.head.split(","))
+    except ValueError:
+        raise UsageError(f"--head must be comma-separated ints, got {args.head!r}") from None
+    spec = HeadSpec(sizes, args.activation, args.loss)
+    address = BrokerAddress.parse(args.broker, tls_ca=args.tls_ca)
+    quiet_flower()
+    if args.algorithm == "tinyreptile":
+        plan = RoundPlan("online", inner_lr=args.inner_lr, k=args.k)
+        strategy: Any = TinyReptile(
+            plan,
+            num_devices=args.devices,
+            seed=args.seed,
+            num_rounds=args.rounds,
+            beta0=args.beta0,
+        )
+    else:
+        plan = RoundPlan("batch", inner_lr=args.inner_lr, support_size=args.k, batch_size=args.k)
+        cls = Reptile if args.algorithm == "reptile" else FedAvg
+        strategy = cls(
+            plan,
+            num_devices=args.devices,
+            seed=args.seed,
+            num_rounds=args.rounds,
+            beta0=args.beta0,
+            clients_per_round=args.clients_per_round or 5,
+        )
+    initial = flatten(init_params(spec, np.random.default_rng(args.seed)))
+    ids = device_ids(args.devices, args.device_prefix)
+    settings = GatewaySettings(fleet=args.fleet, round_timeout=args.round_timeout)
+    started = time.perf_counter()
+    with MqttGateway(address, settings) as gateway:
+        print(f"waiting for {len(ids)} devices on {address.url} ...", flush=True)
+        gateway.wait_for_devices(ids, args.connect_timeout)
+        call = GatewayClientCall(gateway, route_by_config(ids))
+        final, _ = run_in_process(strategy, call, len(ids), initial, args.rounds)
+        counters = gateway.counters.as_dict()
+    elapsed = time.perf_counter() - started
+    summary = {
+        "algorithm": args.algorithm,
+        "rounds": args.rounds,
+        "devices": args.devices,
+        "seed": args.seed,
+        "seconds": round(elapsed, 3),
+        "accepted": strategy.counters.accepted_replies,
+        "rejected": strategy.counters.rejected_replies,
+        "gateway": counters,
+        "final_params_sha256": _sha256(final.tobytes()),
+    }
+    print(json.dumps(summary, indent=1))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            json.dump({**summary, "final_params": [float(v) for v in final]}, handle)
+    return 0
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

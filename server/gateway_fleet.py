@@ -21,6 +21,7 @@ from tinyfleet.device.mqtt_client import (
     MqttDevice,
     RoundTaskHandler,
     StreamForDevice,
+    TaskHandler,
 )
 from tinyfleet.errors import UsageError
 from tinyfleet.server.broker import BrokerAddress, ManagedBroker
@@ -64,11 +65,15 @@ def run_mqtt_fleet(
     retries: int = 1,
     max_payload: int = 256 * 1024,
     connect_timeout: float = 60.0,
+    fail_on_drop: bool = True,
+    wrap_handler: Callable[[int, TaskHandler], TaskHandler] | None = None,
 ) -> Iterator[MqttFleet]:
     """Start broker (if ``broker_url`` is None), devices and gateway; stop them on exit.
 
     ``stream_for_device(seed, device_index)`` is the same callable the in-process
     ClientApp gets (:func:`tinyfleet.server.clientapp.make_client_app`).
+    ``wrap_handler(index, handler)`` may replace device ``index``'s task handler (fault
+    injection in tests: slow, crashing or lying devices).
     """
     if int(n_devices) < 1:
         raise UsageError(f"the fleet needs >= 1 device, got {n_devices}")
@@ -100,7 +105,9 @@ def run_mqtt_fleet(
                 tls_ca=address.tls_ca,
                 max_payload=max_payload,
             )
-            handler = RoundTaskHandler(spec, stream_for_device, index, macs_per_sample)
+            handler: TaskHandler = RoundTaskHandler(spec, stream_for_device, index, macs_per_sample)
+            if wrap_handler is not None:
+                handler = wrap_handler(index, handler)
             devices.append(MqttDevice(settings, handler).start(wait=None))
         gateway.wait_for_devices(ids, connect_timeout)
         call = GatewayClientCall(gateway, route_by_config(ids))

@@ -1,15 +1,131 @@
-"""Subcommands of ``tinyfleet`` owned by tinyfleet.simulations."""
+"""``tinyfleet device run``: simulated MQTT devices, each learning on its use case's stream.
+
+It lives in tinyfleet.simulations because a simulated device needs a use case's data
+stream (tinyfleet.device may not import the simulations). A real device runs the C
+firmware or :class:`tinyfleet.device.mqtt_client.MqttDevice` with its own sensor stream.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import signal
+import time
 from typing import Any
+
+from tinyfleet.errors import InputFileError, UsageError
 
 
 def register(subparsers: Any) -> None:
     """Add this package's commands to the tinyfleet parser."""
-    del subparsers  # no commands yet
+    device = subparsers.add_parser(
+        "device",
+        help="run simulated MQTT devices",
+        description="Simulated devices that join federated rounds over MQTT.",
+    )
+    sub = device.add_subparsers(dest="device_command", required=True, metavar="SUBCOMMAND")
+    run = sub.add_parser(
+        "run",
+        help="connect simulated device(s) to a broker and answer training tasks",
+        description=(
+            "Connect one device (or --count devices in one process) to the broker, publish "
+            "its retained description and status (Last Will: offline), subscribe to its task "
+            "topic and answer each training task with the round work on its own data stream "
+            "of --use-case. Runs until Ctrl-C or SIGTERM. Device ids ending in -NNNN get "
+            "index NNNN unless --device-index is given."
+        ),
+    )
+    run.add_argument("--broker", required=True, help="mqtt://[user:pass@]host:port")
+    run.add_argument("--tls-ca", default=None, help="CA file for mqtts:// brokers")
+    run.add_argument("--device-id", required=True, help="device id (with --count: the prefix)")
+    run.add_argument("--device-index", type=int, default=None, help="index of the stream")
+    run.add_argument("--count", type=int, default=1, help="run PREFIX-0000.. PREFIX-(N-1)")
+    run.add_argument("--use-case", default="sine", help="use case whose stream to learn on")
+    run.add_argument("--fleet", default="default", help="fleet name in the topics")
+    run.add_argument("--password", default=None, help="broker password (username = device id)")
+    run.add_argument(
+        "--description",
+        default=None,
+        metavar="FILE",
+        help="DEVICE DESCRIPTION JSON to publish (default: a simulated host device)",
+    )
+    run.add_argument("--max-payload", type=int, default=256 * 1024, help="chunk above this")
+    run.set_defaults(func=_device_run)
 
 
-def _unused(args: argparse.Namespace) -> int:  # pragma: no cover
+def device_index_from_id(device_id: str) -> int:
+    """``sim-0042`` -> 42: the trailing number of a device id."""
+    match = re.search(r"(\d+)$", device_id)
+    if match is None:
+        raise UsageError(f"device id {device_id!r} has no trailing index: pass --device-index")
+    return int(match.group(1))
+
+
+def _device_run(args: argparse.Namespace) -> int:
+    from tinyfleet.device.mqtt_client import DeviceSettings, MqttDevice, RoundTaskHandler
+    from tinyfleet.server.broker import BrokerAddress
+    from tinyfleet.simulations.fleet import Fleet
+    from tinyfleet.simulations.usecase import get_use_case
+
+    if args.count < 1:
+        raise UsageError("--count must be >= 1")
+    address = BrokerAddress.parse(args.broker, tls_ca=args.tls_ca)
+    use_case = get_use_case(args.use_case)
+    fleet = Fleet(use_case, use_case.make_backbone())
+    description = None
+    if args.description:
+        try:
+            with open(args.description, encoding="utf-8") as handle:
+                description = json.load(handle)
+        except (OSError, ValueError) as error:
+            raise InputFileError(f"cannot read description {args.description}: {error}") from None
+    if args.count == 1:
+        ids = [args.device_id]
+        indices = [
+            args.device_index
+            if args.device_index is not None
+            else device_index_from_id(args.device_id)
+        ]
+    else:
+        start = args.device_index or 0
+        indices = list(range(start, start + args.count))
+        ids = [f"{args.device_id}-{i:04d}" for i in indices]
+    devices = []
+    for device_id, index in zip(ids, indices, strict=True):
+        settings = DeviceSettings(
+            device_id,
+            address.host,
+            address.port,
+            fleet=args.fleet,
+            username=device_id if args.password else address.username,
+            password=args.password or address.password,
+            tls_ca=address.tls_ca,
+            max_payload=args.max_payload,
+            description=dict(description, device_id=device_id) if description else None,
+        )
+        handler = RoundTaskHandler(
+            use_case.head_spec, fleet.stream_for_device(), index, fleet.macs_per_sample
+        )
+        devices.append(MqttDevice(settings, handler).start(wait=None))
+    stop = {"now": False}
+
+    def _stop(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    print(
+        f"{len(devices)} device(s) connecting to {address.url} ({ids[0]} ...); Ctrl-C to stop",
+        flush=True,
+    )
+    try:
+        while not stop["now"]:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for device in devices:
+            device.stop()
+    done = sum(d.counters.replies for d in devices)
+    print(f"stopped; {done} round(s) answered", flush=True)
     return 0
