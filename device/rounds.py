@@ -9,7 +9,8 @@ Algorithms (``RoundPlan.algorithm``)
 ``"online"`` (TinyReptile)
     ``k`` fresh samples arrive one at a time (``stream.sample(1, rng)`` k times); each gets
     one SGD step (batch 1, lr ``inner_lr``) and is dropped. RAM: in-place batch-1 SGD
-    (params + one sample's activations + one sample), see :mod:`tinyfleet.device.learner`.
+    (params + one sample's activations + one sample), see :mod:`tinyfleet.device.learner`;
+    a batch plan with ``batch_size == 1`` and SGD is costed the same way plus its stored set.
 ``"batch"`` (Reptile, FedAvg)
     ``support_size`` samples are drawn at once (``stream.sample(n, rng)``) and STORED; then
     ``epochs`` passes, each over a fresh permutation (``rng.permutation(n)``), in minibatches
@@ -262,6 +263,10 @@ def round_ram_bytes(spec: HeadSpec, plan: RoundPlan) -> int:
     sample = sample_bytes_for(spec)
     if plan.algorithm == "online":
         return online_sgd_ram_bytes(spec, sample, plan.arena_bytes)
+    if plan.batch_size == 1 and plan.optimizer == "sgd":
+        # Batch-1 SGD over a stored set updates in place like the online learner: no
+        # gradient buffer, only the stored samples on top.
+        return online_sgd_ram_bytes(spec, plan.support_size * sample, plan.arena_bytes)
     # Adam with beta1 = 0 keeps ONE params-sized buffer (the second moment), which the
     # helper costs like momentum's single buffer.
     return minibatch_sgd_ram_bytes(

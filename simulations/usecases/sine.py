@@ -59,13 +59,14 @@ SINE_DEFAULTS: dict[str, object] = {
     "beta0": 1.0,
     "support_size": 50,
     "epochs": 1,
-    "batch_size": 10,
+    "batch_size": 1,
     "clients_per_round": 5,
     "shots": 10,
     "adapt_steps": 10,
     "adapt_lr": 0.02,
     "query_size": 100,
     "heldout_devices": 100,
+    "max_shots": 1000,
 }
 
 

@@ -76,6 +76,8 @@ def test_ram_accounting_counts_stored_samples_and_adam_buffer():
     assert batch.ram_bytes(SPEC) == 3 * params + 50 * 8 + 10 * acts
     sgd = RoundPlan("batch", 0.02, support_size=50, batch_size=10, arena_bytes=100)
     assert sgd.ram_bytes(SPEC) == 2 * params + 50 * 8 + 10 * acts + 100
+    in_place = RoundPlan("batch", 0.02, support_size=50, batch_size=1)
+    assert in_place.ram_bytes(SPEC) == params + acts + 50 * 8
 
 
 def test_config_round_trip_and_bad_plans():
