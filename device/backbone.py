@@ -13,8 +13,10 @@ Quantisation, exactly as the firmware does it (float32 arithmetic):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -57,13 +59,36 @@ def _captured_fd(fd: int) -> Iterator[list[bytes]]:
             result.append(sink.read())
 
 
-def measure_arena_bytes(model_bytes: bytes) -> int:
-    """Tensor-arena bytes the TFLM interpreter actually used for one inference.
+# Runs in a child process: TFLM can crash (SIGSEGV) instead of failing cleanly when an
+# arena is slightly too small, so sizes near the limit are never tried in-process.
+_PROBE = """
+import sys
+import numpy as np
+from tflite_micro import runtime
+model = open(sys.argv[1], "rb").read()
+interpreter = runtime.Interpreter.from_bytes(model, arena_size=int(sys.argv[2]))
+for index in range(int(sys.argv[3])):
+    details = interpreter.get_input_details(index)
+    interpreter.set_input(np.zeros(details["shape"], dtype=details["dtype"]), index)
+interpreter.invoke()
+print("OK")
+"""
+_ARENA_ALIGN = 16
+_ARENA_CACHE: dict[str, int] = {}
 
-    Read from TFLM's ``RecordingMicroAllocator`` report (head + tail of the arena,
-    alignment included) after one ``invoke``; then checked by running the model in an
-    arena of exactly that size.
+
+def measure_arena_bytes(model_bytes: bytes) -> int:
+    """Smallest tensor arena (a multiple of 16 bytes) in which TFLM runs the model.
+
+    TFLM's ``RecordingMicroAllocator`` report (head + tail after one ``invoke``) is the
+    starting point, but it leaves out the temporary allocations made while the kernels
+    prepare, so the report alone can be too small to run in. The size is therefore
+    found by bisection between the report and a size that works, each try in a child
+    process. Results are cached per model (sha256) for the life of the process.
     """
+    key = hashlib.sha256(model_bytes).hexdigest()
+    if key in _ARENA_CACHE:
+        return _ARENA_CACHE[key]
     model = read_tflite(model_bytes)
     interpreter = _interpreter(model_bytes)
     _invoke_on_zeros(interpreter, model)
@@ -72,9 +97,37 @@ def measure_arena_bytes(model_bytes: bytes) -> int:
     match = _ARENA_TOTAL.search(b"".join(captured))
     if match is None:
         raise RuntimeError("TFLM did not report its arena usage (RecordingMicroAllocator)")
-    arena = int(match.group(1))
-    _invoke_on_zeros(_interpreter(model_bytes, arena_size=arena), model)
-    return arena
+    recorded = int(match.group(1))
+    n_inputs = len(model.main.inputs)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(model_bytes)
+
+        def works(size: int) -> bool:
+            result = subprocess.run(
+                [sys.executable, "-c", _PROBE, str(path), str(size), str(n_inputs)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            return result.returncode == 0 and result.stdout.strip() == "OK"
+
+        low = -(-recorded // _ARENA_ALIGN)  # in units of 16 bytes; low - 1 assumed to fail
+        high = low
+        while not works(high * _ARENA_ALIGN):
+            low = high + 1
+            high = high * 2
+            if high * _ARENA_ALIGN > max(64 * len(model_bytes), 1 << 24):
+                raise InputFileError("TFLM cannot run the model in any arena size tried")
+        while low < high:  # invariant: high works
+            mid = (low + high) // 2
+            if works(mid * _ARENA_ALIGN):
+                high = mid
+            else:
+                low = mid + 1
+    _ARENA_CACHE[key] = high * _ARENA_ALIGN
+    return _ARENA_CACHE[key]
 
 
 def _invoke_on_zeros(interpreter: Any, model: TFLiteModel) -> None:
@@ -120,6 +173,8 @@ class Int8Backbone:
     model_bytes
         The ``.tflite`` file's bytes: one int8 input of shape ``(1, *input_shape)`` and
         one int8 output of shape ``(1, embedding_dim)``, both quantised per tensor.
+    arena_bytes
+        The arena size if already known (e.g. from the model card); measured otherwise.
 
     Attributes
     ----------
@@ -137,7 +192,7 @@ class Int8Backbone:
         Per-tensor :class:`~tinyfleet.device.tflite_model.Quantization` of input/output.
     """
 
-    def __init__(self, model_bytes: bytes) -> None:
+    def __init__(self, model_bytes: bytes, arena_bytes: int | None = None) -> None:
         from tinyfleet.device.modelcard import layer_costs
 
         self.model_bytes = bytes(model_bytes)
@@ -167,19 +222,21 @@ class Int8Backbone:
         self.embedding_dim: int = int(out.shape[1])
         self.flash_bytes: int = len(self.model_bytes)
         self.macs: int = sum(cost.macs for cost in layer_costs(self.model))
-        self.arena_bytes: int = measure_arena_bytes(self.model_bytes)
+        self.arena_bytes: int = (
+            measure_arena_bytes(self.model_bytes) if arena_bytes is None else int(arena_bytes)
+        )
         self._interpreter = _interpreter(self.model_bytes)
         self.invocations = 0
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Int8Backbone:
+    def from_file(cls, path: str | Path, arena_bytes: int | None = None) -> Int8Backbone:
         path = Path(path)
         try:
             data = path.read_bytes()
         except OSError as error:
             raise InputFileError(f"cannot read {path}: {error.strerror or error}") from None
         try:
-            return cls(data)
+            return cls(data, arena_bytes)
         except InputFileError as error:
             raise InputFileError(f"{path}: {error}") from None
 

@@ -88,7 +88,9 @@ def pretrain_backbone(
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     build = BACKBONES[backbone or str(recipe.backbone)]
-    trainable = build(batch_size=None, embedding_dim=recipe.embedding_dim)
+    # An overriding recipe (tests: "tiny") keeps its own embedding size.
+    size: dict[str, int] = {} if backbone else {"embedding_dim": recipe.embedding_dim}
+    trainable = build(batch_size=None, **size)
     model = classifier(trainable, int(y.max()) + 1)
     model.compile(
         optimizer=keras.optimizers.Adam(recipe.learning_rate),
@@ -104,7 +106,7 @@ def pretrain_backbone(
         verbose=0,
     )
     accuracy = float(history.history["accuracy"][-1])
-    exportable = build(batch_size=1, embedding_dim=recipe.embedding_dim)
+    exportable = build(batch_size=1, **size)
     exportable.set_weights(trainable.get_weights())
     return exportable, accuracy
 

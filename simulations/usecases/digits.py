@@ -216,7 +216,9 @@ def load_backbone(directory: Path | None = None, export_if_missing: bool = True)
 
         export_use_case("digits", directory)
     card = read_model_card(card_path)
-    backbone = Int8Backbone.from_file(directory / str(card["tflite_file"]))
+    backbone = Int8Backbone.from_file(
+        directory / str(card["tflite_file"]), arena_bytes=int(card["arena_bytes"])
+    )
     return CachedEmbedder(backbone, np.asarray(all_images()))
 
 
