@@ -23,7 +23,6 @@ from tinyfleet.ontology.namespaces import (
     SCHEMA,
     SOSA,
     TFO,
-    bind_prefixes,
     device_iri,
     firmware_iri,
     modality_iri,
@@ -57,7 +56,7 @@ def device_to_rdf(description: Any) -> Graph:
     f = Fields(description, "device description")
     device_id = f.text("device_id", required=True)
     assert device_id is not None
-    g = bind_prefixes(Graph())
+    g = Graph()
     dev = device_iri(device_id)
     g.add((dev, RDF.type, TFO.Device))
     g.add((dev, RDF.type, S3N.SmartSensor))

@@ -23,7 +23,6 @@ from tinyfleet.ontology.namespaces import (
     SCHEMA,
     SSN,
     TFO,
-    bind_prefixes,
     modality_iri,
     model_id,
     model_iri,
@@ -41,7 +40,7 @@ def card_to_rdf(card: Any) -> Graph:
     version = f.text("version", required=True)
     kind = f.text("kind", required=True)
     assert name is not None and version is not None and kind is not None
-    g = bind_prefixes(Graph())
+    g = Graph()
     m = model_iri(name, version)
     g.add((m, RDF.type, NNET.NeuralNetwork))
     g.add((m, SCHEMA.identifier, Literal(model_id(name, version))))

@@ -36,7 +36,6 @@ from tinyfleet.ontology.namespaces import (
     PROV,
     SCHEMA,
     TFO,
-    bind_prefixes,
     deployment_iri,
     device_iri,
     model_iri,
@@ -84,7 +83,7 @@ def round_to_rdf(round_record: Mapping[str, Any]) -> Graph:
     if not isinstance(device_ids, list) or not all(isinstance(d, str) and d for d in device_ids):
         raise DescriptionError("round record: 'device_id' must be a device id or a list of them")
 
-    g = bind_prefixes(Graph())
+    g = Graph()
     task = task_iri(task_id)
     g.add((task, RDF.type, TFO.FederatedTask))
     g.add((task, SCHEMA.identifier, Literal(task_id)))
@@ -145,7 +144,7 @@ def deployment_to_rdf(device_id: str, model: str, at: Any) -> Graph:
     """A deployment of model ``"name@version"`` on ``device_id``, finished at ``at``."""
     name, version = split_model_id(model)
     ended = timestamp(at, "deployment time")
-    g = bind_prefixes(Graph())
+    g = Graph()
     node = deployment_iri(device_id, name, version, str(ended))
     g.add((node, RDF.type, TFO.Deployment))
     g.add((node, RDF.type, PROV.Activity))

@@ -90,12 +90,18 @@ class KnowledgeGraph:
 
     # ------------------------------------------------------------------ reads
     def query(self, sparql: str) -> Result:
-        """Run a SPARQL query (the tinyfleet prefixes are predeclared)."""
+        """Run a SPARQL query (the tinyfleet prefixes are predeclared).
+
+        Syntax errors (from Oxigraph's or rdflib's parser) raise :class:`QuerySyntaxError`.
+        """
+        from pyparsing import ParseException
+
         text = with_prologue(sparql)
-        check_query_syntax(text)
         try:
             return self.graph.query(text)
-        except Exception as error:  # engine errors (type errors in functions ...)
+        except (SyntaxError, ParseException) as error:
+            raise QuerySyntaxError(f"SPARQL syntax error: {_one_line(error)}") from None
+        except Exception as error:  # engine errors (unknown function, remote failure ...)
             raise KnowledgeGraphError(f"query failed: {_one_line(error)}") from None
 
     def select(self, sparql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -194,17 +200,7 @@ class KnowledgeGraph:
 
 def with_prologue(sparql: str) -> str:
     """Prepend the tinyfleet prefixes; a query's own PREFIX lines override them."""
-    return f"{SPARQL_PROLOGUE}\n{sparql}"
-
-
-def check_query_syntax(text: str) -> None:
-    """Raise :class:`QuerySyntaxError` unless ``text`` is a SPARQL 1.1 query."""
-    from rdflib.plugins.sparql import prepareQuery
-
-    try:
-        prepareQuery(text)
-    except Exception as error:
-        raise QuerySyntaxError(f"SPARQL syntax error: {_one_line(error)}") from None
+    return f"{SPARQL_PROLOGUE} {sparql}"
 
 
 def _one_line(error: BaseException) -> str:
