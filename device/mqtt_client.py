@@ -135,6 +135,7 @@ class MqttDevice:
         client.will_set(self.topics["status"], self._status("offline"), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=s.reconnect_min_s, max_delay=s.reconnect_max_s)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
+        client.on_socket_open = _no_delay
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
@@ -331,3 +332,12 @@ class RoundTaskHandler:
             theta_wire.name, np.asarray(phi, np.float32).reshape(theta_wire.shape)
         )
         return stats.to_metrics(index, server_round), [out]
+
+
+def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Disable Nagle's algorithm: small task/update messages go out at once."""
+    import socket as _socket
+
+    if isinstance(sock, _socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)

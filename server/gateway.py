@@ -25,6 +25,7 @@ The Flower side (turning a Flower ``Message`` into a task and back) lives in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -162,6 +163,7 @@ class MqttGateway:
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
+        client.on_socket_open = _no_delay
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
@@ -421,3 +423,12 @@ def _json_object(payload: bytes) -> dict[str, Any] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Disable Nagle's algorithm: small task/update messages go out at once."""
+    import socket as _socket
+
+    if isinstance(sock, _socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
