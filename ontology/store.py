@@ -60,10 +60,10 @@ class KnowledgeGraph:
         """The persistent Oxigraph store in ``directory`` (created if missing)."""
         path = Path(directory)
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             graph = Graph(store="Oxigraph", identifier=DATASET_DEFAULT_GRAPH_ID)
-            graph.open(str(path), create=True)
-        except OSError as error:
+            graph.open(str(path), create=not path.exists())
+        except (OSError, ValueError) as error:  # a locked store is an OSError
             raise KnowledgeGraphError(f"cannot open the store at {path}: {error}") from None
         return cls(graph, "oxigraph")
 
