@@ -102,20 +102,45 @@ def fixture_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Fixtur
     import keras
 
     root = tmp_path_factory.mktemp("fw_models")
-    models: dict[str, FixtureModel] = {}
+    paths: dict[str, Path] = {}
     for seed, (name, builder) in enumerate(MODEL_BUILDERS.items()):
         keras.utils.set_random_seed(seed)
-        data = convert_int8(builder(keras), seed)
-        path = root / f"{name}.tflite"
-        path.write_bytes(data)
+        paths[name] = root / f"{name}.tflite"
+        paths[name].write_bytes(convert_int8(builder(keras), seed))
+    paths["digits"] = _digits_backbone(root / "digits")
+    models: dict[str, FixtureModel] = {}
+    for seed, (name, path) in enumerate(paths.items()):
+        data = path.read_bytes()
         model_dir = root / f"{name}_gen"
         generated = generate_from_file(path, model_dir)
         rng = np.random.default_rng(100 + seed)
         inputs = rng.integers(-128, 128, size=(N_GOLDEN, generated.input_size), dtype=np.int8)
+        if name == "digits":
+            inputs[: N_GOLDEN // 2] = _real_digits(path, N_GOLDEN // 2)
         models[name] = FixtureModel(
             name, path, generated, model_dir, inputs, tflm_outputs(data, inputs)
         )
     return models
+
+
+def _digits_backbone(out_dir: Path) -> Path:
+    """The project's digits backbone, exported by `tinyfleet export` (1 epoch: fast)."""
+    from tinyfleet.simulations.export import export_use_case
+
+    export_use_case("digits", out_dir, seed=0, epochs=1)
+    return out_dir / "backbone.tflite"
+
+
+def _real_digits(path: Path, n: int) -> np.ndarray:
+    """Real handwritten digits, quantised with the model's input parameters."""
+    from tinyfleet.device.tflite_model import load_tflite
+    from tinyfleet.simulations.usecases.digits import all_images
+
+    q = load_tflite(path).main.input_tensors()[0].quantization
+    assert q is not None
+    images = all_images()[:: max(1, len(all_images()) // n)][:n].reshape(n, -1)
+    scaled = np.floor(np.abs(images / np.float32(q.scale)) + 0.5) * np.sign(images)
+    return np.clip(scaled + q.zero_point, -128, 127).astype(np.int8)
 
 
 def _require(target: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from tinyfleet.firmware.jobs import inference_job, run_job
 
-MODELS = ("convnet", "nobias", "strided")
+MODELS = ("convnet", "nobias", "strided", "digits")
 
 
 def _check(model: Any, result: bytes) -> None:
@@ -23,8 +23,12 @@ def test_fixture_models_cover_every_supported_operator(fixture_models: Any) -> N
 
     used = set().union(*(m.generated.operators for m in fixture_models.values()))
     assert used == set(SUPPORTED_OPERATORS)
-    # a missing bias is exercised: the nobias model's weights layers have no bias input
     assert all(m.golden.shape == (300, m.generated.output_size) for m in fixture_models.values())
+    # a missing bias is exercised: the converter drops the FULLY_CONNECTED bias (-1)
+    from tinyfleet.device.tflite_model import load_tflite
+
+    ops = load_tflite(fixture_models["nobias"].path).main.operators
+    assert any(op.op == "FULLY_CONNECTED" and op.inputs[2:] in ((), (-1,)) for op in ops)
     assert len({m.golden.tobytes() for m in fixture_models.values()}) == len(MODELS)
 
 
