@@ -153,5 +153,11 @@ def simulate_command(args: argparse.Namespace) -> int:
             f"{row['device_ram_bytes']} B  grad evals/round {row['device_grad_evals_per_round']}"
             f"  total {row['grad_evals_total']}"
         )
+    if report["comparison"].get("equal_compute_within_10pct") is False:
+        print(
+            "tinyfleet: warning: the strategies' total device compute differs by more than "
+            "10% (too few rounds to split the budget evenly); see report.json 'comparison'",
+            file=sys.stderr,
+        )
     print(f"report: {paths[0]}", file=sys.stderr)
     return 0

@@ -1,0 +1,120 @@
+"""``tinyfleet simulate``: a whole tiny run is deterministic, fair, and bad input fails cleanly."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinyfleet.cli import main
+from tinyfleet.simulations.runner import run, settings_for
+from tinyfleet.simulations.usecase import get_use_case
+
+TINY = [
+    "--devices", "20", "--rounds", "75", "--heldout-devices", "5", "--query-size", "20",
+    "--eval-points", "3", "--eval-devices", "3", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_reports(tmp_path_factory):
+    reports = []
+    for name in ("a", "b"):
+        out = tmp_path_factory.mktemp(name)
+        assert main(["simulate", "sine", *TINY, "--seed", "3", "--out", str(out)]) == 0
+        reports.append((out, json.loads((out / "report.json").read_text())))
+    return reports
+
+
+def _strip_wall(report):
+    return {
+        **report,
+        "strategies": {
+            n: {k: v for k, v in s.items() if k != "wall_s"}
+            for n, s in report["strategies"].items()
+        },
+    }
+
+
+def test_report_has_the_issue_fields_and_plots(two_reports):
+    out, report = two_reports[0]
+    assert report["use_case"] == "sine" and report["seed"] == 3 and report["metric"] == "mse"
+    assert set(report["strategies"]) == {"tinyreptile", "reptile", "fedavg", "scratch"}
+    for row in report["strategies"].values():
+        for key in (
+            "fewshot",
+            "device_ram_bytes",
+            "device_grad_evals_per_round",
+            "grad_evals_total",
+            "bytes_up_per_round",
+            "bytes_down_per_round",
+            "wall_s",
+            "final_params_sha256",
+            "adaptation_curve",
+        ):
+            assert key in row
+        assert np.isfinite(row["fewshot"]) and len(row["adaptation_curve"]) == 11
+    for name in ("report.md", "learning_curve.png", "adaptation_curve.png"):
+        assert (out / name).stat().st_size > 0
+    assert "| tinyreptile |" in (out / "report.md").read_text()
+
+
+def test_whole_simulation_is_deterministic(two_reports):
+    (_, a), (_, b) = two_reports
+    assert _strip_wall(a) == _strip_wall(b)
+    assert (
+        a["strategies"]["tinyreptile"]["final_params_sha256"]
+        != (a["strategies"]["scratch"]["final_params_sha256"])
+    )
+
+
+def test_equal_compute_and_resources(two_reports):
+    report = two_reports[0][1]
+    rows = report["strategies"]
+    totals = [rows[n]["grad_evals_total"] for n in ("tinyreptile", "reptile", "fedavg")]
+    assert totals[0] == 75 * 10 and max(totals) / min(totals) <= 1.10
+    assert rows["tinyreptile"]["device_grad_evals_per_round"] == 10
+    assert rows["reptile"]["device_grad_evals_per_round"] == 50
+    assert rows["tinyreptile"]["device_ram_bytes"] < rows["reptile"]["device_ram_bytes"]
+    assert rows["tinyreptile"]["bytes_up_per_round"] == 1761 * 4
+    assert rows["reptile"]["bytes_up_per_round"] == 5 * 1761 * 4
+    assert rows["scratch"]["grad_evals_total"] == 0
+
+
+def test_tinyreptile_beats_scratch_on_a_short_run():
+    settings = settings_for(
+        get_use_case("sine"),
+        devices=50,
+        rounds=1500,
+        strategies=("tinyreptile", "scratch"),
+        heldout_devices=20,
+        query_size=50,
+        eval_points=1,
+    )
+    rows = run(settings)["strategies"]
+    assert rows["tinyreptile"]["fewshot"] < 0.6 * rows["scratch"]["fewshot"]
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["simulate", "nosuch"], "unknown use case 'nosuch'"),
+        (["simulate", "sine", "--devices", "0"], "--devices must be >= 1"),
+        (["simulate", "sine", "--shots", "5000"], "--shots 5000 is more than"),
+        (["simulate", "sine", "--strategies", "tinyreptile,magic"], "unknown strategy 'magic'"),
+        (["simulate", "sine", "--rounds", "-3"], "--rounds must be >= 1"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(argv, message, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "tinyfleet", *argv, "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tinyfleet: error:"), done.stderr
+    assert message in lines[0] and "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()
