@@ -53,6 +53,9 @@ def parse_rdf(path: Path, fmt: str) -> Graph:
 def describe_json(data: Any) -> Description:
     """Recognise a JSON document and translate it."""
     if isinstance(data, dict):
+        if "round" in data and "strategy" in data:  # before device: a round has device_id too
+            root = round_iri(str(data.get("task_id") or "default"), int(data["round"]))
+            return Description(round_to_rdf(data), (root,), "round")
         if "device_id" in data:
             return Description(device_to_rdf(data), (device_iri(data["device_id"]),), "device")
         if "head" in data and "kind" in data:
@@ -61,9 +64,6 @@ def describe_json(data: Any) -> Description:
         if is_thing_description(data):
             device_id = td_to_description(data)["device_id"]
             return Description(td_to_rdf(data), (device_iri(device_id),), "thing-description")
-        if "round" in data and "strategy" in data:
-            root = round_iri(str(data.get("task_id") or "default"), int(data["round"]))
-            return Description(round_to_rdf(data), (root,), "round")
     raise DescriptionError(
         "JSON is none of: device description (device_id), model card (kind, head), "
         "WoT Thing Description (@context, title), round record (round, strategy)"
