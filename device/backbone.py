@@ -43,9 +43,11 @@ def _interpreter(model_bytes: bytes, arena_size: int | None = None) -> Any:
 
 
 @contextlib.contextmanager
-def _captured_fd(fd: int) -> Iterator[list[bytes]]:
-    """Capture what C code writes to file descriptor ``fd`` (the interpreter's stderr)."""
+def captured_fd(fd: int) -> Iterator[list[bytes]]:
+    """Capture what is written to file descriptor ``fd`` (1 or 2), C code included (the
+    TFLM interpreter reports on stderr); the bytes are in the yielded list afterwards."""
     result: list[bytes] = []
+    sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(fd)
     with tempfile.TemporaryFile() as sink:
@@ -53,6 +55,8 @@ def _captured_fd(fd: int) -> Iterator[list[bytes]]:
         try:
             yield result
         finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
             os.dup2(saved, fd)
             os.close(saved)
             sink.seek(0)
@@ -92,7 +96,7 @@ def measure_arena_bytes(model_bytes: bytes) -> int:
     model = read_tflite(model_bytes)
     interpreter = _interpreter(model_bytes)
     _invoke_on_zeros(interpreter, model)
-    with _captured_fd(2) as captured:
+    with captured_fd(2) as captured:
         interpreter.print_allocations()
     match = _ARENA_TOTAL.search(b"".join(captured))
     if match is None:

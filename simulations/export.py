@@ -5,7 +5,9 @@ Pipeline for a use case with a backbone (digits):
 1. Pre-train backbone + a linear softmax layer (:func:`tinyfleet.simulations.models.
    classifier`) on the use case's *pre-training* classes, which no federated device ever
    sees (``pretraining_data()`` of the use case module).
-2. Copy the trained weights into the same backbone built with ``batch_size=1``.
+2. Standardise the embedding (:func:`standardize_embedding`: centre and scale folded
+   into the last layer), then copy the weights into the same backbone built with
+   ``batch_size=1``.
 3. Full-integer post-training quantisation: representative dataset from the pre-training
    images, ``supported_ops=[TFLITE_BUILTINS_INT8]``, int8 input and output; weights are
    per-channel int8 (the converter's default).
@@ -20,7 +22,11 @@ seed give the same ``.tflite`` bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,9 +112,31 @@ def pretrain_backbone(
         verbose=0,
     )
     accuracy = float(history.history["accuracy"][-1])
+    standardize_embedding(trainable, x)
     exportable = build(batch_size=1, **size)
     exportable.set_weights(trainable.get_weights())
     return exportable, accuracy
+
+
+def standardize_embedding(backbone: Any, x: np.ndarray) -> None:
+    """Fold a standardisation of the embedding into the last ``Dense`` layer, in place.
+
+    Linear last layer: ``e' = (e - mean) / rms`` with the per-feature mean and one global
+    RMS over ``x`` -- exact, as ``W' = W / rms``, ``b' = (b - mean) / rms``. ReLU last
+    layer: only ``e' = e / rms`` (exact since ``relu(s z) = s relu(z)`` for ``s > 0``).
+    Centred, unit-scale features let the device head learn with a larger, stable step.
+    """
+    layer = backbone.get_layer("embedding")
+    embeddings = np.asarray(backbone.predict(x, batch_size=256, verbose=0), dtype=np.float64)
+    linear = layer.get_config().get("activation") == "linear"
+    mean = embeddings.mean(axis=0) if linear else np.zeros(embeddings.shape[1])
+    rms = float(np.sqrt(np.mean((embeddings - mean) ** 2)))
+    if not rms > 0:
+        return
+    weights, bias = layer.get_weights()
+    layer.set_weights(
+        [(weights / rms).astype(np.float32), ((bias - mean) / rms).astype(np.float32)]
+    )
 
 
 def quantize_int8(model: Any, representative: np.ndarray) -> bytes:
@@ -127,6 +155,30 @@ def quantize_int8(model: Any, representative: np.ndarray) -> bytes:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     return bytes(converter.convert())
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hold back TensorFlow's chatter (C++ logs, SavedModel summaries on stdout,
+    converter warnings); shown only if the block fails."""
+    from tinyfleet.device.backbone import captured_fd
+
+    failed = False
+    try:
+        with (
+            warnings.catch_warnings(),
+            captured_fd(2) as err,
+            captured_fd(1) as out,
+        ):
+            warnings.simplefilter("ignore")
+            try:
+                yield
+            except BaseException:
+                failed = True
+                raise
+    finally:
+        if failed:
+            sys.stderr.write(b"".join(out + err).decode(errors="replace"))
 
 
 def export_use_case(
@@ -160,9 +212,10 @@ def export_use_case(
         return card
 
     x, y = _pretraining_data(use_case)
-    model, accuracy = pretrain_backbone(recipe, x, y, seed, epochs=epochs, backbone=backbone)
-    order = np.random.default_rng(seed).permutation(len(x))[:REPRESENTATIVE_SAMPLES]
-    tflite = quantize_int8(model, x[order])
+    with _quiet():
+        model, accuracy = pretrain_backbone(recipe, x, y, seed, epochs=epochs, backbone=backbone)
+        order = np.random.default_rng(seed).permutation(len(x))[:REPRESENTATIVE_SAMPLES]
+        tflite = quantize_int8(model, x[order])
     (out / TFLITE_FILE).write_bytes(tflite)
     embedding_dim = int(model.output.shape[-1])
     head = HeadSpec(

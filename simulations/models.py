@@ -6,7 +6,8 @@ run batch 1). All layers have explicit names so the exported bytes do not depend
 how many models the process built before (Keras numbers anonymous layers globally).
 
 Backbones use only operators the firmware implements: CONV_2D, DEPTHWISE_CONV_2D,
-MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE (flatten), FULLY_CONNECTED with fused ReLU.
+MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE (flatten), FULLY_CONNECTED (fused ReLU or none).
+The last layer of every backbone is a ``Dense`` named ``"embedding"``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import keras
 
 
 def digits_backbone(batch_size: int | None = None, embedding_dim: int = 32) -> Any:
-    """8x8x1 image -> ``embedding_dim`` ReLU features (about 10k params, ~95k MACs)."""
+    """8x8x1 image -> ``embedding_dim`` features (about 16k params, ~101k MACs).
+
+    Convolutions and a 64-unit ReLU layer, then a LINEAR projection to the embedding:
+    a linear last layer lets export fold a standardisation (centre, unit RMS) into its
+    weights, which makes the on-device head's SGD well conditioned (see
+    :func:`tinyfleet.simulations.export.standardize_embedding`).
+    """
     layers = keras.layers
     inp = keras.Input((8, 8, 1), batch_size=batch_size, name="image")
     h = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
@@ -28,7 +35,8 @@ def digits_backbone(batch_size: int | None = None, embedding_dim: int = 32) -> A
     h = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv3")(h)
     h = layers.AveragePooling2D(2, name="avgpool3")(h)
     h = layers.Flatten(name="flatten")(h)
-    out = layers.Dense(embedding_dim, activation="relu", name="embedding")(h)
+    h = layers.Dense(64, activation="relu", name="fc4")(h)
+    out = layers.Dense(embedding_dim, name="embedding")(h)
     return keras.Model(inp, out, name="digits_backbone")
 
 
