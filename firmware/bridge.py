@@ -1,13 +1,302 @@
-"""Serial <-> MQTT bridge (placeholder until the firmware device loop lands)."""
+"""The serial bridge: firmware on a serial link takes part in MQTT federated rounds.
+
+A board (or QEMU's UART on a TCP port, or the host build behind a pipe) speaks COBS+CRC
+frames (``tf_device.h``): the bridge forwards each TRAIN task as the same wire bytes the
+broker carried (``'T'`` frame), then feeds the device its ``k`` samples one at a time
+(``'S'`` frames: the bridge is the board's sensor here, drawing exactly the samples a
+Python device would draw, from the same seeded stream), and turns the firmware's
+``'R'`` REPLY (phi, loss, computed by the C head) into the MQTT reply. The MQTT side is
+:class:`tinyfleet.device.mqtt_client.MqttDevice`, unchanged: the firmware is just
+another device to the gateway.
+"""
 
 from __future__ import annotations
 
-from tinyfleet.errors import UsageError
+import contextlib
+import os
+import select
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyfleet.device import codec
+from tinyfleet.device.codec import FieldValue, MessageType, WireArray, WireMessage
+from tinyfleet.device.head import HeadSpec
+from tinyfleet.device.mqtt_client import StreamForDevice
+from tinyfleet.device.rounds import (
+    FLOAT_BYTES,
+    KEY_DEVICE_INDEX,
+    KEY_ROUND,
+    KEY_SEED,
+    RoundPlan,
+    RoundStats,
+    round_rng,
+)
+from tinyfleet.errors import TinyfleetError, UsageError
+from tinyfleet.firmware.framing import FrameError, decode_frame, encode_frame
+from tinyfleet.firmware.toolchain import QEMU
 
 
-def run_serial_bridge(port: str, broker: str, fleet: str) -> int:
-    """Relay COBS+CRC frames between ``port`` and MQTT (not implemented yet)."""
-    raise UsageError(
-        f"tinyfleet bridge serial {port}: the serial bridge is not implemented in this "
-        f"version (broker {broker}, fleet {fleet})"
+class LinkError(TinyfleetError):
+    """The serial link failed: closed, timed out, or the firmware refused a task."""
+
+
+class FramedLink:
+    """COBS+CRC frames over a pair of file descriptors (socket, pipe or tty)."""
+
+    def __init__(self, read_fd: int, write_fd: int, timeout: float = 60.0) -> None:
+        self.read_fd, self.write_fd, self.timeout = read_fd, write_fd, timeout
+        self._buffer = bytearray()
+
+    def send(self, kind: bytes, body: bytes = b"") -> None:
+        data = encode_frame(kind + body)
+        while data:
+            written = os.write(self.write_fd, data)
+            data = data[written:]
+
+    def recv(self) -> tuple[bytes, bytes]:
+        """Next valid frame as ``(kind, body)``; corrupt frames are skipped."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            end = self._buffer.find(0)
+            if end >= 0:
+                body = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                if not body:
+                    continue
+                try:
+                    payload = decode_frame(body)
+                except FrameError:
+                    continue
+                if payload:
+                    return payload[:1], payload[1:]
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LinkError(f"no frame from the firmware within {self.timeout:.0f} s")
+            ready, _, _ = select.select([self.read_fd], [], [], left)
+            if ready:
+                chunk = os.read(self.read_fd, 65536)
+                if not chunk:
+                    raise LinkError("the serial link was closed")
+                self._buffer += chunk
+
+
+def open_port(port: str, timeout: float = 60.0) -> tuple[FramedLink, contextlib.ExitStack]:
+    """``tcp:HOST:PORT`` (e.g. QEMU's UART) or a serial device / pty path."""
+    stack = contextlib.ExitStack()
+    if port.startswith("tcp:"):
+        host, _, number = port[4:].rpartition(":")
+        try:
+            sock = socket.create_connection((host or "127.0.0.1", int(number)), timeout=10)
+        except (OSError, ValueError) as error:
+            raise LinkError(f"cannot connect to {port}: {error}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stack.callback(sock.close)
+        return FramedLink(sock.fileno(), sock.fileno(), timeout), stack
+    import termios
+    import tty
+
+    try:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
+    except OSError as error:
+        raise LinkError(f"cannot open {port}: {error.strerror}") from None
+    stack.callback(os.close, fd)
+    with contextlib.suppress(termios.error):
+        tty.setraw(fd)  # a real tty/pty: no echo, no line discipline
+    return FramedLink(fd, fd, timeout), stack
+
+
+@contextlib.contextmanager
+def host_device(binary: str | Path, timeout: float = 60.0) -> Iterator[FramedLink]:
+    """The host build of the device loop behind a pipe."""
+    proc = subprocess.Popen(
+        [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        yield FramedLink(proc.stdout.fileno(), proc.stdin.fileno(), timeout)
+        with contextlib.suppress(OSError):
+            FramedLink(proc.stdout.fileno(), proc.stdin.fileno()).send(b"Q")
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def qemu_device(elf: str | Path, timeout: float = 120.0) -> Iterator[FramedLink]:
+    """The device loop on QEMU's mps2-an386, its UART0 on a loopback TCP port."""
+    port = _free_port()
+    cmd = [
+        QEMU, "-M", "mps2-an386", "-nographic", "-monitor", "none",
+        "-semihosting-config", "enable=on,target=native",
+        "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+        "-kernel", str(Path(elf).resolve()),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        sock = None
+        deadline = time.monotonic() + 20
+        while sock is None:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise LinkError("QEMU did not open its UART port") from None
+                time.sleep(0.05)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with sock:
+            link = FramedLink(sock.fileno(), sock.fileno(), timeout)
+            yield link
+            with contextlib.suppress(OSError):
+                link.send(b"Q")
+            proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _sample_bytes(spec: HeadSpec, x: np.ndarray, y: object) -> bytes:
+    body = np.asarray(x, dtype="<f4").reshape(-1).tobytes()
+    if spec.loss == "mse":
+        return body + np.asarray(y, dtype="<f4").reshape(-1).tobytes()
+    return body + int(np.asarray(y).reshape(-1)[0]).to_bytes(4, "little", signed=True)
+
+
+@dataclass
+class FirmwareTaskHandler:
+    """A :data:`~tinyfleet.device.mqtt_client.TaskHandler` that trains on the firmware.
+
+    Same contract as :class:`~tinyfleet.device.mqtt_client.RoundTaskHandler` (online
+    rounds): the samples come from ``stream_for_device(seed, index)`` with
+    ``round_rng(seed, index, round)``, one at a time, as a Python device draws them.
+    ``history`` keeps ``(round, index, theta, phi)`` of every answered task.
+    """
+
+    link: FramedLink
+    spec: HeadSpec
+    stream_for_device: StreamForDevice
+    device_index: int | None = None
+    macs_per_sample: int = 0
+    history: list[tuple[int, int, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def __call__(self, task: WireMessage) -> tuple[Mapping[str, FieldValue], Sequence[WireArray]]:
+        if task.msg_type != MessageType.TRAIN:
+            raise UsageError("the firmware only trains")
+        config = task.fields_dict()
+        try:
+            seed, index = int(config[KEY_SEED]), int(config[KEY_DEVICE_INDEX])
+            server_round = int(config[KEY_ROUND])
+        except (KeyError, TypeError, ValueError) as error:
+            raise UsageError(f"round config lacks or garbles {error}") from None
+        if self.device_index is not None and index != self.device_index:
+            raise UsageError(f"task for device index {index}, this is {self.device_index}")
+        plan = RoundPlan.from_config(config)
+        if plan.algorithm != "online":
+            raise UsageError("the firmware runs online (TinyReptile) rounds only")
+        wire = codec.encode_message(
+            MessageType.TRAIN,
+            round=task.round,
+            msg_id=task.msg_id,
+            device_id=task.device_id,
+            fields=task.fields,
+            arrays=task.arrays,
+        )
+        self.link.send(b"T", wire)
+        stream, rng = self.stream_for_device(seed, index), round_rng(seed, index, server_round)
+        for _ in range(plan.k):
+            x, y = stream.sample(1, rng)
+            self.link.send(b"S", _sample_bytes(self.spec, np.asarray(x)[0], np.asarray(y)[0]))
+        kind, body = self.link.recv()
+        if kind == b"E":
+            raise UsageError(f"firmware refused the task: {body.decode('utf-8', 'replace')}")
+        if kind != b"R":
+            raise LinkError(f"unexpected frame {kind!r} from the firmware")
+        reply = codec.decode_message(body)
+        if reply.msg_id != task.msg_id or len(reply.arrays) != 1:
+            raise LinkError("the firmware answered another task")
+        phi = reply.arrays[0].to_float32()
+        theta = task.arrays[0].to_float32()
+        self.history.append((server_round, index, theta.ravel().copy(), phi.ravel().copy()))
+        loss = float(reply.fields_dict()["loss"])
+        payload = self.spec.num_params * FLOAT_BYTES
+        stats = RoundStats(
+            loss=loss,
+            num_examples=plan.num_examples,
+            grad_evals=plan.grad_evals,
+            sgd_steps=plan.sgd_steps,
+            ram_bytes=plan.ram_bytes(self.spec),
+            macs=plan.grad_evals * self.spec.macs_sgd_step + plan.k * int(self.macs_per_sample),
+            bytes_down=payload,
+            bytes_up=payload,
+        )
+        out = codec.float32_array(task.arrays[0].name, phi.reshape(task.arrays[0].shape))
+        return stats.to_metrics(index, server_round), [out]
+
+
+def run_serial_bridge(
+    port: str,
+    broker: str,
+    fleet: str,
+    device_id: str,
+    use_case_name: str,
+    device_index: int | None,
+) -> int:
+    """``tinyfleet bridge serial``: relay until Ctrl-C."""
+    from tinyfleet.device.mqtt_client import DeviceSettings, MqttDevice
+    from tinyfleet.server.broker import BrokerAddress
+    from tinyfleet.simulations.fleet import Fleet
+    from tinyfleet.simulations.usecase import get_use_case
+
+    address = BrokerAddress.parse(broker)
+    use_case = get_use_case(use_case_name)
+    sim = Fleet(use_case, use_case.make_backbone())
+    if device_index is None:
+        from tinyfleet.simulations.device_cli import device_index_from_id
+
+        device_index = device_index_from_id(device_id)
+    link, stack = open_port(port)
+    with stack:
+        handler = FirmwareTaskHandler(
+            link, use_case.head_spec, sim.stream_for_device(), device_index, sim.macs_per_sample
+        )
+        settings = DeviceSettings(
+            device_id,
+            address.host,
+            address.port,
+            fleet=fleet,
+            username=address.username,
+            password=address.password,
+            tls_ca=address.tls_ca,
+        )
+        device = MqttDevice(settings, handler).start(wait=None)
+        print(f"bridging {port} as device {device_id} to {address.url}; Ctrl-C to stop", flush=True)
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            device.stop()
+        print(f"stopped; {device.counters.replies} round(s) answered", flush=True)
+    return 0

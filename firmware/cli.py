@@ -103,13 +103,21 @@ def register(subparsers: Any) -> None:
         "serial",
         help="relay a serial port / pty / tcp:HOST:PORT to MQTT as a device client",
         description=(
-            "Read COBS+CRC frames from PORT (a serial device, a pty, or tcp:HOST:PORT such "
-            "as QEMU's UART) and relay them to MQTT as a device client."
+            "Join the MQTT fleet as --device-id on behalf of the firmware on PORT (a serial "
+            "device, a pty, or tcp:HOST:PORT such as QEMU's UART): each TRAIN task goes to "
+            "the firmware as a COBS+CRC frame, followed by the device's k samples of "
+            "--use-case (the bridge plays the sensor), and the firmware's REPLY goes back to "
+            "the broker. Runs until Ctrl-C."
         ),
     )
     serial.add_argument("port", help="/dev/ttyACM0, /dev/pts/N or tcp:127.0.0.1:4444")
-    serial.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker host:port")
+    serial.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host:port")
     serial.add_argument("--fleet", default="default", help="fleet name")
+    serial.add_argument("--device-id", required=True, help="device id, e.g. qemu-0003")
+    serial.add_argument("--use-case", default="sine", help="use case whose stream to feed")
+    serial.add_argument(
+        "--device-index", type=int, default=None, help="stream index (default: from the id)"
+    )
     serial.set_defaults(func=_bridge_serial)
 
 
@@ -233,4 +241,6 @@ def _report(args: argparse.Namespace) -> int:
 def _bridge_serial(args: argparse.Namespace) -> int:
     from tinyfleet.firmware.bridge import run_serial_bridge
 
-    return run_serial_bridge(args.port, args.broker, args.fleet)
+    return run_serial_bridge(
+        args.port, args.broker, args.fleet, args.device_id, args.use_case, args.device_index
+    )

@@ -45,6 +45,7 @@ class BuildResult:
     build_dir: Path
     job_runner: Path | None
     map_file: Path | None
+    device: Path | None = None
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> None:
@@ -61,12 +62,15 @@ def cmake_build(
     model_dir: str | Path | None = None,
     sanitize: bool = False,
     defines: dict[str, int] | None = None,
+    device_config_dir: str | Path | None = None,
 ) -> BuildResult:
     """Configure and build ``firmware/`` for ``target`` in ``build_dir``.
 
     ``model_dir`` holds the generated ``tf_model.[ch]`` (the job runner is built only
     with a model). ``sanitize`` adds ASan/UBSan (host only). ``defines`` sets the job
-    runner's buffer capacities (``TF_JOB_MAX_PARAMS`` ...).
+    runner's buffer capacities (``TF_JOB_MAX_PARAMS`` ...). ``device_config_dir`` holds
+    ``tf_device_config.h`` (:func:`tinyfleet.firmware.device.write_device_config`); with
+    it the device loop ``tf_device`` is built too.
     """
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
@@ -85,6 +89,7 @@ def cmake_build(
         f"-DTF_SANITIZE={'ON' if sanitize else 'OFF'}",
         f"-DTF_MODEL_DIR={Path(model_dir).resolve() if model_dir else ''}",
         "-DCMAKE_BUILD_TYPE=Release",
+        f"-DTF_DEVICE_CONFIG_DIR={Path(device_config_dir).resolve() if device_config_dir else ''}",
         "-DTF_JOB_DEFINES=" + ";".join(f"{k}={v}" for k, v in sorted((defines or {}).items())),
     ]
     if target != "host":
@@ -96,9 +101,11 @@ def cmake_build(
     suffix = "" if target == "host" else ".elf"
     runner = build / f"tf_job_runner{suffix}"
     map_file = build / "tf_job_runner.map"
+    device = build / f"tf_device{suffix}"
     return BuildResult(
         target=target,
         build_dir=build,
         job_runner=runner if runner.exists() else None,
         map_file=map_file if map_file.exists() else None,
+        device=device if device.exists() else None,
     )

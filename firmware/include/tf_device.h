@@ -1,0 +1,33 @@
+/* tinyfleet firmware: the device loop that takes part in federated rounds.
+ *
+ * Serial protocol (every frame COBS + CRC-16, see tf_framing.h; first payload byte is
+ * the frame kind):
+ *   host -> device  'T' + wire TRAIN message (docs/protocol.md): theta + round config
+ *                   'S' + one sample: float32 x[in_dim], then float32 y[out_dim] (mse)
+ *                       or int32 label (softmax_ce)
+ *                   'I' + one raw sample: int8 input[TF_MODEL_INPUT_SIZE] for the
+ *                       backbone (builds with a model only), then the target as for 'S'
+ *                   'Q' quit (tests end the emulator this way)
+ *   device -> host  'R' + wire REPLY message: phi (same name and shape as theta) and
+ *                       fields loss (mean over the k samples), sgd-steps
+ *                   'E' + UTF-8 reason: the task was refused
+ * Samples are learned from as they arrive (one SGD step each) and then dropped: the
+ * device never stores its data, exactly TinyReptile's online round.
+ */
+#ifndef TF_DEVICE_H
+#define TF_DEVICE_H
+
+#include "tf_port.h"
+#include "tf_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Run the device loop on `port` until a 'Q' frame (TF_OK) or a port error. */
+tf_status tf_device_run(const tf_port *port);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,145 @@
+"""End to end: firmware devices (host build, and QEMU's Cortex-M4F) behind the serial
+bridge take part in TinyReptile rounds over a real Mosquitto beside Python devices."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tinyfleet.device.head import HeadSpec, flatten, init_params
+from tinyfleet.device.rounds import RoundPlan, device_task_rng, round_rng, run_local_round
+from tinyfleet.firmware.bridge import FirmwareTaskHandler, FramedLink, host_device, qemu_device
+from tinyfleet.firmware.device_config import write_device_config
+from tinyfleet.firmware.toolchain import cmake_build, missing_tools
+
+SEED, DEVICES, ROUNDS = 7, 3, 10
+FIRMWARE_INDEX = 1
+PLAN = RoundPlan("online", inner_lr=0.02, k=5)
+
+
+def _use_case() -> Any:
+    from tinyfleet.simulations.usecase import get_use_case
+
+    return get_use_case("sine")
+
+
+def _stream(seed: int, index: int) -> Any:
+    return _use_case().sample_task(device_task_rng(seed, index, "train"), "train")
+
+
+@pytest.fixture(scope="module")
+def device_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("fw_device")
+    config = root / "config"
+    write_device_config(_use_case().head_spec, config)
+    out: dict[str, Path] = {}
+    if not missing_tools("host"):
+        build = cmake_build("host", root / "host", None, sanitize=True, device_config_dir=config)
+        assert build.device is not None
+        out["host"] = build.device
+    if not missing_tools("qemu-mps2-an386"):
+        build = cmake_build("qemu-mps2-an386", root / "qemu", None, device_config_dir=config)
+        assert build.device is not None
+        out["qemu"] = build.device
+    return out
+
+
+def _federated_run(
+    link: FramedLink, spec: HeadSpec
+) -> tuple[np.ndarray, np.ndarray, FirmwareTaskHandler]:
+    from tinyfleet.server.clientapp import make_client_app
+    from tinyfleet.server.gateway_fleet import run_mqtt_fleet
+    from tinyfleet.server.run import run_in_process
+    from tinyfleet.server.strategies import TinyReptile
+
+    initial = flatten(init_params(spec, np.random.default_rng(SEED)))
+    firmware = FirmwareTaskHandler(link, spec, _stream, FIRMWARE_INDEX)
+
+    def wrap(index: int, handler: Callable[..., Any]) -> Callable[..., Any]:
+        return firmware if index == FIRMWARE_INDEX else handler
+
+    def strategy() -> TinyReptile:
+        return TinyReptile(PLAN, num_devices=DEVICES, seed=SEED, num_rounds=ROUNDS)
+
+    with run_mqtt_fleet(spec, _stream, DEVICES, wrap_handler=wrap, fleet="fw-e2e") as fleet:
+        got, _ = run_in_process(strategy(), fleet.client_call, DEVICES, initial, ROUNDS)
+    expected, _ = run_in_process(
+        strategy(), make_client_app(spec, _stream), DEVICES, initial, ROUNDS
+    )
+    return got, expected, firmware
+
+
+def _check(got: np.ndarray, expected: np.ndarray, firmware: FirmwareTaskHandler) -> None:
+    spec = _use_case().head_spec
+    assert firmware.history, "the firmware device was never picked"
+    for server_round, index, theta, phi in firmware.history:
+        reference, _ = run_local_round(
+            theta, spec, _stream(SEED, index), PLAN, round_rng(SEED, index, server_round)
+        )
+        scale = float(np.max(np.abs(reference)))
+        assert float(np.max(np.abs(phi - reference))) <= 1e-5 * scale
+    scale = float(np.max(np.abs(expected)))
+    assert float(np.max(np.abs(got - expected))) <= 1e-5 * scale
+
+
+def _links(device_builds: dict[str, Path], kind: str) -> Iterator[FramedLink]:
+    if kind not in device_builds:
+        pytest.skip(f"toolchain for the {kind} firmware absent")
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        pytest.skip("mosquitto not installed")
+    ctx = host_device if kind == "host" else qemu_device
+    with ctx(device_builds[kind]) as link:
+        yield link
+
+
+@pytest.mark.firmware
+@pytest.mark.mqtt
+def test_host_firmware_device_in_federated_run(device_builds: dict[str, Path]) -> None:
+    for link in _links(device_builds, "host"):
+        _check(*_federated_run(link, _use_case().head_spec))
+
+
+@pytest.mark.qemu
+@pytest.mark.mqtt
+def test_qemu_firmware_device_in_federated_run(device_builds: dict[str, Path]) -> None:
+    for link in _links(device_builds, "qemu"):
+        _check(*_federated_run(link, _use_case().head_spec))
+
+
+@pytest.mark.firmware
+def test_firmware_refuses_a_batch_task(device_builds: dict[str, Path]) -> None:
+    from tinyfleet.device import codec
+    from tinyfleet.device.codec import MessageType
+
+    if "host" not in device_builds:
+        pytest.skip("host toolchain absent")
+    spec = _use_case().head_spec
+    theta = flatten(init_params(spec, np.random.default_rng(0)))
+    with host_device(device_builds["host"]) as link:
+        # a task whose array does not fit the compiled head is refused, not crashed on
+        bad = codec.encode_message(
+            MessageType.TRAIN, round=1, msg_id=1, device_id="fw-0001",
+            fields={"k": 2, "inner-lr": 0.1}, arrays=[codec.float32_array("theta", theta[:10])],
+        )  # fmt: skip
+        link.send(b"T", bad)
+        kind, body = link.recv()
+        assert kind == b"E" and b"does not fit" in body
+        link.send(b"T", b"garbage")
+        kind, body = link.recv()
+        assert (kind, body) == (b"E", b"truncated")
+        # and a good task still works afterwards
+        good = codec.encode_message(
+            MessageType.TRAIN, round=1, msg_id=2, device_id="fw-0001",
+            fields={"k": 1, "inner-lr": 0.1}, arrays=[codec.float32_array("theta", theta)],
+        )  # fmt: skip
+        link.send(b"T", good)
+        link.send(b"S", np.array([0.5, 1.0], dtype="<f4").tobytes())
+        kind, body = link.recv()
+        assert kind == b"R"
+        reply = codec.decode_message(body)
+        assert reply.msg_id == 2 and reply.arrays[0].to_float32().shape == theta.shape
