@@ -196,8 +196,8 @@ def export_use_case(
     """
     if use_case not in RECIPES:
         raise UsageError(f"cannot export use case {use_case!r}; choose from {sorted(RECIPES)}")
-    if epochs is not None and epochs < 0:
-        raise UsageError(f"epochs must be >= 0, got {epochs}")
+    if epochs is not None and epochs < 1:
+        raise UsageError(f"epochs must be >= 1, got {epochs}")
     recipe = RECIPES[use_case]
     out = Path(out_dir)
     from tinyfleet.simulations.usecase import get_use_case
