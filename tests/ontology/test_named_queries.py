@@ -119,7 +119,10 @@ CASES = [
     (
         "model-version-per-device",
         {},
-        [("a-1", "cam", "1", "2026-01-02T00:00:00+00:00"), ("b-1", "sine", "1", "2026-01-01T00:00:00+00:00")],
+        [
+            ("a-1", "cam", "1", "2026-01-02T00:00:00+00:00"),
+            ("b-1", "sine", "1", "2026-01-01T00:00:00+00:00"),
+        ],
     ),
     (
         "round-participants",
@@ -177,7 +180,10 @@ def test_named_query_rows(kg: KnowledgeGraph, name: str, params: dict, expected:
     [
         ({"model": 'cam@1" } ; DROP ALL ; #'}, "must be an identifier"),
         ({"model": "cam@1> <urn:x"}, "must be an identifier"),
-        ({"model": "sine@1", "min_ram_kb": "1) } DELETE WHERE { ?s ?p ?o } #"}, "must be an integer"),
+        (
+            {"model": "sine@1", "min_ram_kb": "1) } DELETE WHERE { ?s ?p ?o } #"},
+            "must be an integer",
+        ),
         ({"model": "sine@1", "nope": "1"}, "has no parameter nope"),
         ({}, "needs --param model="),
     ],

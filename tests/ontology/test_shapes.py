@@ -17,6 +17,7 @@ from tinyfleet.ontology.provenance import deployment_to_rdf, round_to_rdf
 from tinyfleet.ontology.resources import EXAMPLES_DIR, shapes_graph
 from tinyfleet.ontology.validation import violations
 
+
 def example(name: str) -> dict[str, Any]:
     """A fresh copy of an example JSON document (safe to mutate)."""
     return json.loads((EXAMPLES_DIR / name).read_text())
@@ -105,11 +106,27 @@ CASES: dict[str, tuple[Callable[[], Graph], Callable[[Graph], None], str]] = {
         "tfo:sampleShape must be dimensions",
     ),
     "FirmwareShape": (_device, _drop(TFO.supportsOperator), "A firmware build must list"),
-    "ModelShape": (_model, _set(TFO.arenaBytes, Literal("3 KB")), "A model needs exactly one tfo:arenaBytes"),
-    "TrainableHeadShape": (_model, _drop(TFO.trainRamBytes), "A head needs exactly one tfo:trainRamBytes"),
-    "TensorSpecShape": (_model, _set(TFO.dtype, Literal("int7")), "A tensor needs exactly one tfo:dtype"),
+    "ModelShape": (
+        _model,
+        _set(TFO.arenaBytes, Literal("3 KB")),
+        "A model needs exactly one tfo:arenaBytes",
+    ),
+    "TrainableHeadShape": (
+        _model,
+        _drop(TFO.trainRamBytes),
+        "A head needs exactly one tfo:trainRamBytes",
+    ),
+    "TensorSpecShape": (
+        _model,
+        _set(TFO.dtype, Literal("int7")),
+        "A tensor needs exactly one tfo:dtype",
+    ),
     "LayerShape": (_model, _drop(NNET.hasIndex), "A layer needs exactly one nnet:hasIndex"),
-    "DeploymentShape": (_deployment, _drop(TFO.deployedOn), "A deployment needs exactly one tfo:deployedOn"),
+    "DeploymentShape": (
+        _deployment,
+        _drop(TFO.deployedOn),
+        "A deployment needs exactly one tfo:deployedOn",
+    ),
     "TrainingRoundShape": (
         _round,
         _set(PROV.startedAtTime, Literal("yesterday")),
@@ -140,7 +157,9 @@ def test_shape_conforming_and_violating(shape: str) -> None:
 def test_round_ending_before_it_starts_is_refused() -> None:
     record = dict(ROUND, started="2026-11-29T23:00:05Z")
     messages = [v.message for v in violations(round_to_rdf(record))]
-    assert messages == ["A round cannot end before it starts (prov:startedAtTime <= prov:endedAtTime)."]
+    assert messages == [
+        "A round cannot end before it starts (prov:startedAtTime <= prov:endedAtTime)."
+    ]
 
 
 def test_unknown_sensor_modality_is_refused() -> None:
