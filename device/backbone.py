@@ -31,14 +31,23 @@ from tinyfleet.errors import InputFileError, UsageError
 _ARENA_TOTAL = re.compile(rb"Arena allocation total (\d+) bytes")
 
 
-def _interpreter(model_bytes: bytes, arena_size: int | None = None) -> Any:
+def _generous_arena(model: TFLiteModel, model_bytes: bytes) -> int:
+    """An arena surely large enough: twice every activation tensor, plus room for TFLM's
+    per-operator bookkeeping. Never run TFLM near its limit in-process (it can crash)."""
+    activations = sum(t.nbytes for sg in model.subgraphs for t in sg.tensors if not t.is_constant)
+    return 2 * activations + len(model_bytes) + 64 * 1024
+
+
+def _interpreter(model_bytes: bytes, model: TFLiteModel) -> Any:
     from tflite_micro import runtime
 
-    size = arena_size if arena_size is not None else max(10 * len(model_bytes), 64 * 1024)
     try:
-        return runtime.Interpreter.from_bytes(model_bytes, arena_size=size)
+        return runtime.Interpreter.from_bytes(
+            model_bytes, arena_size=_generous_arena(model, model_bytes)
+        )
     except (RuntimeError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = str(error).strip()
+        first = text.splitlines()[0] if text else type(error).__name__
         raise InputFileError(f"TFLM cannot load the model: {first}") from None
 
 
@@ -94,7 +103,7 @@ def measure_arena_bytes(model_bytes: bytes) -> int:
     if key in _ARENA_CACHE:
         return _ARENA_CACHE[key]
     model = read_tflite(model_bytes)
-    interpreter = _interpreter(model_bytes)
+    interpreter = _interpreter(model_bytes, model)
     _invoke_on_zeros(interpreter, model)
     with captured_fd(2) as captured:
         interpreter.print_allocations()
@@ -229,7 +238,7 @@ class Int8Backbone:
         self.arena_bytes: int = (
             measure_arena_bytes(self.model_bytes) if arena_bytes is None else int(arena_bytes)
         )
-        self._interpreter = _interpreter(self.model_bytes)
+        self._interpreter = _interpreter(self.model_bytes, self.model)
         self.invocations = 0
 
     @classmethod
