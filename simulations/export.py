@@ -55,6 +55,15 @@ class ExportRecipe:
     learning_rate: float = 3e-3
 
 
+# Bump when a recipe changes what it exports: cached exports with another tag are stale
+# and are re-exported by the use case's ``make_backbone``.
+RECIPE_VERSION = 2
+
+
+def recipe_tag(use_case: str) -> str:
+    return f"{use_case}-v{RECIPE_VERSION}"
+
+
 RECIPES: dict[str, ExportRecipe] = {
     "digits": ExportRecipe("digits", "digits-backbone", "camera", backbone="digits"),
     "sine": ExportRecipe("sine", "sine-head", "none"),
@@ -230,6 +239,7 @@ def export_use_case(
         tflite_file=TFLITE_FILE,
     )
     card["pretraining"] = {
+        "recipe": recipe_tag(use_case),
         "classes": int(y.max()) + 1,
         "samples": len(x),
         "seed": seed,

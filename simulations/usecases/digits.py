@@ -34,12 +34,16 @@ import sys
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tinyfleet.device.head import HeadSpec
 from tinyfleet.errors import UsageError
 from tinyfleet.simulations.usecase import UseCase, register_use_case
+
+if TYPE_CHECKING:
+    from tinyfleet.device.embedding_cache import CachedEmbedder
 
 SPLIT_SEED = 20240531
 NUM_DIGITS = 10
@@ -196,28 +200,33 @@ def model_dir(use_case: str = "digits") -> Path:
     return Path.home() / ".cache" / "tinyfleet" / "models" / use_case
 
 
-def load_backbone(directory: Path | None = None, export_if_missing: bool = True):  # type: ignore[no-untyped-def]
+def load_backbone(directory: Path | None = None, export_if_missing: bool = True) -> CachedEmbedder:
     """The exported int8 backbone wrapped in a cache over all digit images.
 
-    Exports it first (TensorFlow, about a minute) when the directory has none.
+    Exports it first (TensorFlow, ~20 s) when the directory has none, or one made by an
+    older export recipe (``pretraining.recipe`` in the card).
     """
     from tinyfleet.device.backbone import Int8Backbone
     from tinyfleet.device.embedding_cache import CachedEmbedder
     from tinyfleet.device.modelcard import read_model_card
+    from tinyfleet.simulations.export import export_use_case, recipe_tag
 
     directory = model_dir() if directory is None else Path(directory)
     card_path = directory / "model_card.json"
-    if not card_path.is_file():
+    card = read_model_card(card_path) if card_path.is_file() else None
+    stale = card is not None and (card.get("pretraining") or {}).get("recipe") != recipe_tag(
+        "digits"
+    )
+    if card is None or stale:
         if not export_if_missing:
-            raise UsageError(f"no exported digits model in {directory}; run tinyfleet export")
+            raise UsageError(f"no current digits model in {directory}; run tinyfleet export")
+        reason = "an older recipe's" if stale else "no"
         print(
-            f"tinyfleet: exporting the digits backbone to {directory} (one-time, TensorFlow)",
+            f"tinyfleet: exporting the digits backbone to {directory} ({reason} export "
+            "there; one-time, TensorFlow)",
             file=sys.stderr,
         )
-        from tinyfleet.simulations.export import export_use_case
-
-        export_use_case("digits", directory)
-    card = read_model_card(card_path)
+        card = export_use_case("digits", directory)
     backbone = Int8Backbone.from_file(
         directory / str(card["tflite_file"]), arena_bytes=int(card["arena_bytes"])
     )

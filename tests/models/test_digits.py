@@ -85,3 +85,17 @@ def test_make_backbone_loads_exported_model(tiny_export, monkeypatch) -> None:
         5, np.random.default_rng(0)
     )
     assert embedder.embed(x).shape == (5, 8)
+
+
+@pytest.mark.tf
+def test_stale_export_is_not_used(tiny_export, tmp_path) -> None:
+    import json
+    import shutil
+
+    directory, card = tiny_export
+    shutil.copy(directory / "backbone.tflite", tmp_path / "backbone.tflite")
+    old = dict(card, pretraining=dict(card["pretraining"], recipe="digits-v1"))
+    (tmp_path / "model_card.json").write_text(json.dumps(old))
+    with pytest.raises(UsageError, match="no current digits model"):
+        digits.load_backbone(tmp_path, export_if_missing=False)
+    assert digits.load_backbone(directory, export_if_missing=False).embedding_dim == 8
