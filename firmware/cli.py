@@ -50,7 +50,18 @@ def register(subparsers: Any) -> None:
         ),
     )
     build.add_argument("--target", required=True, choices=("host", "qemu-mps2-an386", "nano33ble"))
-    build.add_argument("--model", type=Path, help="int8 .tflite to generate and link in")
+    build.add_argument(
+        "--model",
+        type=Path,
+        help="int8 .tflite to generate and link in, or a model_card.json (its .tflite and head)",
+    )
+    build.add_argument(
+        "--head-sizes",
+        help="head layer sizes (e.g. 32,16,5): also build the device loop tf_device "
+        "(default: the head of the model card, if any)",
+    )
+    build.add_argument("--activation", default="relu", choices=("relu", "tanh"))
+    build.add_argument("--loss", default="softmax_ce", choices=("softmax_ce", "mse"))
     build.add_argument(
         "--build-dir", type=Path, help="build directory (default: build/firmware-<target>)"
     )
@@ -68,7 +79,15 @@ def register(subparsers: Any) -> None:
             "how many outputs are bit-exact plus the instructions per inference (-icount)."
         ),
     )
-    run.add_argument("--model", type=Path, required=True, help="int8 .tflite model")
+    run.add_argument("--model", type=Path, help="int8 .tflite model (self-check mode)")
+    run.add_argument(
+        "--device",
+        type=Path,
+        metavar="ELF",
+        help="run this tf_device.elf instead, its UART on --uart-port for `tinyfleet bridge "
+        "serial tcp:127.0.0.1:PORT`, until Ctrl-C",
+    )
+    run.add_argument("--uart-port", type=int, default=4444, help="TCP port of the UART")
     run.add_argument("--inputs", type=int, default=100, help="random inputs (default 100)")
     run.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     run.add_argument("--build-dir", type=Path, help="default: build/firmware-qemu-mps2-an386")
@@ -86,7 +105,9 @@ def register(subparsers: Any) -> None:
             "model unless --head-sizes is given."
         ),
     )
-    rep.add_argument("models", type=Path, nargs="+", help="int8 .tflite models")
+    rep.add_argument(
+        "models", type=Path, nargs="+", help="int8 .tflite models or model_card.json files"
+    )
     rep.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rep.add_argument("--head-sizes", help="head layer sizes, e.g. 32,16,5")
     rep.add_argument("--activation", default="relu", choices=("relu", "tanh"))
@@ -145,21 +166,35 @@ def _build_dir(args: argparse.Namespace, target: str) -> Path:
 
 def _build(args: argparse.Namespace) -> int:
     from tinyfleet.firmware.codegen import generate_from_file
-    from tinyfleet.firmware.report import flash_and_ram
+    from tinyfleet.firmware.device_config import write_device_config
+    from tinyfleet.firmware.report import _resolve, flash_and_ram
     from tinyfleet.firmware.toolchain import FIRMWARE_DIR, cmake_build
 
     if args.sanitize and args.target != "host":
         raise UsageError("--sanitize works with --target host only")
     build_dir = _build_dir(args, args.target)
     model_dir = None
+    tflite, head = None, None
     if args.model is not None:
         _require_file(args.model)
+        tflite, head = _resolve(args.model)
+    if args.head_sizes:
+        head = _head_spec(args)
+    if tflite is not None:
         model_dir = build_dir / "model"
-        generate_from_file(args.model, model_dir)
-    result = cmake_build(args.target, build_dir, model_dir, sanitize=args.sanitize)
+        generate_from_file(tflite, model_dir)
+    config_dir = None
+    if head is not None and args.target != "nano33ble":
+        config_dir = build_dir / "device"
+        write_device_config(head, config_dir)
+    result = cmake_build(
+        args.target, build_dir, model_dir, sanitize=args.sanitize, device_config_dir=config_dir
+    )
     print(f"built {args.target} in {result.build_dir}")
     if result.job_runner:
-        print(f"  firmware: {result.job_runner}")
+        print(f"  job runner (tests, benchmarks): {result.job_runner}")
+    if result.device:
+        print(f"  device loop (serial bridge): {result.device}")
     if result.map_file:
         flash, ram = flash_and_ram(result.map_file.read_text())
         print(f"  flash {flash} B, RAM {ram} B (linker map {result.map_file})")
@@ -188,6 +223,10 @@ def _run_qemu(args: argparse.Namespace) -> int:
     from tinyfleet.firmware.jobs import bench_job, inference_job, run_job
     from tinyfleet.firmware.toolchain import cmake_build
 
+    if args.device is not None:
+        return _run_qemu_device(args.device, args.uart_port)
+    if args.model is None:
+        raise UsageError("give --model MODEL.tflite (self-check) or --device tf_device.elf")
     _require_file(args.model)
     if args.inputs < 1:
         raise UsageError("--inputs must be >= 1")
@@ -215,19 +254,46 @@ def _run_qemu(args: argparse.Namespace) -> int:
     return 0 if exact == args.inputs else 1
 
 
-def _report(args: argparse.Namespace) -> int:
+def _head_spec(args: argparse.Namespace) -> Any:
     from tinyfleet.device.head import HeadSpec
+
+    try:
+        sizes = tuple(int(v) for v in args.head_sizes.split(","))
+    except ValueError:
+        raise UsageError(
+            f"--head-sizes must be comma-separated ints, got {args.head_sizes!r}"
+        ) from None
+    return HeadSpec(sizes, args.activation, args.loss)
+
+
+def _run_qemu_device(elf: Path, uart_port: int) -> int:
+    import subprocess
+
+    from tinyfleet.firmware.toolchain import QEMU, require_tools
+
+    _require_file(elf)
+    require_tools("qemu-mps2-an386")
+    cmd = [
+        QEMU, "-M", "mps2-an386", "-nographic", "-monitor", "none",
+        "-semihosting-config", "enable=on,target=native",
+        "-serial", f"tcp:127.0.0.1:{uart_port},server=on,wait=on",
+        "-kernel", str(elf),
+    ]  # fmt: skip
+    print(
+        f"QEMU mps2-an386 running {elf}; UART0 waits on tcp:127.0.0.1:{uart_port} "
+        f"(connect `tinyfleet bridge serial tcp:127.0.0.1:{uart_port} --device-id ...`)",
+        flush=True,
+    )
+    try:
+        return subprocess.run(cmd, check=False).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
+def _report(args: argparse.Namespace) -> int:
     from tinyfleet.firmware.report import format_table, report_model
 
-    head = None
-    if args.head_sizes:
-        try:
-            sizes = tuple(int(v) for v in args.head_sizes.split(","))
-        except ValueError:
-            raise UsageError(
-                f"--head-sizes must be comma-separated ints, got {args.head_sizes!r}"
-            ) from None
-        head = HeadSpec(sizes, args.activation, args.loss)
+    head = _head_spec(args) if args.head_sizes else None
     for model in args.models:
         _require_file(model)
     rows = [report_model(model, head) for model in args.models]

@@ -110,15 +110,42 @@ def head_train_bytes(spec: HeadSpec) -> int:
     return 4 * (spec.num_params + sum(sizes[1:]) + 2 * max(sizes))
 
 
-def report_model(tflite: str | Path, head: HeadSpec | None = None, reps: int = 3) -> ModelReport:
-    """Generate, link for the Cortex-M4F, and measure one model in QEMU."""
+def _resolve(model: Path) -> tuple[Path | None, HeadSpec | None]:
+    """A .tflite, or a model_card.json (its tflite_file, or none for a float head)."""
+    if model.suffix != ".json":
+        return model, None
+    try:
+        card = json.loads(model.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputFileError(f"cannot read model card {model}: {error}") from None
+    head = card.get("head") if isinstance(card, dict) else None
+    spec = HeadSpec.from_dict(head) if isinstance(head, dict) else None
+    tflite = card.get("tflite_file") if isinstance(card, dict) else None
+    if tflite is None and spec is None:
+        raise InputFileError(f"model card {model} has neither a tflite_file nor a head")
+    return (model.parent / str(tflite) if tflite else None), spec
+
+
+def report_model(model: str | Path, head: HeadSpec | None = None, reps: int = 3) -> ModelReport:
+    """Generate, link for the Cortex-M4F, and measure one model in QEMU.
+
+    ``model`` is a ``.tflite`` or a ``model_card.json``; a float-head card (no backbone)
+    is measured with a pass-through stand-in for the backbone.
+    """
+    from tinyfleet.firmware.codegen import generate_passthrough
     from tinyfleet.firmware.golden import tflm_min_arena_bytes
 
-    path = Path(tflite)
+    tflite, card_head = _resolve(Path(model))
     with tempfile.TemporaryDirectory(prefix="tf_report_") as tmp:
         work = Path(tmp)
-        generated = generate_from_file(path, work / "model")
-        spec = head or head_from_card(path, generated.output_size)
+        if tflite is not None:
+            generated = generate_from_file(tflite, work / "model")
+            spec = head or card_head or head_from_card(tflite, generated.output_size)
+        else:
+            assert card_head is not None
+            spec = head or card_head
+            generated = generate_passthrough(spec.input_dim)
+            generated.write(work / "model")
         sizes = spec.layer_sizes
         defines = {
             "TF_JOB_MAX_PARAMS": spec.num_params,
@@ -139,13 +166,15 @@ def report_model(tflite: str | Path, head: HeadSpec | None = None, reps: int = 3
             icount=True,
         )
     insns = np.frombuffer(result, dtype="<u4")
-    data = path.read_bytes()
-    try:
-        tflm_arena: int | None = tflm_min_arena_bytes(data)
-    except RuntimeError:  # the TFLM figure is a comparison, not a requirement
-        tflm_arena = None
+    data = tflite.read_bytes() if tflite is not None else b""
+    tflm_arena: int | None = None
+    if data:
+        try:
+            tflm_arena = tflm_min_arena_bytes(data)
+        except RuntimeError:  # the TFLM figure is a comparison, not a requirement
+            tflm_arena = None
     return ModelReport(
-        model=str(path),
+        model=str(model),
         operators=generated.operators,
         flash_bytes=flash,
         ram_bytes=ram,
@@ -155,13 +184,18 @@ def report_model(tflite: str | Path, head: HeadSpec | None = None, reps: int = 3
         tflite_bytes=len(data),
         head_layer_sizes=sizes,
         head_train_bytes=head_train_bytes(spec),
-        insns_per_inference=int(insns[0]),
+        insns_per_inference=int(insns[0]) if data else 0,
         insns_per_sgd_step=int(insns[1]),
         fits={
             key: flash <= board.flash_bytes and ram <= board.ram_bytes
             for key, board in BOARDS.items()
         },
     )
+
+
+def _short(model: str) -> str:
+    path = Path(model)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def format_table(rows: list[ModelReport]) -> str:
@@ -173,7 +207,7 @@ def format_table(rows: list[ModelReport]) -> str:
     for r in rows:
         fits = ",".join(k for k, ok in r.fits.items() if ok) or "none"
         lines.append(
-            f"{Path(r.model).name:<28} {r.flash_bytes:>8} {r.ram_bytes:>8} {r.arena_bytes:>7} "
+            f"{_short(r.model):<28} {r.flash_bytes:>8} {r.ram_bytes:>8} {r.arena_bytes:>7} "
             f"{r.tflm_arena_bytes if r.tflm_arena_bytes is not None else '-':>10} "
             f"{r.tflite_bytes:>8} {r.head_train_bytes:>8} {r.insns_per_inference:>10} "
             f"{r.insns_per_sgd_step:>10}  {fits}"

@@ -37,3 +37,42 @@ def test_report_json(fixture_models: Any, capsys: pytest.CaptureFixture[str]) ->
         # RAM holds at least the arena and the head; flash at least the weights
         assert row["ram_bytes"] >= row["arena_bytes"] + row["head_train_bytes"]
         assert row["flash_bytes"] >= row["weight_bytes"]
+
+
+@pytest.mark.qemu
+def test_report_float_head_card(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    card = tmp_path / "model_card.json"
+    card.write_text(
+        json.dumps(
+            {
+                "name": "sine-head",
+                "kind": "float-head",
+                "tflite_file": None,
+                "head": {"layer_sizes": [1, 40, 40, 1], "activation": "tanh", "loss": "mse"},
+            }
+        )
+    )
+    assert main(["firmware", "report", str(card), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["head_layer_sizes"] == [1, 40, 40, 1] and row["arena_bytes"] == 0
+    assert row["insns_per_inference"] == 0 and row["insns_per_sgd_step"] > 10_000
+    assert row["fits"] == {"nano33ble": True}
+
+
+@pytest.mark.qemu
+def test_nano33ble_build_links_for_the_board(
+    fixture_models: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = str(fixture_models["digits"].path)
+    out = tmp_path / "nano"
+    assert main(["firmware", "build", "--target", "nano33ble", "--model", model,
+                 "--build-dir", str(out)]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "Arduino library" in text
+    library = out / "arduino" / "tinyfleet"
+    assert (library / "library.properties").exists()
+    assert {"tf_model.c", "tf_kernels.c", "tinyfleet.h"} <= {
+        p.name for p in (library / "src").iterdir()
+    }
+    elf = out / "tf_job_runner.elf"
+    assert elf.read_bytes()[:4] == b"\x7fELF" and elf.read_bytes()[18] == 40  # EM_ARM
