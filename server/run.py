@@ -75,6 +75,11 @@ def run_in_simulation_engine(
 ) -> tuple[np.ndarray, Result]:
     """Run under ``flwr.simulation.run_simulation`` with ``num_nodes`` virtual SuperNodes
     (one per simulated device). Slow per round (the engine polls every 0.1 s)."""
+    import os
+
+    # The engine's Ray workers import TensorFlow (Flower's GPU-growth helper): keep its
+    # C++ start-up banner out of the user's terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from flwr.simulation import run_simulation
 
     outcome: dict[str, Any] = {}

@@ -118,3 +118,19 @@ def test_bad_input_is_one_line_exit_2(argv, message, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("tinyfleet: error:"), done.stderr
     assert message in lines[0] and "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_digits_simulation_runs_on_the_int8_backbone(tmp_path):
+    """The digits use case end to end (exports the backbone first when none is cached)."""
+    argv = ["simulate", "digits", "--devices", "20", "--rounds", "50", "--heldout-devices", "5"]
+    argv += ["--query-size", "20", "--eval-points", "2", "--eval-devices", "2", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["metric"] == "accuracy"
+    rows = report["strategies"]
+    assert all(0.0 <= row["fewshot"] <= 1.0 for row in rows.values())
+    # The backbone's tensor arena is part of every learning device's RAM.
+    assert rows["tinyreptile"]["device_ram_bytes"] > 4 * 1221
+    assert rows["tinyreptile"]["device_grad_evals_per_round"] == 10
