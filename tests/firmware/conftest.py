@@ -177,3 +177,23 @@ def qemu_builds(
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+@pytest.fixture(scope="session")
+def plain_runners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Job runners without a backbone (pass-through stand-in), needing no TensorFlow:
+    ``{"host": ASan/UBSan binary, "qemu": Cortex-M4F ELF}`` for the toolchains present."""
+    from tinyfleet.firmware.codegen import generate_passthrough
+
+    root = tmp_path_factory.mktemp("fw_plain")
+    generate_passthrough(8).write(root / "model")
+    runners: dict[str, Path] = {}
+    if not missing_tools("host"):
+        build = cmake_build("host", root / "host", root / "model", sanitize=True)
+        assert build.job_runner is not None
+        runners["host"] = build.job_runner
+    if not missing_tools("qemu-mps2-an386"):
+        build = cmake_build("qemu-mps2-an386", root / "qemu", root / "model")
+        assert build.job_runner is not None
+        runners["qemu"] = build.job_runner
+    return runners

@@ -71,6 +71,7 @@ def test_arena_plan_never_overlaps_live_tensors(specs: list[tuple[int, int, int]
     assert plan.size <= sum((b.size + 15) // 16 * 16 for b in buffers)
 
 
+@pytest.mark.tf
 def test_arena_is_smaller_than_all_activations(fixture_models: Any) -> None:
     from tinyfleet.device.tflite_model import load_tflite
 
@@ -80,6 +81,7 @@ def test_arena_is_smaller_than_all_activations(fixture_models: Any) -> None:
         assert m.generated.arena_bytes < total
 
 
+@pytest.mark.tf
 def test_unsupported_operator_is_one_line_error(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

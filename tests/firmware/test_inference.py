@@ -10,6 +10,7 @@ import pytest
 from tinyfleet.firmware.jobs import inference_job, run_job
 
 MODELS = ("convnet", "nobias", "strided", "digits")
+pytestmark = pytest.mark.tf  # the models are built with TensorFlow
 
 
 def _check(model: Any, result: bytes) -> None:
