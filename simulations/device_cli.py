@@ -8,10 +8,12 @@ firmware or :class:`tinyfleet.device.mqtt_client.MqttDevice` with its own sensor
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tinyfleet.errors import InputFileError, UsageError
@@ -52,6 +54,22 @@ def register(subparsers: Any) -> None:
     )
     run.add_argument("--max-payload", type=int, default=256 * 1024, help="chunk above this")
     run.set_defaults(func=_device_run)
+
+
+def use_case_streams(use_case_name: str) -> Any:
+    """``stream_for_device(seed, index)`` of a use case's simulated fleet (the same streams
+    ``tinyfleet simulate`` gives its in-process devices)."""
+    from tinyfleet.simulations.fleet import Fleet
+    from tinyfleet.simulations.usecase import get_use_case
+
+    use_case = get_use_case(use_case_name)
+    return Fleet(use_case, use_case.make_backbone()).stream_for_device()
+
+
+def use_case_stream_factory(use_case_name: str) -> Callable[[], Any]:
+    """A picklable ``factory() -> stream_for_device`` for device worker processes
+    (:func:`tinyfleet.server.gateway_fleet.run_mqtt_fleet`'s ``stream_factory``)."""
+    return functools.partial(use_case_streams, use_case_name)
 
 
 def device_index_from_id(device_id: str) -> int:

@@ -50,3 +50,34 @@ def test_mqtt_equals_in_process(broker: ManagedBroker, algorithm: str) -> None:
     assert got.tobytes() == expected.tobytes()
     assert strat.counters.accepted_replies == counters["replies"] == counters["device-tasks"]
     assert counters["duplicates"] == counters["malformed"] == counters["timeouts"] == 0
+
+
+def test_devices_in_worker_processes_equal_in_process(broker: ManagedBroker) -> None:
+    """Large fleets put their device clients in worker processes: same numbers."""
+    from tinyfleet.simulations.device_cli import use_case_stream_factory
+
+    spec = get_use_case("sine").head_spec
+    initial = flatten(init_params(spec, np.random.default_rng(SEED)))
+    devices, rounds = 6, 10
+    plan = RoundPlan("online", inner_lr=0.02, k=5)
+
+    def strategy() -> TinyReptile:
+        return TinyReptile(plan, num_devices=devices, seed=SEED, num_rounds=rounds)
+
+    expected, _ = run_in_process(
+        strategy(), make_client_app(spec, _stream_for_device), devices, initial, rounds
+    )
+    url = f"mqtt://{broker.host}:{broker.port}"
+    with run_mqtt_fleet(
+        spec,
+        _stream_for_device,
+        devices,
+        broker_url=url,
+        fleet="workers",
+        stream_factory=use_case_stream_factory("sine"),
+        devices_per_process=3,
+    ) as fleet:
+        assert fleet.devices == []  # all remote
+        got, _ = run_in_process(strategy(), fleet.client_call, devices, initial, rounds)
+    assert got.tobytes() == expected.tobytes()
+    assert fleet.counters()["device-tasks"] == rounds
