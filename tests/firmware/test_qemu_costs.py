@@ -10,6 +10,13 @@ import pytest
 
 from tinyfleet.cli import main
 from tinyfleet.firmware.jobs import run_job
+from tinyfleet.firmware.toolchain import missing_tools
+
+
+def _need(target: str) -> None:
+    missing = missing_tools(target)
+    if missing:
+        pytest.skip(f"toolchain for {target} absent: {', '.join(missing)} not on PATH")
 
 
 @pytest.mark.qemu
@@ -28,6 +35,7 @@ def test_instruction_counter_is_exact(n: int, plain_runners: dict[str, Any]) -> 
 @pytest.mark.qemu
 @pytest.mark.tf
 def test_report_json(fixture_models: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _need("qemu-mps2-an386")
     paths = [str(fixture_models[name].path) for name in ("convnet", "strided")]
     assert main(["firmware", "report", *paths, "--json", "--head-sizes", "5,8,5"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -44,6 +52,7 @@ def test_report_json(fixture_models: Any, capsys: pytest.CaptureFixture[str]) ->
 
 @pytest.mark.qemu
 def test_report_float_head_card(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _need("qemu-mps2-an386")
     card = tmp_path / "model_card.json"
     card.write_text(
         json.dumps(
@@ -67,6 +76,7 @@ def test_report_float_head_card(tmp_path: Any, capsys: pytest.CaptureFixture[str
 def test_nano33ble_build_links_for_the_board(
     fixture_models: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    _need("nano33ble")
     model = str(fixture_models["digits"].path)
     out = tmp_path / "nano"
     assert main(["firmware", "build", "--target", "nano33ble", "--model", model,
