@@ -81,3 +81,49 @@ def test_devices_in_worker_processes_equal_in_process(broker: ManagedBroker) -> 
         got, _ = run_in_process(strategy(), fleet.client_call, devices, initial, rounds)
     assert got.tobytes() == expected.tobytes()
     assert fleet.counters()["device-tasks"] == rounds
+
+
+def test_gateway_clientapp_equals_in_process(broker: ManagedBroker) -> None:
+    """The relay as a Flower ClientApp (what a gateway SuperNode runs): same numbers."""
+    from flwr.app import Context
+
+    from tinyfleet.server.gateway_fleet import device_ids
+    from tinyfleet.server.gateway_flower import make_gateway_client_app
+
+    spec = get_use_case("sine").head_spec
+    initial = flatten(init_params(spec, np.random.default_rng(SEED)))
+    devices, rounds = 3, 6
+    plan = RoundPlan("online", inner_lr=0.02, k=5)
+
+    def strategy() -> TinyReptile:
+        return TinyReptile(plan, num_devices=devices, seed=SEED, num_rounds=rounds)
+
+    expected, _ = run_in_process(
+        strategy(), make_client_app(spec, _stream_for_device), devices, initial, rounds
+    )
+    url = f"mqtt://{broker.host}:{broker.port}"
+    with run_mqtt_fleet(spec, _stream_for_device, devices, broker_url=url, fleet="supernode"):
+        # The SuperNode's node_config names the broker, fleet and device list.
+        node_config = {
+            "broker": url,
+            "fleet": "supernode",
+            "devices": ",".join(device_ids(devices)),
+        }
+        started: list[object] = []
+
+        def factory(context: Context):
+            from tinyfleet.server.gateway_flower import _gateway_from_node_config
+
+            context.node_config.update(node_config)  # type: ignore[arg-type]
+            gateway, route = _gateway_from_node_config(context)
+            started.append(gateway)
+            return gateway, route
+
+        app = make_gateway_client_app(factory)
+        try:
+            got, _ = run_in_process(strategy(), app, devices, initial, rounds)
+        finally:
+            for gw in started:
+                gw.stop()  # type: ignore[attr-defined]
+    assert len(started) == 1
+    assert got.tobytes() == expected.tobytes()
