@@ -236,6 +236,8 @@ def quantize_int8(values: np.ndarray) -> tuple[np.ndarray, float, int]:
     lo = float(min(float(x.min(initial=0.0)), 0.0))
     hi = float(max(float(x.max(initial=0.0)), 0.0))
     scale = np.float32((hi - lo) / 255.0) if hi > lo else np.float32(1.0)
+    # A range of a few subnormals underflows to 0: keep the scale a positive normal float.
+    scale = max(scale, np.finfo(np.float32).tiny)
     zero_point = int(np.clip(round(-128.0 - lo / float(scale)), -128, 127))
     q = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
     return q, float(scale), zero_point

@@ -315,7 +315,7 @@ class MqttGateway:
             problem = f"a {reply.msg_type.name} message is not a reply"
         elif got != pending.arrays:
             problem = f"arrays {got} do not match the task's {pending.arrays}"
-        elif not all(np.all(np.isfinite(a.values)) for a in reply.arrays):
+        elif not all(np.all(np.isfinite(a.to_float32())) for a in reply.arrays):
             problem = "NaN or Inf values"
         if problem is not None:
             with self._lock:
