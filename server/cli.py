@@ -136,9 +136,7 @@ def _read_users(path: str) -> dict[str, str]:
 
 
 def _server_run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from tinyfleet.device.head import HeadSpec, flatten, init_params
+    from tinyfleet.device.head import HeadSpec
     from tinyfleet.device.rounds import RoundPlan
     from tinyfleet.server.broker import BrokerAddress
     from tinyfleet.server.gateway import GatewaySettings, MqttGateway
@@ -176,7 +174,7 @@ def _server_run(args: argparse.Namespace) -> int:
             beta0=args.beta0,
             clients_per_round=args.clients_per_round or 5,
         )
-    initial = flatten(init_params(spec, np.random.default_rng(args.seed)))
+    initial = initial_head(spec, args.seed)
     ids = device_ids(args.devices, args.device_prefix)
     settings = GatewaySettings(fleet=args.fleet, round_timeout=args.round_timeout)
     started = time.perf_counter()
@@ -209,3 +207,16 @@ def _sha256(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def initial_head(spec: Any, seed: int) -> Any:
+    """theta_0 of a run: the same starting point as ``tinyfleet simulate`` uses."""
+    try:
+        from tinyfleet.device.rounds import initial_head_vector
+    except ImportError:  # older rounds.py: the same rule, spelled out
+        import numpy as np
+
+        from tinyfleet.device.head import flatten, init_params
+
+        return flatten(init_params(spec, np.random.default_rng([0x494E4954, int(seed)])))
+    return initial_head_vector(spec, seed)

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyfleet.device.head import HeadSpec, flatten, init_params
+from tinyfleet.device.head import HeadSpec
 from tinyfleet.device.rounds import RoundPlan, device_task_rng
 from tinyfleet.server.broker import ManagedBroker
+from tinyfleet.server.cli import initial_head
 from tinyfleet.server.clientapp import make_client_app
 from tinyfleet.server.run import run_in_process
 from tinyfleet.server.strategies import TinyReptile
@@ -89,7 +90,7 @@ def test_device_and_server_processes(broker: ManagedBroker, tmp_path: Path) -> N
     summary = json.loads(out.read_text())
     assert summary["accepted"] == rounds and summary["gateway"]["duplicates"] == 0
     spec = HeadSpec((1, 40, 40, 1), "tanh", "mse")
-    initial = flatten(init_params(spec, np.random.default_rng(seed)))
+    initial = initial_head(spec, seed)
     strategy = TinyReptile(
         RoundPlan("online", inner_lr=0.02, k=5), num_devices=devices, seed=seed, num_rounds=rounds
     )
