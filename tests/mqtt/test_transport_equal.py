@@ -127,3 +127,34 @@ def test_gateway_clientapp_equals_in_process(broker: ManagedBroker) -> None:
                 gw.stop()  # type: ignore[attr-defined]
     assert len(started) == 1
     assert got.tobytes() == expected.tobytes()
+
+
+def test_chunked_payloads_through_the_broker(broker: ManagedBroker) -> None:
+    """A 512-byte payload limit cuts every 7 KB task and update into chunks: same numbers."""
+    spec = get_use_case("sine").head_spec
+    initial = flatten(init_params(spec, np.random.default_rng(SEED)))
+    devices, rounds = 2, 4
+    plan = RoundPlan("online", inner_lr=0.02, k=5)
+
+    def strategy() -> TinyReptile:
+        return TinyReptile(plan, num_devices=devices, seed=SEED, num_rounds=rounds)
+
+    expected, _ = run_in_process(
+        strategy(), make_client_app(spec, _stream_for_device), devices, initial, rounds
+    )
+    url = f"mqtt://{broker.host}:{broker.port}"
+    seen: list[int] = []
+    with run_mqtt_fleet(
+        spec, _stream_for_device, devices, broker_url=url, fleet="chunks", max_payload=512
+    ) as fleet:
+        original = fleet.gateway._publish
+
+        def counting(topic, pending):  # type: ignore[no-untyped-def]
+            seen.append(len(pending.payloads))
+            assert all(len(p) <= 512 for p in pending.payloads)
+            original(topic, pending)
+
+        fleet.gateway._publish = counting  # type: ignore[method-assign]
+        got, _ = run_in_process(strategy(), fleet.client_call, devices, initial, rounds)
+    assert got.tobytes() == expected.tobytes()
+    assert len(seen) == rounds and min(seen) > 10  # ~7 KB in <= 512-byte chunks
