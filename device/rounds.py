@@ -24,7 +24,8 @@ Seeding rule
 Every random number of device ``i`` in round ``r`` of a run with seed ``s`` comes from
 ``round_rng(s, i, r) = default_rng(SeedSequence([ROUND_TAG, s, i, r]))``; a device's task
 (its sine wave, its classes) from ``device_task_rng(s, i, split)``; held-out few-shot
-shots/queries from ``eval_rng(s, i)``. Device indices are 0-based within their split.
+shots/queries from ``eval_rng(s, i)``; the initial head from ``initial_head_vector(spec,
+s)``. Device indices are 0-based within their split.
 
 Wire contract (Flower Message content; the MQTT gateway mirrors it)
 -------------------------------------------------------------------
@@ -44,7 +45,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tinyfleet.device.head import HeadSpec, MLPHead
+from tinyfleet.device.head import HeadSpec, MLPHead, flatten, init_params
 from tinyfleet.device.learner import (
     minibatch_sgd_ram_bytes,
     online_sgd_ram_bytes,
@@ -143,6 +144,15 @@ def eval_rng(seed: int, device_index: int) -> np.random.Generator:
     """The stream of held-out device ``device_index``'s few-shot shots and query points."""
     _check_nonneg(seed=seed, device_index=device_index)
     return np.random.default_rng([EVAL_TAG, int(seed), int(device_index)])
+
+
+INIT_TAG = 0x494E4954  # "INIT"
+
+
+def initial_head_vector(spec: HeadSpec, seed: int) -> np.ndarray:
+    """The run's starting head theta_0 (every strategy and transport starts here)."""
+    _check_nonneg(seed=seed)
+    return flatten(init_params(spec, np.random.default_rng([INIT_TAG, int(seed)])))
 
 
 # -- plans and stats ---------------------------------------------------------------------

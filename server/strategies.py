@@ -141,6 +141,8 @@ class FleetStrategy(Strategy):
         self.counters = StrategyCounters()
         self._theta: np.ndarray | None = None
         self._node_ids: list[int] = []
+        self._last_arrays: ArrayRecord | None = None
+        self._last_theta: np.ndarray | None = None
 
     # -- Flower hooks ------------------------------------------------------------------
     def summary(self) -> None:
@@ -156,7 +158,12 @@ class FleetStrategy(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        self._theta = _vector_of(arrays)
+        # Flower hands back the ArrayRecord aggregate_train returned: reuse its vector
+        # instead of deserialising it again.
+        if arrays is self._last_arrays and self._last_theta is not None:
+            self._theta = self._last_theta
+        else:
+            self._theta = _vector_of(arrays)
         devices = self.sampler.select(server_round, self.clients_per_round)
         nodes = self._nodes(grid)
         messages = []
@@ -208,6 +215,7 @@ class FleetStrategy(Strategy):
                 self.counters.bytes_up_total += int(metrics.get(METRIC_BYTES_UP, phi.nbytes))
             new_theta = self.update(server_round, theta, accepted)
             new_arrays = ArrayRecord([new_theta])
+            self._last_arrays, self._last_theta = new_arrays, new_theta
         losses = [m.get(METRIC_LOSS, float("nan")) for _, m, _ in accepted]
         summary = MetricRecord(
             {

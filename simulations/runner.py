@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from tinyfleet.device.head import flatten, init_params
 from tinyfleet.device.learner import online_sgd_ram_bytes, sample_bytes_for
-from tinyfleet.device.rounds import RoundPlan
+from tinyfleet.device.rounds import RoundPlan, initial_head_vector
 from tinyfleet.errors import UsageError
 from tinyfleet.server.clientapp import make_client_app
 from tinyfleet.server.fewshot import FewShotEvaluator
@@ -36,7 +35,6 @@ from tinyfleet.simulations.usecase import UseCase, get_use_case
 
 FEDERATED = ("tinyreptile", "reptile", "fedavg")
 ALL_STRATEGIES = (*FEDERATED, "scratch")
-INIT_TAG = 0x494E4954  # "INIT"
 OPTIMIZERS = ("sgd", "adam")
 # A held-out device keeps its shots in RAM; use cases may set "max_shots" in defaults.
 DEFAULT_MAX_SHOTS = 1000
@@ -173,7 +171,7 @@ def params_sha256(theta: np.ndarray) -> str:
 
 def initial_head(use_case: UseCase, seed: int) -> np.ndarray:
     """The shared starting point of every strategy (and of ``scratch``)."""
-    return flatten(init_params(use_case.head_spec, np.random.default_rng([INIT_TAG, seed])))
+    return initial_head_vector(use_case.head_spec, seed)
 
 
 def _eval_rounds(num_rounds: int, points: int) -> set[int]:
