@@ -254,6 +254,45 @@ class FirmwareTaskHandler:
         return stats.to_metrics(index, server_round), [out]
 
 
+BOARDS = {
+    "nano33ble": {
+        "board": "Arduino Nano 33 BLE Sense",
+        "mcu": "nRF52840",
+        "cpu": "cortex-m4f",
+        "clock_hz": 64_000_000,
+        "ram_bytes": 262_144,
+        "flash_bytes": 1_048_576,
+        "sensors": ["microphone", "accelerometer", "temperature", "humidity"],
+    },
+    "qemu-mps2-an386": {
+        "board": "QEMU mps2-an386",
+        "mcu": "ARM MPS2 AN386 (emulated)",
+        "cpu": "cortex-m4f",
+        "clock_hz": 25_000_000,
+        "ram_bytes": 262_144,  # what the linker script gives the firmware
+        "flash_bytes": 1_048_576,
+        "sensors": ["none"],
+    },
+}
+
+
+def firmware_description(device_id: str, fleet: str, board: str) -> dict[str, object]:
+    """The DEVICE DESCRIPTION (formats.md) of a board running this firmware."""
+    from tinyfleet import __version__
+    from tinyfleet.firmware.codegen import SUPPORTED_OPERATORS
+
+    if board not in BOARDS:
+        raise UsageError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
+    return {
+        "device_id": device_id,
+        "fleet": fleet,
+        "protocol_version": codec.PROTOCOL_VERSION,
+        **BOARDS[board],
+        "firmware": {"name": "tinyfleet-fw", "version": __version__},
+        "operators": sorted(SUPPORTED_OPERATORS),
+    }
+
+
 def run_serial_bridge(
     port: str,
     broker: str,
@@ -261,6 +300,7 @@ def run_serial_bridge(
     device_id: str,
     use_case_name: str,
     device_index: int | None,
+    board: str = "qemu-mps2-an386",
 ) -> int:
     """``tinyfleet bridge serial``: relay until Ctrl-C."""
     from tinyfleet.device.mqtt_client import DeviceSettings, MqttDevice
@@ -288,6 +328,7 @@ def run_serial_bridge(
             username=address.username,
             password=address.password,
             tls_ca=address.tls_ca,
+            description=firmware_description(device_id, fleet, board),
         )
         device = MqttDevice(settings, handler).start(wait=None)
         print(f"bridging {port} as device {device_id} to {address.url}; Ctrl-C to stop", flush=True)

@@ -139,6 +139,12 @@ def register(subparsers: Any) -> None:
     serial.add_argument(
         "--device-index", type=int, default=None, help="stream index (default: from the id)"
     )
+    serial.add_argument(
+        "--board",
+        default="qemu-mps2-an386",
+        choices=("qemu-mps2-an386", "nano33ble"),
+        help="board in the published device description (default: qemu-mps2-an386)",
+    )
     serial.set_defaults(func=_bridge_serial)
 
 
@@ -308,5 +314,11 @@ def _bridge_serial(args: argparse.Namespace) -> int:
     from tinyfleet.firmware.bridge import run_serial_bridge
 
     return run_serial_bridge(
-        args.port, args.broker, args.fleet, args.device_id, args.use_case, args.device_index
+        args.port,
+        args.broker,
+        args.fleet,
+        args.device_id,
+        args.use_case,
+        args.device_index,
+        args.board,
     )

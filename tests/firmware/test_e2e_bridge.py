@@ -143,3 +143,17 @@ def test_firmware_refuses_a_batch_task(device_builds: dict[str, Path]) -> None:
         assert kind == b"R"
         reply = codec.decode_message(body)
         assert reply.msg_id == 2 and reply.arrays[0].to_float32().shape == theta.shape
+
+
+def test_firmware_device_description_follows_the_shared_format() -> None:
+    from tinyfleet.firmware.bridge import firmware_description
+    from tinyfleet.firmware.codegen import SUPPORTED_OPERATORS
+
+    desc = firmware_description("nano33-0001", "default", "nano33ble")
+    assert set(desc) == {
+        "device_id", "fleet", "protocol_version", "board", "mcu", "cpu", "clock_hz",
+        "ram_bytes", "flash_bytes", "sensors", "firmware", "operators",
+    }  # fmt: skip
+    assert desc["board"] == "Arduino Nano 33 BLE Sense" and desc["ram_bytes"] == 262144
+    assert desc["operators"] == sorted(SUPPORTED_OPERATORS)
+    assert desc["firmware"] == {"name": "tinyfleet-fw", "version": "0.1.0"}
