@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from uuid import uuid4
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
@@ -105,8 +105,6 @@ class InProcessGrid(Grid):
             try:
                 reply = self.client_call(message)
             except Exception as error:  # noqa: BLE001 - a device failure is a reply
-                from flwr.app import Error
-
                 self.message_errors += 1
                 reply = Message(
                     Error(code=1, reason=f"{type(error).__name__}: {error}"), reply_to=message
