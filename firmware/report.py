@@ -132,8 +132,8 @@ def report_model(model: str | Path, head: HeadSpec | None = None, reps: int = 3)
     ``model`` is a ``.tflite`` or a ``model_card.json``; a float-head card (no backbone)
     is measured with a pass-through stand-in for the backbone.
     """
+    from tinyfleet.device.backbone import measure_arena_bytes
     from tinyfleet.firmware.codegen import generate_passthrough
-    from tinyfleet.firmware.golden import tflm_min_arena_bytes
 
     tflite, card_head = _resolve(Path(model))
     with tempfile.TemporaryDirectory(prefix="tf_report_") as tmp:
@@ -170,8 +170,10 @@ def report_model(model: str | Path, head: HeadSpec | None = None, reps: int = 3)
     tflm_arena: int | None = None
     if data:
         try:
-            tflm_arena = tflm_min_arena_bytes(data)
-        except RuntimeError:  # the TFLM figure is a comparison, not a requirement
+            # the device package's measurement: bisection in child processes, since
+            # TFLM can crash on a too-small arena
+            tflm_arena = measure_arena_bytes(data)
+        except Exception:  # noqa: BLE001 - the TFLM figure is a comparison, not a requirement
             tflm_arena = None
     return ModelReport(
         model=str(model),
