@@ -76,8 +76,8 @@ def test_csv_by_content_negotiation(endpoint: str) -> None:
     client = SPARQLWrapper(endpoint)
     client.setQuery(DEVICES_QUERY)
     client.setReturnFormat(CSV)
-    text = client.query().convert()
-    text = text.decode() if isinstance(text, bytes) else text
+    raw = client.query().convert()
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
     assert text.splitlines() == ["id,ram"] + [f"{i},{r}" for i, r in EXPECTED]
 
 
