@@ -36,7 +36,7 @@ from tinyfleet.ontology.store import KnowledgeGraph, with_prologue
 
 
 def ntriples(graphs: list[Graph]) -> str:
-    lines = []
+    lines: list[str] = []
     for graph in graphs:
         lines.extend(f"{s.n3()} {p.n3()} {o.n3()} ." for s, p, o in graph)
     return "\n".join(lines) + "\n"
@@ -79,13 +79,14 @@ def measure(
     report("load_s", load_s)
     report("rate", triples / load_s)
     for name, text in queries.items():
-        row[name] = timed(lambda text=text: kg.select(text)[1], repeats)
+        row[name] = timed(lambda text=text: kg.select(text)[1], repeats)  # type: ignore[misc]
         report(name, row[name])
         if backend == "oxigraph":
             inner = kg.graph.store._inner  # type: ignore[attr-defined]
             full = with_prologue(text)
             row[name + " (pyoxigraph)"] = timed(
-                lambda full=full, inner=inner: list(inner.query(full)), repeats
+                lambda full=full, inner=inner: list(inner.query(full)),  # type: ignore[misc]
+                repeats,
             )
     if backend == "oxigraph":
         row["eligible_devices()"] = timed(lambda: eligible_devices(kg, model_id), repeats)
