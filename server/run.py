@@ -24,7 +24,7 @@ from tinyfleet.server.grid import ClientCall, InProcessGrid, client_app_call
 from tinyfleet.server.strategies import FleetStrategy
 
 EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
-TRANSPORTS = ("inproc", "simulation")
+TRANSPORTS = ("inproc", "simulation", "mqtt")
 
 
 def quiet_flower(level: int = logging.WARNING) -> None:

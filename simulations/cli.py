@@ -54,11 +54,19 @@ def register(subparsers: Any) -> None:
     )
     size.add_argument(
         "--transport",
-        choices=("inproc", "simulation"),
+        choices=("inproc", "simulation", "mqtt"),
         default="inproc",
         help="inproc: Flower strategies on an in-process Grid (fast, default); simulation: "
         "Flower's Simulation Engine, one virtual SuperNode per device (~0.15 s per round: "
-        "use few rounds). Both give bit-identical numbers.",
+        "use few rounds); mqtt: one MQTT device client per device through a real "
+        "Mosquitto broker (started on a free loopback port unless --broker is given). "
+        "All give bit-identical numbers.",
+    )
+    size.add_argument(
+        "--broker",
+        metavar="URL",
+        help="with --transport mqtt: an existing broker, mqtt://HOST:PORT (default: start "
+        "Mosquitto on a free loopback port and stop it afterwards)",
     )
     size.add_argument("--no-progress", action="store_true", help="no progress bar")
     algo = p.add_argument_group("training (devices and server)")
@@ -76,6 +84,11 @@ def register(subparsers: Any) -> None:
     )
     algo.add_argument("--epochs", type=int, help="Reptile/FedAvg: epochs over the stored samples")
     algo.add_argument("--batch-size", type=int, help="Reptile/FedAvg: minibatch size")
+    algo.add_argument(
+        "--baseline-inner-lr",
+        type=float,
+        help="Reptile/FedAvg: device SGD learning rate (default: the use case's, else --inner-lr)",
+    )
     algo.add_argument(
         "--optimizer",
         choices=("sgd", "adam"),
@@ -119,6 +132,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         strategies=strategies,
         transport=args.transport,
+        broker=args.broker,
         inner_lr=args.inner_lr,
         k=args.k,
         beta0=args.beta0,
@@ -127,6 +141,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         support_size=args.support_size,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        baseline_inner_lr=args.baseline_inner_lr,
         optimizer=args.optimizer,
         baseline_rounds=args.baseline_rounds,
         shots=args.shots,

@@ -10,6 +10,7 @@ way (``shots`` shots, ``adapt_steps`` online steps, ``adapt_lr``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Mapping
@@ -55,6 +56,7 @@ class SimulationSettings:
     strategies: tuple[str, ...] = ALL_STRATEGIES
     transport: str = "inproc"
     inner_lr: float = 0.02
+    baseline_inner_lr: float | None = None
     k: int = 10
     beta0: float = 1.0
     reptile_beta0: float = 1.0
@@ -72,6 +74,7 @@ class SimulationSettings:
     eval_points: int = 10
     eval_devices: int = 20
     max_shots: int | None = None
+    broker: str | None = None
 
     def __post_init__(self) -> None:
         positive = (
@@ -97,7 +100,9 @@ class SimulationSettings:
             raise UsageError(f"--seed must be >= 0, got {self.seed}")
         if self.adapt_steps < 0:
             raise UsageError(f"--adapt-steps must be >= 0, got {self.adapt_steps}")
-        for name in ("inner_lr", "adapt_lr", "beta0", "reptile_beta0"):
+        for name in ("inner_lr", "adapt_lr", "beta0", "reptile_beta0", "baseline_inner_lr"):
+            if getattr(self, name) is None:
+                continue
             value = float(getattr(self, name))
             if not (np.isfinite(value) and value > 0):
                 raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {value}")
@@ -129,9 +134,10 @@ class SimulationSettings:
 
     @property
     def batch_plan(self) -> RoundPlan:
+        lr = self.inner_lr if self.baseline_inner_lr is None else self.baseline_inner_lr
         return RoundPlan(
             "batch",
-            self.inner_lr,
+            lr,
             support_size=self.support_size,
             epochs=self.epochs,
             batch_size=self.batch_size,
@@ -208,7 +214,6 @@ def run(
     embedder = use_case.make_backbone()
     fleet = Fleet(use_case, embedder)
     spec = use_case.head_spec
-    arena = fleet.arena_bytes
     episodes = fleet.heldout_episodes(
         settings.seed, settings.heldout_devices, settings.shots, settings.query_size
     )
@@ -224,6 +229,51 @@ def run(
     )
     theta0 = initial_head(use_case, settings.seed)
     client_app = make_client_app(spec, fleet.stream_for_device(), fleet.macs_per_sample)
+    with contextlib.ExitStack() as stack:
+        mqtt_call = None
+        if settings.transport == "mqtt":
+            # One device client per simulated device, behind a real broker (started here
+            # on a free loopback port unless settings.broker names one).
+            from tinyfleet.server.gateway_fleet import run_mqtt_fleet
+            from tinyfleet.simulations.device_cli import use_case_stream_factory
+
+            mqtt_fleet = stack.enter_context(
+                run_mqtt_fleet(
+                    spec,
+                    fleet.stream_for_device(),
+                    settings.devices,
+                    broker_url=settings.broker,
+                    macs_per_sample=fleet.macs_per_sample,
+                    stream_factory=use_case_stream_factory(settings.use_case),
+                )
+            )
+            mqtt_call = mqtt_fleet.client_call
+        return _run_strategies(
+            settings,
+            use_case,
+            fleet,
+            evaluator,
+            curve_evaluator,
+            theta0,
+            client_app,
+            mqtt_call,
+            progress,
+        )
+
+
+def _run_strategies(
+    settings: SimulationSettings,
+    use_case: UseCase,
+    fleet: Fleet,
+    evaluator: FewShotEvaluator,
+    curve_evaluator: FewShotEvaluator,
+    theta0: np.ndarray,
+    client_app: Any,
+    mqtt_call: Callable[[Any], Any] | None,
+    progress: Callable[[int], None] | None,
+) -> dict[str, Any]:
+    spec = use_case.head_spec
+    arena = fleet.arena_bytes
     # A held-out device adapts online; it must keep its shots if it sees them more than once.
     kept = settings.shots if settings.adapt_steps > settings.shots else 1
     adapt_ram = online_sgd_ram_bytes(spec, kept * sample_bytes_for(spec), arena)
@@ -265,6 +315,10 @@ def run(
         if settings.transport == "inproc":
             final, result = run_in_process(
                 strategy, client_app, settings.devices, theta0, rounds, evaluate_fn
+            )
+        elif mqtt_call is not None:
+            final, result = run_in_process(
+                strategy, mqtt_call, settings.devices, theta0, rounds, evaluate_fn
             )
         else:
             final, result = run_in_simulation_engine(

@@ -1,20 +1,14 @@
-"""`tinyfleet simulate --transport mqtt` gives the in-process report's parameters.
-
-The runner (engineer B's simulations/runner.py) wires
-:func:`tinyfleet.server.gateway_fleet.run_mqtt_fleet`; until it does, this test skips.
-"""
+"""`tinyfleet simulate --transport mqtt` gives the in-process report's parameters."""
 
 from __future__ import annotations
 
 import pytest
 
 from tinyfleet.server.broker import ManagedBroker
-from tinyfleet.server.run import TRANSPORTS
 
 pytestmark = pytest.mark.mqtt
 
 
-@pytest.mark.skipif("mqtt" not in TRANSPORTS, reason="simulate has no mqtt transport yet")
 def test_simulate_mqtt_equals_inproc(broker: ManagedBroker) -> None:
     from tinyfleet.simulations.runner import run, settings_for
     from tinyfleet.simulations.usecase import get_use_case
@@ -35,14 +29,46 @@ def test_simulate_mqtt_equals_inproc(broker: ManagedBroker) -> None:
     )
     inproc = run(settings_for(use_case, transport="inproc", **common))
     extra = {"broker": f"mqtt://{broker.host}:{broker.port}"}
-    try:
-        mqtt = run(settings_for(use_case, transport="mqtt", **common, **extra))
-    except Exception as error:  # noqa: BLE001 - runner without a broker setting
-        if "broker" not in str(error):
-            raise
-        mqtt = run(settings_for(use_case, transport="mqtt", **common))
+    mqtt = run(settings_for(use_case, transport="mqtt", **common, **extra))
     for name in ("tinyreptile", "reptile"):
         assert (
             mqtt["strategies"][name]["final_params_sha256"]
             == inproc["strategies"][name]["final_params_sha256"]
         ), name
+
+
+def test_simulate_mqtt_cli_starts_its_own_broker(tmp_path) -> None:
+    """Without --broker the CLI starts and stops Mosquitto itself; same numbers as inproc."""
+    import json
+
+    from tinyfleet.cli import main
+
+    reports = {}
+    for transport in ("inproc", "mqtt"):
+        out = tmp_path / transport
+        argv = [
+            "simulate",
+            "sine",
+            "--transport",
+            transport,
+            "--devices",
+            "3",
+            "--rounds",
+            "5",
+            "--strategies",
+            "tinyreptile",
+            "--heldout-devices",
+            "2",
+            "--query-size",
+            "5",
+            "--eval-points",
+            "1",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+        assert main(argv) == 0
+        reports[transport] = json.loads((out / "report.json").read_text())
+    inproc, mqtt = (reports[t]["strategies"]["tinyreptile"] for t in ("inproc", "mqtt"))
+    assert mqtt["final_params_sha256"] == inproc["final_params_sha256"]
+    assert mqtt["grad_evals_total"] == inproc["grad_evals_total"] == 5 * 10
