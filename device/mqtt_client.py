@@ -32,15 +32,7 @@ import paho.mqtt.client as mqtt
 from tinyfleet.device import codec
 from tinyfleet.device.codec import FieldValue, MessageType, WireArray, WireMessage
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.rounds import (
-    KEY_DEVICE_INDEX,
-    KEY_ROUND,
-    KEY_SEED,
-    RoundPlan,
-    SampleStream,
-    round_rng,
-    run_local_round,
-)
+from tinyfleet.device.rounds import StreamForDevice, run_configured_round
 from tinyfleet.errors import TinyfleetError, UsageError
 
 LOG = logging.getLogger(__name__)
@@ -281,7 +273,6 @@ class MqttDevice:
 
 
 # -- the round work ------------------------------------------------------------------------
-StreamForDevice = Callable[[int, int], SampleStream]
 
 
 @dataclass
@@ -305,33 +296,21 @@ class RoundTaskHandler:
     def __call__(self, task: WireMessage) -> tuple[Mapping[str, FieldValue], Sequence[WireArray]]:
         if task.msg_type != MessageType.TRAIN:
             raise UsageError("this device only trains (EVALUATE is done on held-out devices)")
-        config = task.fields_dict()
         if len(task.arrays) != 1:
             raise UsageError(f"expected one parameter array, got {len(task.arrays)}")
-        try:
-            seed = int(config[KEY_SEED])
-            index = int(config[KEY_DEVICE_INDEX])
-            server_round = int(config[KEY_ROUND])
-        except (KeyError, TypeError, ValueError) as error:
-            raise UsageError(f"round config lacks or garbles {error}") from None
-        if self.device_index is not None and index != self.device_index:
-            raise UsageError(f"task for device index {index}, this is {self.device_index}")
-        plan = RoundPlan.from_config(config)
         theta_wire = task.arrays[0]
-        theta = theta_wire.to_float32().ravel()
-        # Asked for every round, exactly as the in-process ClientApp does (same numbers).
-        phi, stats = run_local_round(
-            theta,
+        phi, metrics = run_configured_round(
+            theta_wire.to_float32().ravel(),
+            task.fields_dict(),
             self.spec,
-            self.stream_for_device(seed, index),
-            plan,
-            round_rng(seed, index, server_round),
+            self.stream_for_device,
             macs_per_sample=self.macs_per_sample,
+            own_device_index=self.device_index,
         )
         out = codec.float32_array(
             theta_wire.name, np.asarray(phi, np.float32).reshape(theta_wire.shape)
         )
-        return stats.to_metrics(index, server_round), [out]
+        return metrics, [out]
 
 
 def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:

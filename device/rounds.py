@@ -407,3 +407,43 @@ def online_adaptation_curve(
         head.sgd_step(shots_x[i], shots_y[i], lr)
         curve.append(float(evaluate(head)))
     return curve
+
+
+StreamForDevice = Callable[[int, int], SampleStream]
+
+
+def run_configured_round(
+    theta: np.ndarray,
+    config: Mapping[str, Any],
+    spec: HeadSpec,
+    stream_for_device: StreamForDevice,
+    *,
+    macs_per_sample: int = 0,
+    own_device_index: int | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """One round as a task describes it: ``(phi, metrics)``, whatever the transport.
+
+    ``config`` holds the wire contract's keys (``round``, ``device-index``, ``seed`` and the
+    :class:`RoundPlan` keys). The stream is ``stream_for_device(seed, device_index)`` and
+    the randomness :func:`round_rng` of that device and round, so the in-process ClientApp,
+    an MQTT device and the firmware bridge compute the same numbers. ``own_device_index``,
+    when set, refuses a task for another device (a device has only its own stream).
+    """
+    try:
+        seed = int(config[KEY_SEED])
+        device = int(config[KEY_DEVICE_INDEX])
+        server_round = int(config[KEY_ROUND])
+    except (KeyError, TypeError, ValueError) as error:
+        raise UsageError(f"round config lacks or garbles {error}") from None
+    if own_device_index is not None and device != own_device_index:
+        raise UsageError(f"task for device index {device}, this is {own_device_index}")
+    phi, stats = run_local_round(
+        theta,
+        spec,
+        stream_for_device(seed, device),
+        RoundPlan.from_config(config),
+        round_rng(seed, device, server_round),
+        macs_per_sample=macs_per_sample,
+    )
+    metrics: dict[str, Any] = dict(stats.to_metrics(device, server_round))
+    return phi, metrics

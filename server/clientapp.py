@@ -7,8 +7,6 @@ replies with phi and the round's metrics. The MQTT gateway relays the same conte
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -17,19 +15,11 @@ from tinyfleet.device.head import HeadSpec
 from tinyfleet.device.rounds import (
     ARRAYS_KEY,
     CONFIG_KEY,
-    KEY_DEVICE_INDEX,
-    KEY_ROUND,
-    KEY_SEED,
     METRICS_KEY,
-    RoundPlan,
-    SampleStream,
-    round_rng,
-    run_local_round,
+    StreamForDevice,
+    run_configured_round,
 )
 from tinyfleet.errors import UsageError
-
-StreamForDevice = Callable[[int, int], SampleStream]
-"""``stream_for_device(seed, device_index)``: the device's data stream (head inputs)."""
 
 
 def encode_train_content(theta: np.ndarray, config: dict[str, object]) -> RecordDict:
@@ -60,24 +50,17 @@ def handle_train(
 ) -> Message:
     """Run one local round for the device named in the message's config; reply."""
     content = message.content
-    config = content.config_records[CONFIG_KEY]
-    theta = single_vector(content.array_records[ARRAYS_KEY])
-    plan = RoundPlan.from_config(config)  # type: ignore[arg-type]
-    seed = int(config[KEY_SEED])  # type: ignore[arg-type]
-    device = int(config[KEY_DEVICE_INDEX])  # type: ignore[arg-type]
-    server_round = int(config[KEY_ROUND])  # type: ignore[arg-type]
-    phi, stats = run_local_round(
-        theta,
+    phi, metrics = run_configured_round(
+        single_vector(content.array_records[ARRAYS_KEY]),
+        content.config_records[CONFIG_KEY],
         spec,
-        stream_for_device(seed, device),
-        plan,
-        round_rng(seed, device, server_round),
+        stream_for_device,
         macs_per_sample=macs_per_sample,
     )
     reply = RecordDict(
         {
             ARRAYS_KEY: ArrayRecord([phi]),
-            METRICS_KEY: MetricRecord(stats.to_metrics(device, server_round)),
+            METRICS_KEY: MetricRecord(metrics),
         }
     )
     return Message(reply, reply_to=message)
