@@ -9,6 +9,7 @@ delivers (matchmaking then requires the model's input shape to equal it).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tinyfleet.ontology.namespaces import (
     firmware_iri,
     modality_iri,
     operator_iri,
+    profile_iri,
 )
 
 
@@ -103,18 +105,84 @@ def device_to_rdf(description: Any) -> Graph:
         add_operators(g, fw, TFO.supportsOperator, operators)
 
     shapes = f.obj("sensor_shapes")
+    sensors: list[tuple[str, str | None]] = []
     for modality in sorted(set(f.strings("sensors"))):
-        sensor = URIRef(f"{dev}/sensor/{quote(modality, safe='-._~')}")
-        g.add((dev, TFO.hasSensor, sensor))
-        g.add((sensor, RDF.type, SOSA.Sensor))
-        g.add((sensor, TFO.modality, modality_iri(modality)))
         shape = shapes.shape(modality) if shapes is not None else None
-        if shape is not None:
-            g.add((sensor, TFO.sampleShape, Literal(shape_text(shape))))
+        sensors.append((modality, None if shape is None else shape_text(shape)))
+        _add_sensor(g, dev, URIRef(f"{dev}/sensor/{quote(modality, safe='-._~')}"), *sensors[-1])
     if shapes is not None:
         unknown = set(shapes.data) - set(f.strings("sensors"))
         if unknown:
             raise DescriptionError(
                 f"device description: sensor_shapes names sensors it does not list: {sorted(unknown)}"
             )
+    ram, flash = f.integer("ram_bytes"), f.integer("flash_bytes")
+    if ram is not None and flash is not None and firmware is not None:
+        _add_profile(g, dev, ram, flash, f.integer("max_arena_bytes"), fw, sensors)
+    return g
+
+
+def _add_sensor(g: Graph, owner: URIRef, sensor: URIRef, modality: str, shape: str | None) -> None:
+    g.add((owner, TFO.hasSensor, sensor))
+    g.add((sensor, RDF.type, SOSA.Sensor))
+    g.add((sensor, TFO.modality, modality_iri(modality)))
+    if shape is not None:
+        g.add((sensor, TFO.sampleShape, Literal(shape)))
+
+
+def _add_profile(
+    g: Graph,
+    dev: URIRef,
+    ram: int,
+    flash: int,
+    max_arena: int | None,
+    fw: URIRef,
+    sensors: list[tuple[str, str | None]],
+) -> None:
+    """Link the device to its capability profile: the facts matchmaking checks.
+
+    Devices of one product running one firmware build share a profile, so the hot-path
+    matchmaking query checks each profile once and then follows an index to its devices
+    instead of evaluating every device (see eligible-devices.rq). The profile's firmware,
+    arena limit and sensors use predicates of their own: shared with the devices, every
+    lookup by value would also return the (many) devices.
+    """
+    key = json.dumps([ram, flash, max_arena, str(fw), sensors])
+    profile = profile_iri(hashlib.sha256(key.encode()).hexdigest()[:20])
+    g.add((dev, TFO.hasCapabilityProfile, profile))
+    g.add((profile, RDF.type, TFO.CapabilityProfile))
+    g.add((profile, TFO.ramBytes, Literal(ram)))
+    g.add((profile, TFO.flashBytes, Literal(flash)))
+    g.add((profile, TFO.profileFirmware, fw))
+    if max_arena is not None:
+        g.add((profile, TFO.profileMaxArenaBytes, Literal(max_arena)))
+    for modality, shape in sensors:
+        g.add((profile, TFO.profileModality, modality_iri(modality)))
+        if shape is not None:
+            g.add((profile, TFO.profileSample, Literal(f"{modality}={shape}")))
+
+
+def derive_profile(graph: Graph, dev: URIRef) -> Graph:
+    """The capability-profile triples for device ``dev`` as ``graph`` describes it now
+    (including the ``hasCapabilityProfile`` link); empty if a needed fact is missing.
+
+    Used by the store to keep profiles in step when a SPARQL UPDATE edits a device.
+    """
+    g = Graph()
+    ram, flash = graph.value(dev, TFO.ramBytes), graph.value(dev, TFO.flashBytes)
+    fw = graph.value(dev, TFO.hasFirmware)
+    if not isinstance(ram, Literal) or not isinstance(flash, Literal) or not isinstance(fw, URIRef):
+        return g
+    if not isinstance(ram.toPython(), int) or not isinstance(flash.toPython(), int):
+        return g  # ill-typed: the shapes will refuse the write
+    max_arena = graph.value(dev, TFO.maxArenaBytes)
+    sensors: list[tuple[str, str | None]] = []
+    for sensor in graph.objects(dev, TFO.hasSensor):
+        modality = graph.value(sensor, TFO.modality)
+        if modality is None:
+            continue
+        shape = graph.value(sensor, TFO.sampleShape)
+        sensors.append((str(modality).rsplit("#", 1)[-1], None if shape is None else str(shape)))
+    arena = max_arena.toPython() if isinstance(max_arena, Literal) else None
+    _add_profile(g, dev, ram.toPython(), flash.toPython(), arena, fw, sorted(sensors))
     return g

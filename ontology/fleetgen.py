@@ -36,19 +36,13 @@ def _firmware_builds(rng: random.Random, count: int) -> list[list[str]]:
     return [sorted(rng.sample(_OPS, rng.randint(2, len(_OPS)))) for _ in range(count)]
 
 
-def generate_devices(count: int, seed: int = 0, builds: int = 12) -> list[dict[str, Any]]:
-    """``count`` device descriptions drawn from real boards, sensors and firmware builds."""
-    rng = random.Random(seed)
-    firmware = _firmware_builds(rng, builds)
-    devices = []
-    for i in range(count):
+def _products(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    """A catalogue of products: a board variant with its sensors (and their shapes)."""
+    products = []
+    for _ in range(count):
         board, mcu, cpu, clock, ram, flash = rng.choice(_BOARDS)
         sensors = sorted(rng.sample(_SENSORS, rng.randint(0, 3)))
-        build = rng.randrange(builds)
-        d: dict[str, Any] = {
-            "device_id": f"dev-{i:06d}",
-            "fleet": "default",
-            "protocol_version": 1,
+        product: dict[str, Any] = {
             "board": board,
             "mcu": mcu,
             "cpu": cpu,
@@ -57,14 +51,32 @@ def generate_devices(count: int, seed: int = 0, builds: int = 12) -> list[dict[s
             "ram_bytes": ram - rng.choice((0, 0, 16384, 32768)),
             "flash_bytes": flash,
             "sensors": sensors,
-            "firmware": {"name": "tinyfleet-fw", "version": f"0.{build % 3}.0"},
-            "operators": firmware[build],
         }
         if rng.random() < 0.2:
-            d["max_arena_bytes"] = rng.choice((32768, 65536, 131072))
+            product["max_arena_bytes"] = rng.choice((32768, 65536, 131072))
         shaped = [s for s in sensors if s in _SHAPES and rng.random() < 0.3]
         if shaped:
-            d["sensor_shapes"] = {s: rng.choice(_SHAPES[s]) for s in shaped}
+            product["sensor_shapes"] = {s: rng.choice(_SHAPES[s]) for s in shaped}
+        products.append(product)
+    return products
+
+
+def generate_devices(
+    count: int, seed: int = 0, builds: int = 12, products: int = 80
+) -> list[dict[str, Any]]:
+    """``count`` device descriptions: each one of ``products`` products (real boards with
+    random sensor sets) running one of ``builds`` firmware builds (random operator sets).
+    """
+    rng = random.Random(seed)
+    firmware = _firmware_builds(rng, builds)
+    catalogue = _products(rng, products)
+    devices = []
+    for i in range(count):
+        build = rng.randrange(builds)
+        d: dict[str, Any] = {"device_id": f"dev-{i:06d}", "fleet": "default", "protocol_version": 1}
+        d.update(rng.choice(catalogue))
+        d["firmware"] = {"name": "tinyfleet-fw", "version": f"0.{build % 3}.0"}
+        d["operators"] = firmware[build]
         devices.append(d)
     return devices
 

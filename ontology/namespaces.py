@@ -131,3 +131,8 @@ def model_version_iri(task_id: str, version: str) -> URIRef:
 def deployment_iri(device_id: str, name: str, version: str, stamp: str) -> URIRef:
     """IRI of one deployment of a model version on a device at a time."""
     return ID[f"deployment/{_key(device_id)}/{_key(name)}/{_key(version)}/{_key(stamp)}"]
+
+
+def profile_iri(digest: str) -> URIRef:
+    """IRI of a capability profile (digest of the facts matchmaking checks)."""
+    return ID[f"profile/{digest}"]

@@ -162,6 +162,7 @@ class KnowledgeGraph:
             evalUpdate(Graph(store=overlay), parsed)
         except Exception as error:
             raise KnowledgeGraphError(f"update failed: {_one_line(error)}") from None
+        self._rederive_profiles(overlay)
         after, touched = self._after_state(overlay)
         found = [v for v in validation.violations(after) if v.focus in touched]
         if found:
@@ -170,6 +171,32 @@ class KnowledgeGraph:
             self.graph.remove(triple)
         self.graph.addN((s, p, o, self.graph) for s, p, o in overlay.added)
         return len(overlay.added), len(overlay.removed)
+
+    def _rederive_profiles(self, overlay: OverlayStore) -> None:
+        """Re-derive the capability profile of every device the update touched.
+
+        Profiles are derived data (see extract_device): an UPDATE that edits a device's
+        RAM, sensors or firmware must move it to the matching profile, or the hot-path
+        matchmaking query would answer from stale facts.
+        """
+        from rdflib import RDF
+
+        from tinyfleet.ontology.extract_device import derive_profile
+        from tinyfleet.ontology.namespaces import ID, TFO
+
+        view = Graph(store=overlay)
+        prefix = f"{ID}device/"
+        devices = set()
+        for subject in {t[0] for t in overlay.added | overlay.removed}:
+            text = str(subject)
+            if text.startswith(prefix):
+                devices.add(URIRef(prefix + text[len(prefix) :].split("/", 1)[0]))
+        for dev in devices:
+            if (dev, RDF.type, TFO.Device) not in view:
+                continue
+            view.remove((dev, TFO.hasCapabilityProfile, None))
+            for triple in derive_profile(view, dev):
+                view.add(triple)
 
     def _after_state(self, overlay: OverlayStore) -> tuple[Graph, set[str]]:
         """Every touched subject's triples after the update, plus one hop of its objects.

@@ -21,20 +21,28 @@ TURTLE = """
 @prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
 @prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
 @prefix : <urn:t:> .
+@prefix dev: <https://w3id.org/tinyfleet/id/device/> .
 
 :CONV rdfs:label "CONV_2D" . :FC rdfs:label "FULLY_CONNECTED" .
 :AVG rdfs:label "AVERAGE_POOL_2D" . :DW rdfs:label "DEPTHWISE_CONV_2D" .
 :F1 a tfo:Firmware ; schema:name "fw" ; schema:softwareVersion "1" ; tfo:supportsOperator :CONV, :FC .
 :F2 a tfo:Firmware ; schema:name "fw" ; schema:softwareVersion "2" ; tfo:supportsOperator :FC .
 
-:a a tfo:Device ; schema:identifier "a-1" ; tfo:board "Board A" ; tfo:ramBytes 262144 ; tfo:flashBytes 1048576 ;
+dev:a-1 a tfo:Device ; tfo:hasCapabilityProfile :pa ; schema:identifier "a-1" ; tfo:board "Board A" ; tfo:ramBytes 262144 ; tfo:flashBytes 1048576 ;
    tfo:hasMicrocontroller [ schema:name "MCU-A" ] ; tfo:hasFirmware :F1 ;
    tfo:hasSensor [ tfo:modality tfo:microphone ], [ tfo:modality tfo:camera ; tfo:sampleShape "1x8x8x1" ] .
-:b a tfo:Device ; schema:identifier "b-1" ; tfo:board "Board B" ; tfo:ramBytes 65536 ; tfo:flashBytes 524288 ;
+dev:b-1 a tfo:Device ; tfo:hasCapabilityProfile :pb ; schema:identifier "b-1" ; tfo:board "Board B" ; tfo:ramBytes 65536 ; tfo:flashBytes 524288 ;
    tfo:maxArenaBytes 4096 ; tfo:hasMicrocontroller [ schema:name "MCU-B" ] ; tfo:hasFirmware :F2 ;
    tfo:hasSensor [ tfo:modality tfo:camera ; tfo:sampleShape "1x96x96x1" ] .
-:c a tfo:Device ; schema:identifier "c-1" ; tfo:board "Board C" ; tfo:ramBytes 131072 ; tfo:flashBytes 16384 ;
+dev:c-1 a tfo:Device ; tfo:hasCapabilityProfile :pc ; schema:identifier "c-1" ; tfo:board "Board C" ; tfo:ramBytes 131072 ; tfo:flashBytes 16384 ;
    tfo:hasMicrocontroller [ schema:name "MCU-C" ] ; tfo:hasFirmware :F1 .
+
+# capability profiles, as extract_device derives them from the descriptions
+:pa a tfo:CapabilityProfile ; tfo:ramBytes 262144 ; tfo:flashBytes 1048576 ; tfo:profileFirmware :F1 ;
+    tfo:profileModality tfo:microphone, tfo:camera ; tfo:profileSample "camera=1x8x8x1" .
+:pb a tfo:CapabilityProfile ; tfo:ramBytes 65536 ; tfo:flashBytes 524288 ; tfo:profileFirmware :F2 ;
+    tfo:profileMaxArenaBytes 4096 ; tfo:profileModality tfo:camera ; tfo:profileSample "camera=1x96x96x1" .
+:pc a tfo:CapabilityProfile ; tfo:ramBytes 131072 ; tfo:flashBytes 16384 ; tfo:profileFirmware :F1 .
 
 :cam a nnet:NeuralNetwork ; schema:identifier "cam@1" ; schema:name "cam" ; schema:version "1" ;
    tfo:modelKind "int8-backbone+float-head" ; tfo:flashBytes 20000 ; tfo:arenaBytes 8000 ;
@@ -50,18 +58,18 @@ TURTLE = """
    tfo:hasTrainableHead [ tfo:trainRamBytes 14096 ] ; tfo:modality tfo:none ;
    ssn:hasInput [ tfo:tensorShape "1x1" ] .
 
-:d1 a tfo:Deployment ; tfo:deployedOn :a ; tfo:deployedModel :sine ; prov:endedAtTime "2026-01-01T00:00:00+00:00"^^xsd:dateTime .
-:d2 a tfo:Deployment ; tfo:deployedOn :a ; tfo:deployedModel :cam ; prov:endedAtTime "2026-01-02T00:00:00+00:00"^^xsd:dateTime .
-:d3 a tfo:Deployment ; tfo:deployedOn :b ; tfo:deployedModel :sine ; prov:endedAtTime "2026-01-01T00:00:00+00:00"^^xsd:dateTime .
+:d1 a tfo:Deployment ; tfo:deployedOn dev:a-1 ; tfo:deployedModel :sine ; prov:endedAtTime "2026-01-01T00:00:00+00:00"^^xsd:dateTime .
+:d2 a tfo:Deployment ; tfo:deployedOn dev:a-1 ; tfo:deployedModel :cam ; prov:endedAtTime "2026-01-02T00:00:00+00:00"^^xsd:dateTime .
+:d3 a tfo:Deployment ; tfo:deployedOn dev:b-1 ; tfo:deployedModel :sine ; prov:endedAtTime "2026-01-01T00:00:00+00:00"^^xsd:dateTime .
 
 :t a tfo:FederatedTask ; schema:identifier "t" .
 :v0 schema:version "0" . :v1 schema:version "1" ; prov:wasGeneratedBy :r0 .
 :r0 a tfo:TrainingRound ; tfo:partOfTask :t ; tfo:roundNumber 0 ; tfo:strategy "reptile" ;
-    prov:wasAssociatedWith :a, :b ; prov:used :v0 ; tfo:bytesUp 10 ; tfo:bytesDown 20 ;
+    prov:wasAssociatedWith dev:a-1, dev:b-1 ; prov:used :v0 ; tfo:bytesUp 10 ; tfo:bytesDown 20 ;
     prov:endedAtTime "2026-01-03T00:00:00+00:00"^^xsd:dateTime ;
     tfo:hasMetric [ schema:name "loss" ; schema:value "0.5"^^xsd:double ] .
 :r1 a tfo:TrainingRound ; tfo:partOfTask :t ; tfo:roundNumber 1 ; tfo:strategy "reptile" ;
-    prov:wasAssociatedWith :c ; prov:endedAtTime "2026-01-04T00:00:00+00:00"^^xsd:dateTime ;
+    prov:wasAssociatedWith dev:c-1 ; prov:endedAtTime "2026-01-04T00:00:00+00:00"^^xsd:dateTime ;
     tfo:hasMetric [ schema:name "accuracy" ; schema:value "0.9"^^xsd:double ] .
 """
 

@@ -99,6 +99,11 @@ def _retype_objects(predicate: URIRef) -> Callable[[Graph], None]:
 # shape local name -> (builder of a conforming graph, mutation, expected sh:message start)
 CASES: dict[str, tuple[Callable[[], Graph], Callable[[Graph], None], str]] = {
     "DeviceShape": (_device, _drop(TFO.ramBytes), "A device needs exactly one tfo:ramBytes"),
+    "CapabilityProfileShape": (
+        _device,
+        _drop(TFO.profileFirmware),
+        "A capability profile needs exactly one tfo:profileFirmware",
+    ),
     "MicrocontrollerShape": (_device, _drop(SCHEMA.name), "A microcontroller needs exactly one"),
     "SensorShape": (
         _device_with_shape,
