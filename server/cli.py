@@ -211,12 +211,6 @@ def _sha256(data: bytes) -> str:
 
 def initial_head(spec: Any, seed: int) -> Any:
     """theta_0 of a run: the same starting point as ``tinyfleet simulate`` uses."""
-    try:
-        from tinyfleet.device.rounds import initial_head_vector
-    except ImportError:  # older rounds.py: the same rule, spelled out
-        import numpy as np
+    from tinyfleet.device.rounds import initial_head_vector
 
-        from tinyfleet.device.head import flatten, init_params
-
-        return flatten(init_params(spec, np.random.default_rng([0x494E4954, int(seed)])))
     return initial_head_vector(spec, seed)
