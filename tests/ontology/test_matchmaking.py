@@ -109,7 +109,8 @@ def test_examples_match_as_documented() -> None:
     reasons = {m.device: m.reasons for m in match_model(kg, "digits-backbone@1")}
     assert reasons["f746disco-0001"] == "camera samples are 1x96x96x1, model input is 1x8x8x1"
     assert reasons["pico-0001"] == (
-        "unsupported operators: CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D; no camera sensor"
+        "unsupported operators: AVERAGE_POOL_2D, CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D;"
+        " no camera sensor"
     )
     assert eligible_devices(kg, "presence-head@1") == ["nano33-0002"]
 
