@@ -44,8 +44,25 @@ ERROR_CODE_BAD_TASK = 1  # the task could not be decoded or did not fit this dev
 ERROR_CODE_FAILED = 2  # the round work raised
 
 
+# The TFLM builtin operators a simulated device runs (those our exported models use).
+SIMULATED_DEVICE_OPERATORS = (
+    "AVERAGE_POOL_2D",
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "MAX_POOL_2D",
+    "RESHAPE",
+    "SOFTMAX",
+)
+
+
 def default_description(device_id: str, fleet: str = "default") -> dict[str, Any]:
-    """A DEVICE DESCRIPTION (see /docs/protocol.md) for a simulated device on a host."""
+    """A DEVICE DESCRIPTION (see /docs/protocol.md) for a simulated device on a host.
+
+    It claims the reference board's budget (Nano 33 BLE Sense: 64 MHz, 256 KB RAM, 1 MB
+    flash) and the TFLM operators our models use, so the knowledge graph's matchmaking
+    treats it like that board; pass a description file to simulate another one.
+    """
     return {
         "device_id": device_id,
         "fleet": fleet,
@@ -53,12 +70,12 @@ def default_description(device_id: str, fleet: str = "default") -> dict[str, Any
         "board": "tinyfleet simulated device",
         "mcu": "host",
         "cpu": "host-python",
-        "clock_hz": 0,
+        "clock_hz": 64_000_000,
         "ram_bytes": 262144,
         "flash_bytes": 1048576,
         "sensors": ["none"],
         "firmware": {"name": "tinyfleet-py", "version": "0.1.0"},
-        "operators": [],
+        "operators": list(SIMULATED_DEVICE_OPERATORS),
     }
 
 

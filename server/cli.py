@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -84,6 +85,18 @@ def register(subparsers: Any) -> None:
     run.add_argument("--round-timeout", type=float, default=30.0, help="seconds per reply")
     run.add_argument("--connect-timeout", type=float, default=60.0, help="wait for devices")
     run.add_argument("--output", default=None, help="write a JSON summary here")
+    kg = run.add_argument_group(
+        "knowledge graph",
+        "With --model-card, the devices' self-descriptions and the card go into the "
+        "knowledge graph, only the devices that can run and train the model take part "
+        "(matchmaking: RAM, flash, operators, sensor, input shape), and every round is "
+        "recorded as a PROV-O activity.",
+    )
+    kg.add_argument("--model-card", metavar="FILE", help="model_card.json of the trained model")
+    kg.add_argument(
+        "--kg-store", metavar="DIR", help="persistent Oxigraph store (default: in memory)"
+    )
+    kg.add_argument("--task-id", default=None, help="id of this run in the graph (default: auto)")
     run.set_defaults(func=_server_run)
 
 
@@ -137,16 +150,17 @@ def _read_users(path: str) -> dict[str, str]:
 
 def _server_run(args: argparse.Namespace) -> int:
     from tinyfleet.device.head import HeadSpec
-    from tinyfleet.device.rounds import RoundPlan
     from tinyfleet.server.broker import BrokerAddress
+    from tinyfleet.server.fleet_kg import RecordingCall, params_version
     from tinyfleet.server.gateway import GatewaySettings, MqttGateway
     from tinyfleet.server.gateway_fleet import device_ids
     from tinyfleet.server.gateway_flower import GatewayClientCall, route_by_config
     from tinyfleet.server.run import quiet_flower, run_in_process
-    from tinyfleet.server.strategies import FedAvg, Reptile, TinyReptile
+    from tinyfleet.server.sampling import SeededSampler
 
     if args.devices < 1 or args.rounds < 1:
         raise UsageError("--devices and --rounds must be >= 1")
+    card = _read_card(args.model_card) if args.model_card else None
     try:
         sizes = tuple(int(n) for n in args.head.split(","))
     except ValueError:
@@ -154,41 +168,54 @@ def _server_run(args: argparse.Namespace) -> int:
     spec = HeadSpec(sizes, args.activation, args.loss)
     address = BrokerAddress.parse(args.broker, tls_ca=args.tls_ca)
     quiet_flower()
-    if args.algorithm == "tinyreptile":
-        plan = RoundPlan("online", inner_lr=args.inner_lr, k=args.k)
-        strategy: Any = TinyReptile(
-            plan,
-            num_devices=args.devices,
-            seed=args.seed,
-            num_rounds=args.rounds,
-            beta0=args.beta0,
-        )
-    else:
-        plan = RoundPlan("batch", inner_lr=args.inner_lr, support_size=args.k, batch_size=args.k)
-        cls = Reptile if args.algorithm == "reptile" else FedAvg
-        strategy = cls(
-            plan,
-            num_devices=args.devices,
-            seed=args.seed,
-            num_rounds=args.rounds,
-            beta0=args.beta0,
-            clients_per_round=args.clients_per_round or 5,
-        )
-    initial = initial_head(spec, args.seed)
     ids = device_ids(args.devices, args.device_prefix)
     settings = GatewaySettings(fleet=args.fleet, round_timeout=args.round_timeout)
     started = time.perf_counter()
-    with MqttGateway(address, settings) as gateway:
+    with contextlib.ExitStack() as stack:
+        gateway = stack.enter_context(MqttGateway(address, settings))
         print(f"waiting for {len(ids)} devices on {address.url} ...", flush=True)
         gateway.wait_for_devices(ids, args.connect_timeout)
-        call = GatewayClientCall(gateway, route_by_config(ids))
-        final, _ = run_in_process(strategy, call, len(ids), initial, args.rounds)
+        knowledge = None
+        eligible: list[int] | None = None
+        if card is not None:
+            knowledge = _fleet_knowledge(stack, args.kg_store, card)
+            refused = knowledge.register_devices(
+                {i: d for i, d in gateway.descriptions.items() if i in set(ids)}
+            )
+            eligible = knowledge.eligible_indices(ids)
+            print(
+                f"knowledge graph: {len(eligible)} of {len(ids)} devices can run and train "
+                f"{knowledge.model_id} ({len(refused)} descriptions refused)",
+                flush=True,
+            )
+            if not eligible:
+                raise UsageError(
+                    f"no device of the fleet can run and train {knowledge.model_id}; "
+                    f"see: tinyfleet kg match --model {knowledge.model_id}"
+                )
+        pool = eligible
+        sampler = SeededSampler(
+            len(ids), args.seed, eligible=None if pool is None else (lambda _round: pool)
+        )
+        strategy = _make_server_strategy(args, sampler)
+        call = RecordingCall(GatewayClientCall(gateway, route_by_config(ids)))
+        final, _ = run_in_process(
+            strategy, call, len(ids), initial_head(spec, args.seed), args.rounds
+        )
         counters = gateway.counters.as_dict()
+        recorded = 0
+        if knowledge is not None:
+            task_id = args.task_id or f"{args.fleet}-{args.algorithm}-{int(time.time())}"
+            recorded = knowledge.record_rounds(
+                call.rounds, ids, args.algorithm, task_id, params_version(final)
+            )
     elapsed = time.perf_counter() - started
     summary = {
         "algorithm": args.algorithm,
         "rounds": args.rounds,
         "devices": args.devices,
+        "eligible_devices": len(ids) if eligible is None else len(eligible),
+        "rounds_recorded_in_kg": recorded,
         "seed": args.seed,
         "seconds": round(elapsed, 3),
         "accepted": strategy.counters.accepted_replies,
@@ -201,6 +228,57 @@ def _server_run(args: argparse.Namespace) -> int:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump({**summary, "final_params": [float(v) for v in final]}, handle)
     return 0
+
+
+def _make_server_strategy(args: argparse.Namespace, sampler: Any) -> Any:
+    from tinyfleet.device.rounds import RoundPlan
+    from tinyfleet.server.strategies import FedAvg, Reptile, TinyReptile
+
+    if args.algorithm == "tinyreptile":
+        plan = RoundPlan("online", inner_lr=args.inner_lr, k=args.k)
+        strategy: Any = TinyReptile(
+            plan,
+            num_devices=args.devices,
+            seed=args.seed,
+            num_rounds=args.rounds,
+            beta0=args.beta0,
+            sampler=sampler,
+        )
+    else:
+        plan = RoundPlan("batch", inner_lr=args.inner_lr, support_size=args.k, batch_size=args.k)
+        cls = Reptile if args.algorithm == "reptile" else FedAvg
+        strategy = cls(
+            plan,
+            num_devices=args.devices,
+            seed=args.seed,
+            num_rounds=args.rounds,
+            beta0=args.beta0,
+            clients_per_round=args.clients_per_round or 5,
+            sampler=sampler,
+        )
+    return strategy
+
+
+def _read_card(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            card = json.load(handle)
+    except OSError as error:
+        raise InputFileError(f"cannot read model card {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise InputFileError(f"{path}: not JSON ({error.msg}, line {error.lineno})") from None
+    if not isinstance(card, dict) or "name" not in card or "version" not in card:
+        raise InputFileError(f"{path}: not a model card (needs 'name' and 'version')")
+    return card
+
+
+def _fleet_knowledge(stack: contextlib.ExitStack, store: str | None, card: dict[str, Any]) -> Any:
+    from tinyfleet.ontology.store import KnowledgeGraph
+    from tinyfleet.server.fleet_kg import FleetKnowledge
+
+    kg = KnowledgeGraph.open(store) if store else KnowledgeGraph.memory()
+    stack.callback(kg.close)
+    return FleetKnowledge(kg, card)
 
 
 def _sha256(data: bytes) -> str:
