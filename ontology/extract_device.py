@@ -151,8 +151,8 @@ def _add_profile(
     profile = profile_iri(hashlib.sha256(key.encode()).hexdigest()[:20])
     g.add((dev, TFO.hasCapabilityProfile, profile))
     g.add((profile, RDF.type, TFO.CapabilityProfile))
-    g.add((profile, TFO.ramBytes, Literal(ram)))
-    g.add((profile, TFO.flashBytes, Literal(flash)))
+    g.add((profile, TFO.profileRamBytes, Literal(ram)))
+    g.add((profile, TFO.profileFlashBytes, Literal(flash)))
     g.add((profile, TFO.profileFirmware, fw))
     if max_arena is not None:
         g.add((profile, TFO.profileMaxArenaBytes, Literal(max_arena)))

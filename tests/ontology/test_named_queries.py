@@ -38,11 +38,11 @@ dev:c-1 a tfo:Device ; tfo:hasCapabilityProfile :pc ; schema:identifier "c-1" ; 
    tfo:hasMicrocontroller [ schema:name "MCU-C" ] ; tfo:hasFirmware :F1 .
 
 # capability profiles, as extract_device derives them from the descriptions
-:pa a tfo:CapabilityProfile ; tfo:ramBytes 262144 ; tfo:flashBytes 1048576 ; tfo:profileFirmware :F1 ;
+:pa a tfo:CapabilityProfile ; tfo:profileRamBytes 262144 ; tfo:profileFlashBytes 1048576 ; tfo:profileFirmware :F1 ;
     tfo:profileModality tfo:microphone, tfo:camera ; tfo:profileSample "camera=1x8x8x1" .
-:pb a tfo:CapabilityProfile ; tfo:ramBytes 65536 ; tfo:flashBytes 524288 ; tfo:profileFirmware :F2 ;
+:pb a tfo:CapabilityProfile ; tfo:profileRamBytes 65536 ; tfo:profileFlashBytes 524288 ; tfo:profileFirmware :F2 ;
     tfo:profileMaxArenaBytes 4096 ; tfo:profileModality tfo:camera ; tfo:profileSample "camera=1x96x96x1" .
-:pc a tfo:CapabilityProfile ; tfo:ramBytes 131072 ; tfo:flashBytes 16384 ; tfo:profileFirmware :F1 .
+:pc a tfo:CapabilityProfile ; tfo:profileRamBytes 131072 ; tfo:profileFlashBytes 16384 ; tfo:profileFirmware :F1 .
 
 :cam a nnet:NeuralNetwork ; schema:identifier "cam@1" ; schema:name "cam" ; schema:version "1" ;
    tfo:modelKind "int8-backbone+float-head" ; tfo:flashBytes 20000 ; tfo:arenaBytes 8000 ;
@@ -114,6 +114,8 @@ CASES = [
     ),
     ("eligible-devices", {"model": "sine@1"}, [("a-1",), ("b-1",), ("c-1",)]),
     ("eligible-devices", {"model": "cam@1"}, [("a-1",)]),
+    ("eligible-profiles", {"model": "cam@1"}, [("urn:t:pa",)]),
+    ("eligible-profiles", {"model": "sine@1"}, [("urn:t:pa",), ("urn:t:pb",), ("urn:t:pc",)]),
     (
         "devices-with-sensor-for-model",
         {"model": "sine@1", "sensor": "camera", "min_ram_kb": "100"},
