@@ -1,1 +1,13 @@
-"""tinyfleet.ontology."""
+"""tinyfleet.ontology: the fleet's RDF knowledge graph (see docs/ontology.md).
+
+Kept import-light (the CLI imports this package); the API lives in submodules:
+
+* ``store.KnowledgeGraph`` -- ``memory()``, ``open(dir)``, ``remote(url)``; ``add(graph,
+  replace=...)``, ``update(sparql)``, ``query``/``select``, ``export``.
+* ``matchmaking.eligible_devices(kg, model_id) -> list[str]``, ``match_model``,
+  ``match_device``, ``pair_reasons`` (Python reference).
+* ``provenance.round_to_rdf(round_record) -> Graph``, ``deployment_to_rdf(...)``.
+* ``extract_device.device_to_rdf``, ``extract_model.card_to_rdf`` / ``load_card``,
+  ``extract_wot.td_to_rdf``, ``loaders.load_description(path)``.
+* ``named_queries.get_named_query(name).bind(params)``; ``endpoint.make_server(kg, ...)``.
+"""
