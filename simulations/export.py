@@ -35,7 +35,7 @@ import numpy as np
 
 from tinyfleet.device.head import HeadSpec
 from tinyfleet.device.modelcard import build_model_card, float_head_card, write_model_card
-from tinyfleet.errors import UsageError
+from tinyfleet.errors import MissingToolError, UsageError
 
 TFLITE_FILE = "backbone.tflite"
 REPRESENTATIVE_SAMPLES = 256
@@ -72,9 +72,14 @@ RECIPES: dict[str, ExportRecipe] = {
 
 def _import_tf() -> tuple[Any, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-    import tensorflow as tf
-
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError:
+        raise MissingToolError(
+            "exporting a model needs TensorFlow: pip install 'tinyfleet[train]' "
+            "(or point TINYFLEET_MODEL_DIR at an exported model)"
+        ) from None
     return tf, keras
 
 
