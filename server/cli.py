@@ -200,7 +200,12 @@ def _server_run(args: argparse.Namespace) -> int:
         strategy = _make_server_strategy(args, sampler)
         call = RecordingCall(GatewayClientCall(gateway, route_by_config(ids)))
         final, _ = run_in_process(
-            strategy, call, len(ids), initial_head(spec, args.seed), args.rounds
+            strategy,
+            call,
+            len(ids),
+            initial_head(spec, args.seed),
+            args.rounds,
+            max_concurrent=strategy.clients_per_round,
         )
         counters = gateway.counters.as_dict()
         recorded = 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,29 +51,35 @@ class RoundLog:
 
 
 class RecordingCall:
-    """A client call that passes every message through and logs the round it belongs to."""
+    """A client call that passes every message through and logs the round it belongs to.
+
+    Thread-safe: the grid may deliver a round's messages concurrently.
+    """
 
     def __init__(self, call: ClientCall) -> None:
         self._call = call
+        self._lock = threading.Lock()
         self.rounds: dict[int, RoundLog] = {}
 
     def __call__(self, message: Message) -> Message:
         content = message.content
         config = content.config_records[CONFIG_KEY]
         server_round = int(config[KEY_ROUND])  # type: ignore[arg-type]
-        log = self.rounds.get(server_round)
-        if log is None:
-            arrays = content.array_records[ARRAYS_KEY]
-            theta = next(iter(arrays.values())).numpy()
-            log = self.rounds[server_round] = RoundLog(server_round, params_version(theta))
+        with self._lock:
+            log = self.rounds.get(server_round)
+            if log is None:
+                arrays = content.array_records[ARRAYS_KEY]
+                theta = next(iter(arrays.values())).numpy()
+                log = self.rounds[server_round] = RoundLog(server_round, params_version(theta))
         reply = self._call(message)
-        log.ended = time.time()
-        if reply.has_error() or METRICS_KEY not in reply.content.metric_records:
-            log.failed += 1
-            return reply
-        metrics = dict(reply.content.metric_records[METRICS_KEY])
-        log.device_indices.append(int(config[KEY_DEVICE_INDEX]))  # type: ignore[arg-type]
-        log.metrics.append({k: float(v) for k, v in metrics.items()})  # type: ignore[arg-type]
+        with self._lock:
+            log.ended = time.time()
+            if reply.has_error() or METRICS_KEY not in reply.content.metric_records:
+                log.failed += 1
+                return reply
+            metrics = dict(reply.content.metric_records[METRICS_KEY])
+            log.device_indices.append(int(config[KEY_DEVICE_INDEX]))  # type: ignore[arg-type]
+            log.metrics.append({k: float(v) for k, v in metrics.items()})  # type: ignore[arg-type]
         return reply
 
 

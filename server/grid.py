@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
 
 from flwr.app import Context, Error, Message, RecordDict
@@ -59,13 +60,24 @@ class InProcessGrid(Grid):
         How many nodes ``get_node_ids`` reports (ids ``1000 .. 1000 + num_nodes - 1``).
     run_id
         The run id stamped on messages (Flower's runtimes set ``TaskIdentity`` the same way).
+    max_concurrent
+        How many messages of one push are in flight at once. 1 (default) calls them in
+        turn; a client call that waits on remote devices (the MQTT gateway) can take
+        more, so a round's M devices work at the same time. Replies keep the push order.
     """
 
     def __init__(
-        self, client_call: ClientCall, num_nodes: int, run_id: int = IN_PROCESS_RUN_ID
+        self,
+        client_call: ClientCall,
+        num_nodes: int,
+        run_id: int = IN_PROCESS_RUN_ID,
+        max_concurrent: int = 1,
     ) -> None:
         if int(num_nodes) < 1:
             raise UsageError(f"the grid needs >= 1 node, got {num_nodes}")
+        if int(max_concurrent) < 1:
+            raise UsageError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        self.max_concurrent = int(max_concurrent)
         self.client_call = client_call
         self._node_ids = list(range(FIRST_CLIENT_NODE_ID, FIRST_CLIENT_NODE_ID + int(num_nodes)))
         self._run = Run.create_empty(run_id)
@@ -96,22 +108,31 @@ class InProcessGrid(Grid):
         return list(self._node_ids)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        batch = list(messages)
         ids = []
-        for message in messages:
+        for message in batch:
             message_id = str(uuid4())
             message.metadata.__dict__["_message_id"] = message_id
             message.metadata.__dict__["_delivered_at"] = str(time.time())
-            self.messages_sent += 1
-            try:
-                reply = self.client_call(message)
-            except Exception as error:  # noqa: BLE001 - a device failure is a reply
-                self.message_errors += 1
-                reply = Message(
-                    Error(code=1, reason=f"{type(error).__name__}: {error}"), reply_to=message
-                )
-            self._replies[message_id] = reply
             ids.append(message_id)
+        self.messages_sent += len(batch)
+        if self.max_concurrent > 1 and len(batch) > 1:
+            workers = min(self.max_concurrent, len(batch))
+            with ThreadPoolExecutor(workers, thread_name_prefix="grid") as pool:
+                replies = list(pool.map(self._deliver, batch))
+        else:
+            replies = [self._deliver(message) for message in batch]
+        self._replies.update(zip(ids, replies, strict=True))
         return ids
+
+    def _deliver(self, message: Message) -> Message:
+        try:
+            return self.client_call(message)
+        except Exception as error:  # noqa: BLE001 - a device failure is a reply
+            self.message_errors += 1
+            return Message(
+                Error(code=1, reason=f"{type(error).__name__}: {error}"), reply_to=message
+            )
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         return [self._replies.pop(mid) for mid in message_ids if mid in self._replies]

@@ -57,10 +57,16 @@ def run_in_process(
     initial: np.ndarray,
     num_rounds: int,
     evaluate_fn: EvaluateFn | None = None,
+    max_concurrent: int = 1,
 ) -> tuple[np.ndarray, Result]:
-    """Run on an :class:`InProcessGrid`; ``client`` is a ClientApp or a client call."""
+    """Run on an :class:`InProcessGrid`; ``client`` is a ClientApp or a client call.
+
+    ``max_concurrent`` > 1 lets a round's devices work at the same time (for client calls
+    that wait on remote devices, e.g. the MQTT gateway); the numbers do not change, as
+    the strategies order replies by device index.
+    """
     call = client_app_call(client) if isinstance(client, ClientApp) else client
-    grid = InProcessGrid(call, num_nodes)
+    grid = InProcessGrid(call, num_nodes, max_concurrent=max_concurrent)
     return run_with_grid(strategy, grid, initial, num_rounds, evaluate_fn)
 
 

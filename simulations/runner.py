@@ -318,7 +318,13 @@ def _run_strategies(
             )
         elif mqtt_call is not None:
             final, result = run_in_process(
-                strategy, mqtt_call, settings.devices, theta0, rounds, evaluate_fn
+                strategy,
+                mqtt_call,
+                settings.devices,
+                theta0,
+                rounds,
+                evaluate_fn,
+                max_concurrent=strategy.clients_per_round,
             )
         else:
             final, result = run_in_simulation_engine(
