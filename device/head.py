@@ -14,6 +14,7 @@ Maths (per sample ``x`` of shape ``(d,)``):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -116,6 +117,12 @@ def init_params(spec: HeadSpec, rng: np.random.Generator) -> list[np.ndarray]:
 def flatten(params: Sequence[np.ndarray]) -> np.ndarray:
     """Concatenate parameter arrays into one float32 vector (C order)."""
     return np.concatenate([np.asarray(p, dtype=np.float32).ravel() for p in params])
+
+
+def params_sha256(vector: np.ndarray) -> str:
+    """SHA-256 (hex) of a parameter vector's little-endian float32 bytes: its identity
+    in reports, logs and the knowledge graph (model versions)."""
+    return hashlib.sha256(np.asarray(vector, dtype="<f4").tobytes()).hexdigest()
 
 
 def unflatten(spec: HeadSpec, vector: np.ndarray) -> list[np.ndarray]:

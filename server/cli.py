@@ -149,7 +149,7 @@ def _read_users(path: str) -> dict[str, str]:
 
 
 def _server_run(args: argparse.Namespace) -> int:
-    from tinyfleet.device.head import HeadSpec
+    from tinyfleet.device.head import HeadSpec, params_sha256
     from tinyfleet.server.broker import BrokerAddress
     from tinyfleet.server.fleet_kg import RecordingCall, params_version
     from tinyfleet.server.gateway import GatewaySettings, MqttGateway
@@ -226,7 +226,7 @@ def _server_run(args: argparse.Namespace) -> int:
         "accepted": strategy.counters.accepted_replies,
         "rejected": strategy.counters.rejected_replies,
         "gateway": counters,
-        "final_params_sha256": _sha256(final.tobytes()),
+        "final_params_sha256": params_sha256(final),
     }
     print(json.dumps(summary, indent=1))
     if args.output:
@@ -284,12 +284,6 @@ def _fleet_knowledge(stack: contextlib.ExitStack, store: str | None, card: dict[
     kg = KnowledgeGraph.open(store) if store else KnowledgeGraph.memory()
     stack.callback(kg.close)
     return FleetKnowledge(kg, card)
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def initial_head(spec: Any, seed: int) -> Any:

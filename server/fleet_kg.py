@@ -11,7 +11,6 @@ devices, model version in/out, metrics, bytes).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 from flwr.app import Message
 
+from tinyfleet.device.head import params_sha256
 from tinyfleet.device.rounds import ARRAYS_KEY, CONFIG_KEY, KEY_DEVICE_INDEX, KEY_ROUND, METRICS_KEY
 from tinyfleet.errors import TinyfleetError
 from tinyfleet.ontology.loaders import describe_json
@@ -34,7 +34,7 @@ ClientCall = Callable[[Message], Message]
 
 def params_version(theta: np.ndarray) -> str:
     """A model version for a parameter vector: 16 hex digits of its float32 SHA-256."""
-    return hashlib.sha256(np.asarray(theta, dtype="<f4").tobytes()).hexdigest()[:16]
+    return params_sha256(theta)[:16]
 
 
 @dataclass

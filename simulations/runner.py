@@ -11,7 +11,6 @@ way (``shots`` shots, ``adapt_steps`` online steps, ``adapt_lr``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from tinyfleet.device.head import params_sha256
 from tinyfleet.device.learner import online_sgd_ram_bytes, sample_bytes_for
 from tinyfleet.device.rounds import RoundPlan, initial_head_vector
 from tinyfleet.errors import UsageError
@@ -168,11 +168,6 @@ def settings_for(use_case: UseCase, **overrides: Any) -> SimulationSettings:
     if unknown:
         raise UsageError(f"unknown simulation settings: {', '.join(sorted(unknown))}")
     return SimulationSettings(**values)
-
-
-def params_sha256(theta: np.ndarray) -> str:
-    """SHA-256 of the float32 little-endian parameter bytes."""
-    return hashlib.sha256(np.asarray(theta, dtype="<f4").tobytes()).hexdigest()
 
 
 def initial_head(use_case: UseCase, seed: int) -> np.ndarray:
