@@ -265,13 +265,9 @@ def _make_server_strategy(args: argparse.Namespace, sampler: Any) -> Any:
 
 
 def _read_card(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            card = json.load(handle)
-    except OSError as error:
-        raise InputFileError(f"cannot read model card {path}: {error.strerror}") from None
-    except json.JSONDecodeError as error:
-        raise InputFileError(f"{path}: not JSON ({error.msg}, line {error.lineno})") from None
+    from tinyfleet.ontology.extract_device import read_json
+
+    card = read_json(path)
     if not isinstance(card, dict) or "name" not in card or "version" not in card:
         raise InputFileError(f"{path}: not a model card (needs 'name' and 'version')")
     return card

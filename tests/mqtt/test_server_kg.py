@@ -76,3 +76,20 @@ def test_server_trains_only_eligible_devices_and_records_rounds(
         kg.close()
     assert [int(n) for n, _ in rows] == list(range(1, rounds + 1))
     assert {str(d) for _, d in rows} <= {"kg-0000", "kg-0001"}
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [("{bad", "malformed JSON"), (None, "no such file"), ('{"x": 1}', "not a model card")],
+)
+def test_server_run_refuses_a_bad_model_card(tmp_path: Path, capsys, content, message) -> None:
+    """Checked before any broker connection: one line, exit 2, nothing started."""
+    from tinyfleet.cli import main
+
+    card = tmp_path / "card.json"
+    if content is not None:
+        card.write_text(content)
+    argv = ["server", "run", "--broker", "mqtt://127.0.0.1:1", "--devices", "1"]
+    assert main([*argv, "--model-card", str(card)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
