@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tinyfleet.device.tflite_model import Quantization, TFLiteModel, read_tflite
+from tinyfleet.device.tflite_model import Quantization, TFLiteModel, read_tflite, read_tflite_file
 from tinyfleet.errors import InputFileError, UsageError
 
 _ARENA_TOTAL = re.compile(rb"Arena allocation total (\d+) bytes")
@@ -244,10 +244,7 @@ class Int8Backbone:
     @classmethod
     def from_file(cls, path: str | Path, arena_bytes: int | None = None) -> Int8Backbone:
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise InputFileError(f"cannot read {path}: {error.strerror or error}") from None
+        data, _model = read_tflite_file(path)
         try:
             return cls(data, arena_bytes)
         except InputFileError as error:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.tflite_model import Tensor, TFLiteModel, read_tflite
+from tinyfleet.device.tflite_model import Tensor, TFLiteModel, read_tflite, read_tflite_file
 from tinyfleet.errors import InputFileError, UsageError
 
 MODEL_CARD_FILE = "model_card.json"
@@ -211,14 +211,7 @@ def inspect_tflite(path: str | Path) -> dict[str, Any]:
     file, else one computed from the file alone (``name`` from the file name, ``head``
     null, ``use_case`` unknown)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise InputFileError(f"cannot read {path}: {error.strerror or error}") from None
-    try:
-        read_tflite(data)
-    except InputFileError as error:
-        raise InputFileError(f"{path}: {error}") from None
+    data, _model = read_tflite_file(path)
     beside = path.parent / MODEL_CARD_FILE
     if beside.is_file():
         try:

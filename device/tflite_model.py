@@ -229,13 +229,19 @@ class TFLiteModel:
 
 def load_tflite(path: str | Path) -> TFLiteModel:
     """Read and parse a ``.tflite`` file (see :func:`read_tflite`)."""
+    return read_tflite_file(path)[1]
+
+
+def read_tflite_file(path: str | Path) -> tuple[bytes, TFLiteModel]:
+    """The bytes of a ``.tflite`` file and their parse; an unreadable or corrupt file is
+    one :class:`InputFileError` naming the path."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as error:
         raise InputFileError(f"cannot read {path}: {error.strerror or error}") from None
     try:
-        return read_tflite(data)
+        return data, read_tflite(data)
     except InputFileError as error:
         raise InputFileError(f"{path}: {error}") from None
 
