@@ -303,7 +303,7 @@ def run_serial_bridge(
     board: str = "qemu-mps2-an386",
 ) -> int:
     """``tinyfleet bridge serial``: relay until Ctrl-C."""
-    from tinyfleet.device.mqtt_client import DeviceSettings, MqttDevice
+    from tinyfleet.device.mqtt_client import MqttDevice
     from tinyfleet.server.broker import BrokerAddress
     from tinyfleet.simulations.fleet import Fleet
     from tinyfleet.simulations.usecase import get_use_case
@@ -320,15 +320,8 @@ def run_serial_bridge(
         handler = FirmwareTaskHandler(
             link, use_case.head_spec, sim.stream_for_device(), device_index, sim.macs_per_sample
         )
-        settings = DeviceSettings(
-            device_id,
-            address.host,
-            address.port,
-            fleet=fleet,
-            username=address.username,
-            password=address.password,
-            tls_ca=address.tls_ca,
-            description=firmware_description(device_id, fleet, board),
+        settings = address.device_settings(
+            device_id, fleet=fleet, description=firmware_description(device_id, fleet, board)
         )
         device = MqttDevice(settings, handler).start(wait=None)
         print(f"bridging {port} as device {device_id} to {address.url}; Ctrl-C to stop", flush=True)

@@ -24,9 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from tinyfleet.errors import MissingToolError, TinyfleetError, UsageError
+
+if TYPE_CHECKING:
+    from tinyfleet.device.mqtt_client import DeviceSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -59,6 +63,15 @@ class BrokerAddress:
             raise UsageError(f"broker port must be 1..65535, got {self.port}")
         if not self.host:
             raise UsageError("broker host is empty")
+
+    def device_settings(self, device_id: str, **options: Any) -> DeviceSettings:
+        """Settings for a device client connecting here as ``device_id``; ``options``
+        (fleet, max_payload, description, or username/password to log in otherwise) go to
+        :class:`~tinyfleet.device.mqtt_client.DeviceSettings`."""
+        from tinyfleet.device.mqtt_client import DeviceSettings
+
+        login = {"username": self.username, "password": self.password, "tls_ca": self.tls_ca}
+        return DeviceSettings(device_id, self.host, self.port, **(login | options))
 
     @classmethod
     def parse(cls, url: str, tls_ca: str | None = None) -> BrokerAddress:

@@ -171,16 +171,7 @@ def run_mqtt_fleet(
 def _settings(
     device_id: str, address: BrokerAddress, fleet: str, max_payload: int
 ) -> DeviceSettings:
-    return DeviceSettings(
-        device_id,
-        address.host,
-        address.port,
-        fleet=fleet,
-        username=address.username,
-        password=address.password,
-        tls_ca=address.tls_ca,
-        max_payload=max_payload,
-    )
+    return address.device_settings(device_id, fleet=fleet, max_payload=max_payload)
 
 
 @contextlib.contextmanager

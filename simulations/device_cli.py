@@ -81,7 +81,7 @@ def device_index_from_id(device_id: str) -> int:
 
 
 def _device_run(args: argparse.Namespace) -> int:
-    from tinyfleet.device.mqtt_client import DeviceSettings, MqttDevice, RoundTaskHandler
+    from tinyfleet.device.mqtt_client import MqttDevice, RoundTaskHandler
     from tinyfleet.server.broker import BrokerAddress
     from tinyfleet.simulations.fleet import Fleet
     from tinyfleet.simulations.usecase import get_use_case
@@ -111,14 +111,11 @@ def _device_run(args: argparse.Namespace) -> int:
         ids = [f"{args.device_id}-{i:04d}" for i in indices]
     devices = []
     for device_id, index in zip(ids, indices, strict=True):
-        settings = DeviceSettings(
+        settings = address.device_settings(
             device_id,
-            address.host,
-            address.port,
             fleet=args.fleet,
             username=device_id if args.password else address.username,
             password=args.password or address.password,
-            tls_ca=address.tls_ca,
             max_payload=args.max_payload,
             description=dict(description, device_id=device_id) if description else None,
         )
