@@ -17,4 +17,3 @@ def tflm_outputs(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
         interpreter.invoke()
         outputs.append(np.asarray(interpreter.get_output(0)).reshape(-1).copy())
     return np.stack(outputs)
-
