@@ -308,26 +308,6 @@ class FleetStrategy(Strategy):
         return phi, clean, content
 
 
-class TinyReptile(FleetStrategy):
-    """ONE device per round, k online SGD steps, annealed outer step (TinyReptile)."""
-
-    name = "tinyreptile"
-
-    def __init__(self, plan: RoundPlan, **kwargs: object) -> None:
-        kwargs.setdefault("clients_per_round", 1)
-        super().__init__(plan, **kwargs)  # type: ignore[arg-type]
-
-    def update(
-        self,
-        server_round: int,
-        theta: np.ndarray,
-        accepted: list[tuple[np.ndarray, dict[str, float], RecordDict]],
-    ) -> np.ndarray:
-        # With more than one reply (a misconfigured grid), take their mean like Reptile.
-        phi = accepted[0][0] if len(accepted) == 1 else _mean([a[0] for a in accepted])
-        return outer_step(theta, phi, self.beta(server_round))
-
-
 class Reptile(FleetStrategy):
     """M devices per round, E epochs over a stored support set, outer step on mean phi."""
 
@@ -340,6 +320,20 @@ class Reptile(FleetStrategy):
         accepted: list[tuple[np.ndarray, dict[str, float], RecordDict]],
     ) -> np.ndarray:
         return outer_step(theta, _mean([a[0] for a in accepted]), self.beta(server_round))
+
+
+class TinyReptile(Reptile):
+    """ONE device per round, k online SGD steps, annealed outer step (TinyReptile).
+
+    The server side is Reptile's outer step on the (single) device's phi; what differs is
+    one device per round and the device's plan (online, each sample seen once).
+    """
+
+    name = "tinyreptile"
+
+    def __init__(self, plan: RoundPlan, **kwargs: object) -> None:
+        kwargs.setdefault("clients_per_round", 1)
+        super().__init__(plan, **kwargs)  # type: ignore[arg-type]
 
 
 class FedAvg(FleetStrategy):
