@@ -40,7 +40,7 @@ def _raise_fd_limit() -> int:
 
 
 def _stream(seed: int, index: int) -> Any:
-    from tinyfleet.device.rounds import device_task_rng
+    from tinyfleet.simulations.seeding import device_task_rng
     from tinyfleet.simulations.usecase import get_use_case
 
     return get_use_case("sine").sample_task(device_task_rng(seed, index, "train"), "train")
@@ -50,7 +50,7 @@ def _worker(host: str, port: int, fleet: str, indices: list[int], stop: Any, rea
     """A process holding many device clients until ``stop`` is set."""
     _raise_fd_limit()
     from tinyfleet.device.mqtt_client import DeviceSettings, MqttDevice, RoundTaskHandler
-    from tinyfleet.server.gateway_fleet import device_ids
+    from tinyfleet.device.wire.topics import device_ids
     from tinyfleet.simulations.usecase import get_use_case
 
     spec = get_use_case("sine").head_spec
@@ -79,16 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fds = _raise_fd_limit()
 
-    from tinyfleet.device import codec
+    from tinyfleet.device import wire
     from tinyfleet.device.head import flatten, init_params
-    from tinyfleet.device.rounds import RoundPlan
+    from tinyfleet.device.wire.contract import RoundPlan
+    from tinyfleet.device.wire.topics import device_ids
     from tinyfleet.server.broker import ManagedBroker
-    from tinyfleet.server.clientapp import make_client_app
     from tinyfleet.server.gateway import GatewaySettings, MqttGateway
-    from tinyfleet.server.gateway_fleet import device_ids
     from tinyfleet.server.gateway_flower import GatewayClientCall, route_by_config
     from tinyfleet.server.run import quiet_flower, run_in_process
     from tinyfleet.server.strategies import TinyReptile
+    from tinyfleet.simulations.clientapp import make_client_app
     from tinyfleet.simulations.usecase import get_use_case
 
     quiet_flower()
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{mqtt_final.tobytes() == inproc_final.tobytes()}"
                 )
 
-                theta = [codec.float32_array("0", initial)]
+                theta = [wire.float32_array("0", initial)]
                 fan_times = []
                 for r in range(args.fanout_rounds):
                     config = {**plan.to_config(), "seed": args.seed}

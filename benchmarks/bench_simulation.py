@@ -17,10 +17,11 @@ import time
 
 import numpy as np
 
-from tinyfleet.device.rounds import RoundPlan, round_rng, run_local_round
-from tinyfleet.server.clientapp import make_client_app
+from tinyfleet.device.rounds import round_rng, run_local_round
+from tinyfleet.device.wire.contract import RoundPlan
 from tinyfleet.server.run import quiet_flower, run_in_process, run_in_simulation_engine
 from tinyfleet.server.strategies import TinyReptile, annealed_beta, outer_step
+from tinyfleet.simulations.clientapp import make_client_app
 from tinyfleet.simulations.fleet import Fleet
 from tinyfleet.simulations.runner import initial_head
 from tinyfleet.simulations.usecase import get_use_case

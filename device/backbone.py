@@ -12,170 +12,30 @@ Quantisation, exactly as the firmware does it (float32 arithmetic):
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
-import re
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from tinyfleet.device.tflite_model import Quantization, TFLiteModel, read_tflite, read_tflite_file
+from tinyfleet.device.tooling.arena import interpreter_for, measure_arena_bytes
+from tinyfleet.device.tooling.tflite_model import (
+    Quantization,
+    TFLiteModel,
+    read_tflite,
+    read_tflite_file,
+)
+from tinyfleet.device.wire.quant import dequantize as dequantize_affine
+from tinyfleet.device.wire.quant import quantize_half_away
 from tinyfleet.errors import InputFileError, UsageError
-
-_ARENA_TOTAL = re.compile(rb"Arena allocation total (\d+) bytes")
-
-
-def _generous_arena(model: TFLiteModel, model_bytes: bytes) -> int:
-    """An arena surely large enough: twice every activation tensor, plus room for TFLM's
-    per-operator bookkeeping. Never run TFLM near its limit in-process (it can crash)."""
-    activations = sum(t.nbytes for sg in model.subgraphs for t in sg.tensors if not t.is_constant)
-    return 2 * activations + len(model_bytes) + 64 * 1024
-
-
-def _interpreter(model_bytes: bytes, model: TFLiteModel) -> Any:
-    from tflite_micro import runtime
-
-    try:
-        return runtime.Interpreter.from_bytes(
-            model_bytes, arena_size=_generous_arena(model, model_bytes)
-        )
-    except (RuntimeError, ValueError) as error:
-        text = str(error).strip()
-        first = text.splitlines()[0] if text else type(error).__name__
-        raise InputFileError(f"TFLM cannot load the model: {first}") from None
-
-
-@contextlib.contextmanager
-def captured_fd(fd: int) -> Iterator[list[bytes]]:
-    """Capture what is written to file descriptor ``fd`` (1 or 2), C code included (the
-    TFLM interpreter reports on stderr); the bytes are in the yielded list afterwards."""
-    result: list[bytes] = []
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), fd)
-        try:
-            yield result
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            sink.seek(0)
-            result.append(sink.read())
-
-
-# Runs in a child process: TFLM can crash (SIGSEGV) instead of failing cleanly when an
-# arena is slightly too small, so sizes near the limit are never tried in-process.
-_PROBE = """
-import sys
-import numpy as np
-from tflite_micro import runtime
-model = open(sys.argv[1], "rb").read()
-interpreter = runtime.Interpreter.from_bytes(model, arena_size=int(sys.argv[2]))
-for index in range(int(sys.argv[3])):
-    details = interpreter.get_input_details(index)
-    interpreter.set_input(np.zeros(details["shape"], dtype=details["dtype"]), index)
-interpreter.invoke()
-print("OK")
-"""
-_ARENA_ALIGN = 16
-_ARENA_CACHE: dict[str, int] = {}
-
-
-def measure_arena_bytes(model_bytes: bytes) -> int:
-    """Smallest tensor arena (a multiple of 16 bytes) in which TFLM runs the model.
-
-    TFLM's ``RecordingMicroAllocator`` report (head + tail after one ``invoke``) is the
-    starting point, but it leaves out the temporary allocations made while the kernels
-    prepare, so the report alone can be too small to run in. The size is therefore
-    found by bisection between the report and a size that works, each try in a child
-    process. Results are cached per model (sha256) for the life of the process.
-    """
-    key = hashlib.sha256(model_bytes).hexdigest()
-    if key in _ARENA_CACHE:
-        return _ARENA_CACHE[key]
-    model = read_tflite(model_bytes)
-    interpreter = _interpreter(model_bytes, model)
-    _invoke_on_zeros(interpreter, model)
-    with captured_fd(2) as captured:
-        interpreter.print_allocations()
-    match = _ARENA_TOTAL.search(b"".join(captured))
-    if match is None:
-        raise RuntimeError("TFLM did not report its arena usage (RecordingMicroAllocator)")
-    recorded = int(match.group(1))
-    n_inputs = len(model.main.inputs)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.tflite"
-        path.write_bytes(model_bytes)
-
-        def works(size: int) -> bool:
-            result = subprocess.run(
-                [sys.executable, "-c", _PROBE, str(path), str(size), str(n_inputs)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            return result.returncode == 0 and result.stdout.strip() == "OK"
-
-        low = -(-recorded // _ARENA_ALIGN)  # in units of 16 bytes; low - 1 assumed to fail
-        high = low
-        while not works(high * _ARENA_ALIGN):
-            low = high + 1
-            high = high * 2
-            if high * _ARENA_ALIGN > max(64 * len(model_bytes), 1 << 24):
-                raise InputFileError("TFLM cannot run the model in any arena size tried")
-        while low < high:  # invariant: high works
-            mid = (low + high) // 2
-            if works(mid * _ARENA_ALIGN):
-                high = mid
-            else:
-                low = mid + 1
-    _ARENA_CACHE[key] = high * _ARENA_ALIGN
-    return _ARENA_CACHE[key]
-
-
-def _invoke_on_zeros(interpreter: Any, model: TFLiteModel) -> None:
-    try:
-        for index, tensor in enumerate(model.main.input_tensors()):
-            if not _is_numpy_dtype(tensor.dtype):
-                raise InputFileError(f"unsupported model input type {tensor.dtype}")
-            interpreter.set_input(np.zeros(tensor.shape, dtype=tensor.dtype), index)
-        interpreter.invoke()
-    except (RuntimeError, ValueError) as error:
-        text = str(error).strip()
-        first = text.splitlines()[0] if text else type(error).__name__
-        raise InputFileError(f"TFLM cannot run the model: {first}") from None
-
-
-def _is_numpy_dtype(name: str) -> bool:
-    try:
-        np.dtype(name)
-    except TypeError:
-        return False
-    return True
 
 
 def quantize(x: np.ndarray, q: Quantization) -> np.ndarray:
-    """Float -> int8 with round-half-away-from-zero, in float32 (as the firmware does)."""
-    v = np.asarray(x, dtype=np.float32) / np.float32(q.scale)
-    rounded = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
-    return np.clip(rounded + np.float32(q.zero_point), -128, 127).astype(np.int8)
+    """Float -> int8 as the firmware does it (:func:`~tinyfleet.device.wire.quant.quantize_half_away`)."""
+    return quantize_half_away(x, q.scale, q.zero_point)
 
 
 def dequantize(q_values: np.ndarray, q: Quantization) -> np.ndarray:
     """Int8 -> float32: ``(q - zero_point) * scale`` in float32."""
-    return (np.asarray(q_values).astype(np.float32) - np.float32(q.zero_point)) * np.float32(
-        q.scale
-    )
+    return dequantize_affine(q_values, q.scale, q.zero_point)
 
 
 class Int8Backbone:
@@ -206,7 +66,7 @@ class Int8Backbone:
     """
 
     def __init__(self, model_bytes: bytes, arena_bytes: int | None = None) -> None:
-        from tinyfleet.device.modelcard import layer_costs
+        from tinyfleet.device.tooling.modelcard import layer_costs
 
         self.model_bytes = bytes(model_bytes)
         self.model: TFLiteModel = read_tflite(self.model_bytes)
@@ -238,7 +98,7 @@ class Int8Backbone:
         self.arena_bytes: int = (
             measure_arena_bytes(self.model_bytes) if arena_bytes is None else int(arena_bytes)
         )
-        self._interpreter = _interpreter(self.model_bytes, self.model)
+        self._interpreter = interpreter_for(self.model_bytes, self.model)
         self.invocations = 0
 
     @classmethod

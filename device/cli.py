@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
     sub = wire.add_subparsers(dest="wire_command", required=True, metavar="SUBCOMMAND")
     decode = sub.add_parser(
         "decode",
-        help="decode payloads given as hex files (as in device/vectors/) and print JSON",
+        help="decode payloads given as hex files (as in device/wire/vectors/) and print JSON",
         description=(
             "Decode one or more payloads (hex text, whitespace ignored; '-' reads stdin). "
             "Several files are fed in order to one reassembler, so CHUNK payloads come out "
@@ -47,10 +47,10 @@ def _read_hex(path: str) -> bytes:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from tinyfleet.device import codec
+    from tinyfleet.device import wire
 
-    limit = args.max_message_bytes or codec.DEFAULT_MAX_MESSAGE_BYTES
-    assembler = codec.ChunkAssembler(limit)
+    limit = args.max_message_bytes or wire.DEFAULT_MAX_MESSAGE_BYTES
+    assembler = wire.ChunkAssembler(limit)
     for path in args.files:
         message = assembler.add(_read_hex(path))
         if message is None:

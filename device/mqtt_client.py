@@ -29,19 +29,18 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from tinyfleet.device import codec
-from tinyfleet.device.codec import FieldValue, MessageType, WireArray, WireMessage
+from tinyfleet.device import wire
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.rounds import StreamForDevice, run_configured_round
+from tinyfleet.device.mqtt import LastWill, make_client, start_client, stop_client
+from tinyfleet.device.rounds import StreamForDevice, Trainer, run_configured_round
+from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessage
+from tinyfleet.device.wire.contract import ERROR_CODE_BAD_TASK, ERROR_CODE_FAILED
 from tinyfleet.errors import TinyfleetError, UsageError
 
 LOG = logging.getLogger(__name__)
 
 #: ``handler(task) -> (fields, arrays)`` of the REPLY; raise to send an ERROR instead.
 TaskHandler = Callable[[WireMessage], tuple[Mapping[str, FieldValue], Sequence[WireArray]]]
-
-ERROR_CODE_BAD_TASK = 1  # the task could not be decoded or did not fit this device
-ERROR_CODE_FAILED = 2  # the round work raised
 
 
 # The TFLM builtin operators a simulated device runs (those our exported models use).
@@ -66,7 +65,7 @@ def default_description(device_id: str, fleet: str = "default") -> dict[str, Any
     return {
         "device_id": device_id,
         "fleet": fleet,
-        "protocol_version": codec.PROTOCOL_VERSION,
+        "protocol_version": wire.PROTOCOL_VERSION,
         "board": "tinyfleet simulated device",
         "mcu": "host",
         "cpu": "host-python",
@@ -98,12 +97,12 @@ class DeviceSettings:
     reconnect_min_s: float = 0.1
     reconnect_max_s: float = 5.0
     max_payload: int = 256 * 1024
-    max_message_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES
+    max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES
     reply_cache: int = 8
     description: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        codec.topic(self.fleet, self.device_id, "task")  # validates both names
+        wire.topic(self.fleet, self.device_id, "task")  # validates both names
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
             raise UsageError("reconnect delays must satisfy 0 < min <= max")
 
@@ -128,24 +127,20 @@ class MqttDevice:
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._answered: OrderedDict[tuple[int, int], list[bytes]] = OrderedDict()
-        self._assembler = codec.ChunkAssembler(settings.max_message_bytes, max_pending=4)
+        self._assembler = wire.ChunkAssembler(settings.max_message_bytes, max_pending=4)
         s = settings
-        self.topics = {kind: codec.topic(s.fleet, s.device_id, kind) for kind in codec.TOPIC_KINDS}
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=s.device_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
+        self.topics = {kind: wire.topic(s.fleet, s.device_id, kind) for kind in wire.TOPIC_KINDS}
+        client = make_client(
+            s.device_id,
+            self.connected,
+            username=s.username,
+            password=s.password,
+            tls_ca=s.tls_ca,
+            will=LastWill(self.topics["status"], self._status("offline")),
+            reconnect_min_s=s.reconnect_min_s,
+            reconnect_max_s=s.reconnect_max_s,
         )
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.tls_ca:
-            client.tls_set(ca_certs=s.tls_ca)
-        client.will_set(self.topics["status"], self._status("offline"), qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=s.reconnect_min_s, max_delay=s.reconnect_max_s)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
-        client.on_socket_open = _no_delay
-        client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
         self.last_round: int | None = None
@@ -153,9 +148,8 @@ class MqttDevice:
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, wait: float | None = 10.0) -> MqttDevice:
         """Connect in the background (paho's thread reconnects on its own)."""
-        self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
-        self.client.loop_start()
-        if wait is not None and not self.connected.wait(wait):
+        s = self.settings
+        if not start_client(self.client, s.host, s.port, s.keepalive, self.connected, wait):
             self.stop()
             raise TinyfleetError(
                 f"device {self.settings.device_id}: no broker at "
@@ -171,9 +165,7 @@ class MqttDevice:
                 self.topics["status"], self._status("offline"), qos=1, retain=True
             )
             info.wait_for_publish(1.0)
-        self.client.disconnect()
-        self.client.loop_stop()
-        self.connected.clear()
+        stop_client(self.client, self.connected)
 
     def crash(self) -> None:
         """Drop the TCP connection without a DISCONNECT, so the broker fires the Last
@@ -191,7 +183,7 @@ class MqttDevice:
         status: dict[str, Any] = {
             "device_id": self.settings.device_id,
             "state": state,
-            "protocol_version": codec.PROTOCOL_VERSION,
+            "protocol_version": wire.PROTOCOL_VERSION,
         }
         if state != "offline" and getattr(self, "last_round", None) is not None:
             status["round"] = self.last_round
@@ -213,15 +205,10 @@ class MqttDevice:
         client.publish(self.topics["status"], self._status("online"), qos=1, retain=True)
         self.connected.set()
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        self.connected.clear()
-
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
             task = self._assembler.add(message.payload)
-        except codec.CodecError as error:
+        except wire.CodecError as error:
             self.counters.bad_tasks += 1
             LOG.warning("device %s: bad task payload: %s", self.settings.device_id, error)
             return
@@ -239,7 +226,7 @@ class MqttDevice:
                 self._publish_update(cached)
                 return
             self.counters.tasks += 1
-            payloads = codec.split_message(self._reply_bytes(task), self.settings.max_payload)
+            payloads = wire.split_message(self._reply_bytes(task), self.settings.max_payload)
             self._answered[key] = payloads
             while len(self._answered) > self.settings.reply_cache:
                 self._answered.popitem(last=False)
@@ -255,7 +242,7 @@ class MqttDevice:
             return self._error(task, ERROR_CODE_BAD_TASK, "task not for this device")
         try:
             fields, arrays = self.handler(task)
-            reply = codec.encode_message(
+            reply = wire.encode_message(
                 MessageType.REPLY,
                 round=task.round,
                 msg_id=task.msg_id,
@@ -273,14 +260,14 @@ class MqttDevice:
         return reply
 
     def _error(self, task: WireMessage, code: int, reason: str) -> bytes:
-        return codec.encode_message(
+        return wire.encode_message(
             MessageType.ERROR,
             round=task.round,
             msg_id=task.msg_id,
             device_id=self.settings.device_id,
             fields={
                 "code": code,
-                "reason": reason.encode()[: codec.MAX_STRING].decode("utf-8", "ignore"),
+                "reason": reason.encode()[: wire.MAX_STRING].decode("utf-8", "ignore"),
             },
         )
 
@@ -302,13 +289,17 @@ class RoundTaskHandler:
     ``stream_for_device(seed, device_index)`` and the randomness from
     ``round_rng(seed, device_index, round)``: the same numbers as the in-process ClientApp.
     ``device_index``, when set, is this device's own index and a task naming another
-    index is refused (a simulated device only has its own stream).
+    index is refused (a simulated device only has its own stream). ``trainer_for_task``
+    replaces the Python head with another learner for each task (e.g. firmware over a
+    serial link, :mod:`tinyfleet.firmware.bridge`); the round's config, samples and
+    metrics stay the same.
     """
 
     spec: HeadSpec
     stream_for_device: StreamForDevice
     device_index: int | None = None
     macs_per_sample: int = 0
+    trainer_for_task: Callable[[WireMessage], Trainer] | None = None
 
     def __call__(self, task: WireMessage) -> tuple[Mapping[str, FieldValue], Sequence[WireArray]]:
         if task.msg_type != MessageType.TRAIN:
@@ -323,17 +314,9 @@ class RoundTaskHandler:
             self.stream_for_device,
             macs_per_sample=self.macs_per_sample,
             own_device_index=self.device_index,
+            trainer=None if self.trainer_for_task is None else self.trainer_for_task(task),
         )
-        out = codec.float32_array(
+        out = wire.float32_array(
             theta_wire.name, np.asarray(phi, np.float32).reshape(theta_wire.shape)
         )
         return metrics, [out]
-
-
-def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """Disable Nagle's algorithm: small task/update messages go out at once."""
-    import socket as _socket
-
-    if isinstance(sock, _socket.socket):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)

@@ -1,126 +1,51 @@
-"""The device's share of one federated round, the seeding rule, and the wire contract.
+"""The device's share of one federated round: whatever the transport, the same numbers.
 
-Pure numpy (no Flower, no TensorFlow): a simulated device, a Flower ClientApp, and the MQTT
-device client all call :func:`run_local_round`, so the SAME numbers come out whatever the
-transport.
+Pure numpy (no Flower, no TensorFlow): the simulated device's ClientApp, the MQTT device
+client and the serial bridge (firmware) all call :func:`run_configured_round`, which
+reads the task's config (:mod:`tinyfleet.device.wire.contract`), draws the device's
+samples from its stream with :func:`round_rng`, and hands them to a *trainer*: the Python
+head (:func:`train_head`, the default) or the firmware over a serial link.
 
-Algorithms (``RoundPlan.algorithm``)
-------------------------------------
-``"online"`` (TinyReptile)
-    ``k`` fresh samples arrive one at a time (``stream.sample(1, rng)`` k times); each gets
-    one SGD step (batch 1, lr ``inner_lr``) and is dropped. RAM: in-place batch-1 SGD
-    (params + one sample's activations + one sample), see :mod:`tinyfleet.device.learner`;
-    a batch plan with ``batch_size == 1`` and SGD is costed the same way plus its stored set.
-``"batch"`` (Reptile, FedAvg)
-    ``support_size`` samples are drawn at once (``stream.sample(n, rng)``) and STORED; then
-    ``epochs`` passes, each over a fresh permutation (``rng.permutation(n)``), in minibatches
-    of ``batch_size`` (mean of per-sample gradients). Optimiser ``"sgd"`` (default: the
-    same update rule as TinyReptile, so the comparison isolates online-vs-stored data) or
-    ``"adam"`` with ``beta1 = 0`` as in openai/supervised-reptile's inner loop (only the
-    second-moment buffer is kept, which the RAM accounting counts).
+Randomness: every random number of device ``i`` in round ``r`` of a run with seed ``s``
+comes from ``round_rng(s, i, r) = default_rng([ROUND_TAG, s, i, r])`` (0-based device
+index, 1-based round).
 
-Seeding rule
-------------
-Every random number of device ``i`` in round ``r`` of a run with seed ``s`` comes from
-``round_rng(s, i, r) = default_rng(SeedSequence([ROUND_TAG, s, i, r]))``; a device's task
-(its sine wave, its classes) from ``device_task_rng(s, i, split)``; held-out few-shot
-shots/queries from ``eval_rng(s, i)``; the initial head from ``initial_head_vector(spec,
-s)``. Device indices are 0-based within their split.
-
-Wire contract (Flower Message content; the MQTT gateway mirrors it)
--------------------------------------------------------------------
-Request: ``ArrayRecord "arrays"`` holding ONE float32 array, the flat head vector theta
-(:func:`tinyfleet.device.head.flatten` order), plus ``ConfigRecord "config"`` with the keys
-in :data:`CONFIG_KEYS` (``RoundPlan.to_config`` + ``round``, ``device-index``, ``seed``).
-Reply: ``ArrayRecord "arrays"`` holding ONE float32 array phi (same shape), plus
-``MetricRecord "metrics"`` with the keys in :data:`METRIC_KEYS`
-(:meth:`RoundStats.to_metrics`, which echoes ``device-index`` and ``round``).
+RAM: ``online`` = in-place batch-1 SGD (params + one sample's activations + one sample,
+see :mod:`tinyfleet.device.learner`); a batch plan with ``batch_size == 1`` and SGD is
+costed the same way plus its stored set; larger minibatches accumulate per-sample
+gradients one sample at a time (a gradient buffer, not a minibatch of activations).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from tinyfleet.device.head import HeadSpec, MLPHead, flatten, init_params
+from tinyfleet.device.head import HeadSpec, MLPHead, unflatten
 from tinyfleet.device.learner import (
     minibatch_sgd_ram_bytes,
     online_sgd_ram_bytes,
     sample_bytes_for,
 )
+from tinyfleet.device.wire.contract import (
+    FLOAT_BYTES,
+    KEY_DEVICE_INDEX,
+    KEY_ROUND,
+    KEY_SEED,
+    RoundPlan,
+    RoundStats,
+)
 from tinyfleet.errors import UsageError
 
-# -- wire contract -----------------------------------------------------------------------
-ARRAYS_KEY = "arrays"
-CONFIG_KEY = "config"
-METRICS_KEY = "metrics"
-
-KEY_ROUND = "round"
-KEY_DEVICE_INDEX = "device-index"
-KEY_SEED = "seed"
-KEY_ALGORITHM = "algorithm"
-KEY_INNER_LR = "inner-lr"
-KEY_K = "k"
-KEY_SUPPORT_SIZE = "support-size"
-KEY_EPOCHS = "epochs"
-KEY_BATCH_SIZE = "batch-size"
-KEY_OPTIMIZER = "optimizer"
-KEY_ARENA_BYTES = "arena-bytes"
-CONFIG_KEYS = (
-    KEY_ROUND,
-    KEY_DEVICE_INDEX,
-    KEY_SEED,
-    KEY_ALGORITHM,
-    KEY_INNER_LR,
-    KEY_K,
-    KEY_SUPPORT_SIZE,
-    KEY_EPOCHS,
-    KEY_BATCH_SIZE,
-    KEY_OPTIMIZER,
-    KEY_ARENA_BYTES,
-)
-
-METRIC_LOSS = "loss"
-METRIC_NUM_EXAMPLES = "num-examples"
-METRIC_GRAD_EVALS = "grad-evals"
-METRIC_SGD_STEPS = "sgd-steps"
-METRIC_RAM_BYTES = "ram-bytes"
-METRIC_MACS = "macs"
-METRIC_BYTES_DOWN = "bytes-down"
-METRIC_BYTES_UP = "bytes-up"
-METRIC_DEVICE_INDEX = "device-index"  # echoed from the config
-METRIC_ROUND = "round"  # echoed from the config
-METRIC_KEYS = (
-    METRIC_DEVICE_INDEX,
-    METRIC_ROUND,
-    METRIC_LOSS,
-    METRIC_NUM_EXAMPLES,
-    METRIC_GRAD_EVALS,
-    METRIC_SGD_STEPS,
-    METRIC_RAM_BYTES,
-    METRIC_MACS,
-    METRIC_BYTES_DOWN,
-    METRIC_BYTES_UP,
-)
-
-ALGORITHMS = ("online", "batch")
-OPTIMIZERS = ("sgd", "adam")
-SPLITS = {"train": 1, "heldout": 2}
-
 ROUND_TAG = 0x524F554E  # "ROUN"
-TASK_TAG = 0x5441534B  # "TASK"
-EVAL_TAG = 0x4556414C  # "EVAL"
-
 ADAM_BETA2 = 0.999
 ADAM_EPS = 1e-8
-FLOAT_BYTES = 4
 
 
-# -- seeding -----------------------------------------------------------------------------
-def _check_nonneg(**values: int) -> None:
+def check_nonneg(**values: int) -> None:
+    """Refuse negative seeds, indices and rounds (a seed sequence needs them >= 0)."""
     for name, value in values.items():
         if int(value) < 0:
             raise UsageError(f"{name} must be >= 0, got {value}")
@@ -128,148 +53,26 @@ def _check_nonneg(**values: int) -> None:
 
 def round_rng(seed: int, device_index: int, server_round: int) -> np.random.Generator:
     """The random stream of device ``device_index`` in round ``server_round`` (1-based)."""
-    _check_nonneg(seed=seed, device_index=device_index, server_round=server_round)
+    check_nonneg(seed=seed, device_index=device_index, server_round=server_round)
     return np.random.default_rng([ROUND_TAG, int(seed), int(device_index), int(server_round)])
 
 
-def device_task_rng(seed: int, device_index: int, split: str) -> np.random.Generator:
-    """The stream that makes device ``device_index``'s task in ``split`` (train/heldout)."""
-    if split not in SPLITS:
-        raise UsageError(f"unknown split {split!r}; expected one of {sorted(SPLITS)}")
-    _check_nonneg(seed=seed, device_index=device_index)
-    return np.random.default_rng([TASK_TAG, int(seed), SPLITS[split], int(device_index)])
-
-
-def eval_rng(seed: int, device_index: int) -> np.random.Generator:
-    """The stream of held-out device ``device_index``'s few-shot shots and query points."""
-    _check_nonneg(seed=seed, device_index=device_index)
-    return np.random.default_rng([EVAL_TAG, int(seed), int(device_index)])
-
-
-INIT_TAG = 0x494E4954  # "INIT"
-
-
-def initial_head_vector(spec: HeadSpec, seed: int) -> np.ndarray:
-    """The run's starting head theta_0 (every strategy and transport starts here)."""
-    _check_nonneg(seed=seed)
-    return flatten(init_params(spec, np.random.default_rng([INIT_TAG, int(seed)])))
-
-
-# -- plans and stats ---------------------------------------------------------------------
 class SampleStream(Protocol):
     """A device's data stream, already mapped to head inputs (after any backbone)."""
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-@dataclass(frozen=True)
-class RoundPlan:
-    """What a device does in one round (see the module docstring)."""
+StreamForDevice = Callable[[int, int], SampleStream]
 
-    algorithm: str
-    inner_lr: float
-    k: int = 10
-    support_size: int = 10
-    epochs: int = 1
-    batch_size: int = 10
-    optimizer: str = "sgd"
-    arena_bytes: int = 0
-
-    def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise UsageError(f"unknown algorithm {self.algorithm!r}; choose from {ALGORITHMS}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UsageError(f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
-        if not (np.isfinite(self.inner_lr) and self.inner_lr > 0):
-            raise UsageError(f"inner learning rate must be > 0, got {self.inner_lr}")
-        for name in ("k", "support_size", "epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if int(self.arena_bytes) < 0:
-            raise UsageError(f"arena bytes must be >= 0, got {self.arena_bytes}")
-
-    @property
-    def grad_evals(self) -> int:
-        """Per-sample gradient evaluations of one round (a minibatch of B counts B)."""
-        if self.algorithm == "online":
-            return int(self.k)
-        return int(self.epochs) * int(self.support_size)
-
-    @property
-    def sgd_steps(self) -> int:
-        if self.algorithm == "online":
-            return int(self.k)
-        return int(self.epochs) * -(-int(self.support_size) // int(self.batch_size))
-
-    @property
-    def num_examples(self) -> int:
-        return int(self.k) if self.algorithm == "online" else int(self.support_size)
-
-    def ram_bytes(self, spec: HeadSpec) -> int:
-        """Peak RAM a device needs for this round (see :func:`round_ram_bytes`)."""
-        return round_ram_bytes(spec, self)
-
-    def to_config(self) -> dict[str, Any]:
-        """The plan as kebab-case config entries (without round/device-index/seed)."""
-        return {
-            KEY_ALGORITHM: self.algorithm,
-            KEY_INNER_LR: float(self.inner_lr),
-            KEY_K: int(self.k),
-            KEY_SUPPORT_SIZE: int(self.support_size),
-            KEY_EPOCHS: int(self.epochs),
-            KEY_BATCH_SIZE: int(self.batch_size),
-            KEY_OPTIMIZER: self.optimizer,
-            KEY_ARENA_BYTES: int(self.arena_bytes),
-        }
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> RoundPlan:
-        """Inverse of :meth:`to_config`; missing optional keys take the defaults."""
-        try:
-            defaults = cls(algorithm="online", inner_lr=0.01)
-            return cls(
-                algorithm=str(config[KEY_ALGORITHM]),
-                inner_lr=float(config[KEY_INNER_LR]),
-                k=int(config.get(KEY_K, defaults.k)),
-                support_size=int(config.get(KEY_SUPPORT_SIZE, defaults.support_size)),
-                epochs=int(config.get(KEY_EPOCHS, defaults.epochs)),
-                batch_size=int(config.get(KEY_BATCH_SIZE, defaults.batch_size)),
-                optimizer=str(config.get(KEY_OPTIMIZER, defaults.optimizer)),
-                arena_bytes=int(config.get(KEY_ARENA_BYTES, 0)),
-            )
-        except KeyError as missing:
-            raise UsageError(f"round config lacks {missing}") from None
+#: ``trainer(theta, plan, stream, rng) -> (phi, mean loss)``: the round's learning.
+Trainer = Callable[
+    [np.ndarray, RoundPlan, SampleStream, np.random.Generator], tuple[np.ndarray, float]
+]
 
 
-@dataclass(frozen=True)
-class RoundStats:
-    """What a device reports about its round (besides phi)."""
-
-    loss: float
-    num_examples: int
-    grad_evals: int
-    sgd_steps: int
-    ram_bytes: int
-    macs: int
-    bytes_down: int
-    bytes_up: int
-
-    def to_metrics(self, device_index: int, server_round: int) -> dict[str, int | float]:
-        """The reply's MetricRecord entries: the stats (kebab-case) plus the echoed
-        ``device-index`` and ``round`` (the server orders and matches replies by them)."""
-        metrics: dict[str, int | float] = {
-            METRIC_DEVICE_INDEX: int(device_index),
-            METRIC_ROUND: int(server_round),
-        }
-        metrics.update({key.replace("_", "-"): value for key, value in asdict(self).items()})
-        return metrics
-
-
-# -- RAM accounting (engineer A's helpers in device/learner.py, one source of truth) ----
 def round_ram_bytes(spec: HeadSpec, plan: RoundPlan) -> int:
-    """Peak RAM a device needs for ``plan``: online = in-place batch-1 SGD (params +
-    activations + one sample + arena); batch = params + grads (+ Adam's second moment)
-    + the stored support set + a minibatch's activations + arena."""
+    """Peak RAM a device needs for ``plan`` (see the module docstring)."""
     sample = sample_bytes_for(spec)
     if plan.algorithm == "online":
         return online_sgd_ram_bytes(spec, sample, plan.arena_bytes)
@@ -289,7 +92,40 @@ def round_ram_bytes(spec: HeadSpec, plan: RoundPlan) -> int:
     )
 
 
-# -- the round ---------------------------------------------------------------------------
+def round_stats(spec: HeadSpec, plan: RoundPlan, loss: float, macs_per_sample: int) -> RoundStats:
+    """What a device reports about a round of ``plan`` whose mean loss was ``loss``."""
+    payload = spec.num_params * FLOAT_BYTES
+    return RoundStats(
+        loss=float(loss),
+        num_examples=plan.num_examples,
+        grad_evals=plan.grad_evals,
+        sgd_steps=plan.sgd_steps,
+        ram_bytes=round_ram_bytes(spec, plan),
+        macs=plan.grad_evals * spec.macs_sgd_step + plan.num_examples * int(macs_per_sample),
+        bytes_down=payload,
+        bytes_up=payload,
+    )
+
+
+def python_trainer(spec: HeadSpec) -> Trainer:
+    """The Python head as a :data:`Trainer` (what a simulated or Python device runs)."""
+
+    def train(
+        theta: np.ndarray, plan: RoundPlan, stream: SampleStream, rng: np.random.Generator
+    ) -> tuple[np.ndarray, float]:
+        head = MLPHead(spec, params=unflatten(spec, theta))
+        if plan.algorithm == "online":
+            losses = [
+                head.sgd_step(*_one_sample(stream, rng), plan.inner_lr) for _ in range(plan.k)
+            ]
+        else:
+            x, y = stream.sample(plan.support_size, rng)
+            losses = _train_minibatches(head, x, y, plan, rng)
+        return head.get_vector(), float(np.mean(losses))
+
+    return train
+
+
 def run_local_round(
     head_vector: np.ndarray,
     spec: HeadSpec,
@@ -298,6 +134,7 @@ def run_local_round(
     rng: np.random.Generator,
     *,
     macs_per_sample: int = 0,
+    trainer: Trainer | None = None,
 ) -> tuple[np.ndarray, RoundStats]:
     """Train from ``head_vector`` (theta) for one round; return ``(phi, stats)``.
 
@@ -307,36 +144,8 @@ def run_local_round(
     theta = np.asarray(head_vector, dtype=np.float32)
     if theta.shape != (spec.num_params,):
         raise UsageError(f"expected {spec.num_params} head parameters, got shape {theta.shape}")
-    head = MLPHead(spec, params=_unflatten_views(spec, theta.copy()))
-    if plan.algorithm == "online":
-        losses = [head.sgd_step(*_one_sample(stream, rng), plan.inner_lr) for _ in range(plan.k)]
-        embedded = plan.k
-    else:
-        x, y = stream.sample(plan.support_size, rng)
-        losses = _train_minibatches(head, x, y, plan, rng)
-        embedded = plan.support_size
-    phi = head.get_vector()
-    payload = spec.num_params * FLOAT_BYTES
-    stats = RoundStats(
-        loss=float(np.mean(losses)),
-        num_examples=plan.num_examples,
-        grad_evals=plan.grad_evals,
-        sgd_steps=plan.sgd_steps,
-        ram_bytes=plan.ram_bytes(spec),
-        macs=plan.grad_evals * spec.macs_sgd_step + embedded * int(macs_per_sample),
-        bytes_down=payload,
-        bytes_up=payload,
-    )
-    return phi, stats
-
-
-def _unflatten_views(spec: HeadSpec, vector: np.ndarray) -> list[np.ndarray]:
-    out, offset = [], 0
-    for shape in spec.param_shapes():
-        size = int(np.prod(shape))
-        out.append(vector[offset : offset + size].reshape(shape))
-        offset += size
-    return out
+    phi, loss = (trainer or python_trainer(spec))(theta, plan, stream, rng)
+    return phi, round_stats(spec, plan, loss, macs_per_sample)
 
 
 def _one_sample(stream: SampleStream, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -383,35 +192,6 @@ def _train_minibatches(
     return losses
 
 
-# -- few-shot adaptation -----------------------------------------------------------------
-def online_adaptation_curve(
-    head_vector: np.ndarray,
-    spec: HeadSpec,
-    shots_x: np.ndarray,
-    shots_y: np.ndarray,
-    steps: int,
-    lr: float,
-    evaluate: Callable[[MLPHead], float],
-) -> list[float]:
-    """Adapt online from ``head_vector`` on the shots (step ``i`` uses shot ``i mod k``,
-    batch 1); return ``evaluate(head)`` before the first step and after each step
-    (``steps + 1`` values)."""
-    if len(shots_x) < 1 or len(shots_x) != len(shots_y):
-        raise UsageError("few-shot adaptation needs >= 1 shot with matching targets")
-    if int(steps) < 0:
-        raise UsageError(f"adaptation steps must be >= 0, got {steps}")
-    head = MLPHead(spec, params=_unflatten_views(spec, np.array(head_vector, np.float32)))
-    curve = [float(evaluate(head))]
-    for step in range(int(steps)):
-        i = step % len(shots_x)
-        head.sgd_step(shots_x[i], shots_y[i], lr)
-        curve.append(float(evaluate(head)))
-    return curve
-
-
-StreamForDevice = Callable[[int, int], SampleStream]
-
-
 def run_configured_round(
     theta: np.ndarray,
     config: Mapping[str, Any],
@@ -420,10 +200,11 @@ def run_configured_round(
     *,
     macs_per_sample: int = 0,
     own_device_index: int | None = None,
+    trainer: Trainer | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One round as a task describes it: ``(phi, metrics)``, whatever the transport.
 
-    ``config`` holds the wire contract's keys (``round``, ``device-index``, ``seed`` and the
+    ``config`` holds the contract's keys (``round``, ``device-index``, ``seed`` and the
     :class:`RoundPlan` keys). The stream is ``stream_for_device(seed, device_index)`` and
     the randomness :func:`round_rng` of that device and round, so the in-process ClientApp,
     an MQTT device and the firmware bridge compute the same numbers. ``own_device_index``,
@@ -444,6 +225,7 @@ def run_configured_round(
         RoundPlan.from_config(config),
         round_rng(seed, device, server_round),
         macs_per_sample=macs_per_sample,
+        trainer=trainer,
     )
     metrics: dict[str, Any] = dict(stats.to_metrics(device, server_round))
     return phi, metrics

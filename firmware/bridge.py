@@ -18,25 +18,17 @@ import select
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tinyfleet.device import codec
-from tinyfleet.device.codec import FieldValue, MessageType, WireArray, WireMessage
+from tinyfleet.device import wire
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.mqtt_client import StreamForDevice
-from tinyfleet.device.rounds import (
-    FLOAT_BYTES,
-    KEY_DEVICE_INDEX,
-    KEY_ROUND,
-    KEY_SEED,
-    RoundPlan,
-    RoundStats,
-    round_rng,
-)
+from tinyfleet.device.rounds import SampleStream, Trainer
+from tinyfleet.device.wire import MessageType, WireMessage
+from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND, RoundPlan
 from tinyfleet.errors import TinyfleetError, UsageError
 from tinyfleet.firmware.framing import FrameError, decode_frame, encode_frame
 from tinyfleet.firmware.toolchain import QEMU
@@ -184,74 +176,58 @@ def _sample_bytes(spec: HeadSpec, x: np.ndarray, y: object) -> bytes:
 
 
 @dataclass
-class FirmwareTaskHandler:
-    """A :data:`~tinyfleet.device.mqtt_client.TaskHandler` that trains on the firmware.
+class FirmwareTrainer:
+    """Trains on the firmware: a per-task :data:`~tinyfleet.device.rounds.Trainer` for
+    :class:`~tinyfleet.device.mqtt_client.RoundTaskHandler` (``trainer_for_task``).
 
-    Same contract as :class:`~tinyfleet.device.mqtt_client.RoundTaskHandler` (online
-    rounds): the samples come from ``stream_for_device(seed, index)`` with
-    ``round_rng(seed, index, round)``, one at a time, as a Python device draws them.
-    ``history`` keeps ``(round, index, theta, phi)`` of every answered task.
+    The round function draws the samples (``stream_for_device(seed, index)`` with
+    ``round_rng(seed, index, round)``, as a Python device does); this trainer forwards the
+    TRAIN task to the firmware (``'T'`` frame), feeds it the ``k`` samples one at a time
+    (``'S'`` frames) and reads phi and the loss from its ``'R'`` reply. Online rounds only.
+    ``history`` keeps ``(round, device index, theta, phi)`` of every answered task.
     """
 
     link: FramedLink
     spec: HeadSpec
-    stream_for_device: StreamForDevice
-    device_index: int | None = None
-    macs_per_sample: int = 0
     history: list[tuple[int, int, np.ndarray, np.ndarray]] = field(default_factory=list)
 
-    def __call__(self, task: WireMessage) -> tuple[Mapping[str, FieldValue], Sequence[WireArray]]:
-        if task.msg_type != MessageType.TRAIN:
-            raise UsageError("the firmware only trains")
-        config = task.fields_dict()
-        try:
-            seed, index = int(config[KEY_SEED]), int(config[KEY_DEVICE_INDEX])
-            server_round = int(config[KEY_ROUND])
-        except (KeyError, TypeError, ValueError) as error:
-            raise UsageError(f"round config lacks or garbles {error}") from None
-        if self.device_index is not None and index != self.device_index:
-            raise UsageError(f"task for device index {index}, this is {self.device_index}")
-        plan = RoundPlan.from_config(config)
-        if plan.algorithm != "online":
-            raise UsageError("the firmware runs online (TinyReptile) rounds only")
-        wire = codec.encode_message(
-            MessageType.TRAIN,
-            round=task.round,
-            msg_id=task.msg_id,
-            device_id=task.device_id,
-            fields=task.fields,
-            arrays=task.arrays,
-        )
-        self.link.send(b"T", wire)
-        stream, rng = self.stream_for_device(seed, index), round_rng(seed, index, server_round)
-        for _ in range(plan.k):
-            x, y = stream.sample(1, rng)
-            self.link.send(b"S", _sample_bytes(self.spec, np.asarray(x)[0], np.asarray(y)[0]))
-        kind, body = self.link.recv()
-        if kind == b"E":
-            raise UsageError(f"firmware refused the task: {body.decode('utf-8', 'replace')}")
-        if kind != b"R":
-            raise LinkError(f"unexpected frame {kind!r} from the firmware")
-        reply = codec.decode_message(body)
-        if reply.msg_id != task.msg_id or len(reply.arrays) != 1:
-            raise LinkError("the firmware answered another task")
-        phi = reply.arrays[0].to_float32()
-        theta = task.arrays[0].to_float32()
-        self.history.append((server_round, index, theta.ravel().copy(), phi.ravel().copy()))
-        loss = float(reply.fields_dict()["loss"])
-        payload = self.spec.num_params * FLOAT_BYTES
-        stats = RoundStats(
-            loss=loss,
-            num_examples=plan.num_examples,
-            grad_evals=plan.grad_evals,
-            sgd_steps=plan.sgd_steps,
-            ram_bytes=plan.ram_bytes(self.spec),
-            macs=plan.grad_evals * self.spec.macs_sgd_step + plan.k * int(self.macs_per_sample),
-            bytes_down=payload,
-            bytes_up=payload,
-        )
-        out = codec.float32_array(task.arrays[0].name, phi.reshape(task.arrays[0].shape))
-        return stats.to_metrics(index, server_round), [out]
+    def for_task(self, task: WireMessage) -> Trainer:
+        def train(
+            theta: np.ndarray, plan: RoundPlan, stream: SampleStream, rng: np.random.Generator
+        ) -> tuple[np.ndarray, float]:
+            if plan.algorithm != "online":
+                raise UsageError("the firmware runs online (TinyReptile) rounds only")
+            self.link.send(b"T", _task_bytes(task))
+            for _ in range(plan.k):
+                x, y = stream.sample(1, rng)
+                self.link.send(b"S", _sample_bytes(self.spec, np.asarray(x)[0], np.asarray(y)[0]))
+            kind, body = self.link.recv()
+            if kind == b"E":
+                raise UsageError(f"firmware refused the task: {body.decode('utf-8', 'replace')}")
+            if kind != b"R":
+                raise LinkError(f"unexpected frame {kind!r} from the firmware")
+            reply = wire.decode_message(body)
+            if reply.msg_id != task.msg_id or len(reply.arrays) != 1:
+                raise LinkError("the firmware answered another task")
+            phi = reply.arrays[0].to_float32().ravel()
+            config = task.fields_dict()
+            where = (int(config[KEY_ROUND]), int(config[KEY_DEVICE_INDEX]))
+            self.history.append((*where, theta.ravel().copy(), phi.copy()))
+            return phi, float(reply.fields_dict()["loss"])
+
+        return train
+
+
+def _task_bytes(task: WireMessage) -> bytes:
+    """The TRAIN task as the broker carried it (the firmware decodes the same bytes)."""
+    return wire.encode_message(
+        MessageType.TRAIN,
+        round=task.round,
+        msg_id=task.msg_id,
+        device_id=task.device_id,
+        fields=task.fields,
+        arrays=task.arrays,
+    )
 
 
 BOARDS = {
@@ -286,51 +262,8 @@ def firmware_description(device_id: str, fleet: str, board: str) -> dict[str, ob
     return {
         "device_id": device_id,
         "fleet": fleet,
-        "protocol_version": codec.PROTOCOL_VERSION,
+        "protocol_version": wire.PROTOCOL_VERSION,
         **BOARDS[board],
         "firmware": {"name": "tinyfleet-fw", "version": __version__},
         "operators": sorted(SUPPORTED_OPERATORS),
     }
-
-
-def run_serial_bridge(
-    port: str,
-    broker: str,
-    fleet: str,
-    device_id: str,
-    use_case_name: str,
-    device_index: int | None,
-    board: str = "qemu-mps2-an386",
-) -> int:
-    """``tinyfleet bridge serial``: relay until Ctrl-C."""
-    from tinyfleet.device.mqtt_client import MqttDevice
-    from tinyfleet.server.broker import BrokerAddress
-    from tinyfleet.simulations.fleet import Fleet
-    from tinyfleet.simulations.usecase import get_use_case
-
-    address = BrokerAddress.parse(broker)
-    use_case = get_use_case(use_case_name)
-    sim = Fleet(use_case, use_case.make_backbone())
-    if device_index is None:
-        from tinyfleet.simulations.device_cli import device_index_from_id
-
-        device_index = device_index_from_id(device_id)
-    link, stack = open_port(port)
-    with stack:
-        handler = FirmwareTaskHandler(
-            link, use_case.head_spec, sim.stream_for_device(), device_index, sim.macs_per_sample
-        )
-        settings = address.device_settings(
-            device_id, fleet=fleet, description=firmware_description(device_id, fleet, board)
-        )
-        device = MqttDevice(settings, handler).start(wait=None)
-        print(f"bridging {port} as device {device_id} to {address.url}; Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            device.stop()
-        print(f"stopped; {device.counters.replies} round(s) answered", flush=True)
-    return 0

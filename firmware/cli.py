@@ -1,4 +1,4 @@
-"""Subcommands of ``tinyfleet`` owned by tinyfleet.firmware: ``firmware ...`` and ``bridge``."""
+"""Subcommands of ``tinyfleet`` owned by tinyfleet.firmware: ``firmware ...``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ DEFAULT_BUILD_ROOT = Path("build")
 
 
 def register(subparsers: Any) -> None:
-    """Add ``tinyfleet firmware`` and ``tinyfleet bridge`` to the tinyfleet parser."""
+    """Add ``tinyfleet firmware`` to the tinyfleet parser."""
     fw = subparsers.add_parser(
         "firmware",
         help="generate, build, run and measure the C firmware",
@@ -113,39 +113,6 @@ def register(subparsers: Any) -> None:
     rep.add_argument("--activation", default="relu", choices=("relu", "tanh"))
     rep.add_argument("--loss", default="softmax_ce", choices=("softmax_ce", "mse"))
     rep.set_defaults(func=_report)
-
-    bridge = subparsers.add_parser(
-        "bridge",
-        help="connect a board's serial link to MQTT",
-        description="Bridges between firmware serial links and the MQTT fleet.",
-    )
-    bsub = bridge.add_subparsers(dest="bridge_command", required=True, metavar="SUBCOMMAND")
-    serial = bsub.add_parser(
-        "serial",
-        help="relay a serial port / pty / tcp:HOST:PORT to MQTT as a device client",
-        description=(
-            "Join the MQTT fleet as --device-id on behalf of the firmware on PORT (a serial "
-            "device, a pty, or tcp:HOST:PORT such as QEMU's UART): each TRAIN task goes to "
-            "the firmware as a COBS+CRC frame, followed by the device's k samples of "
-            "--use-case (the bridge plays the sensor), and the firmware's REPLY goes back to "
-            "the broker. Runs until Ctrl-C."
-        ),
-    )
-    serial.add_argument("port", help="/dev/ttyACM0, /dev/pts/N or tcp:127.0.0.1:4444")
-    serial.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host:port")
-    serial.add_argument("--fleet", default="default", help="fleet name")
-    serial.add_argument("--device-id", required=True, help="device id, e.g. qemu-0003")
-    serial.add_argument("--use-case", default="sine", help="use case whose stream to feed")
-    serial.add_argument(
-        "--device-index", type=int, default=None, help="stream index (default: from the id)"
-    )
-    serial.add_argument(
-        "--board",
-        default="qemu-mps2-an386",
-        choices=("qemu-mps2-an386", "nano33ble"),
-        help="board in the published device description (default: qemu-mps2-an386)",
-    )
-    serial.set_defaults(func=_bridge_serial)
 
 
 def _require_file(path: Path) -> None:
@@ -308,17 +275,3 @@ def _report(args: argparse.Namespace) -> int:
     else:
         print(format_table(rows))
     return 0 if all(all(r.fits.values()) for r in rows) else 1
-
-
-def _bridge_serial(args: argparse.Namespace) -> int:
-    from tinyfleet.firmware.bridge import run_serial_bridge
-
-    return run_serial_bridge(
-        args.port,
-        args.broker,
-        args.fleet,
-        args.device_id,
-        args.use_case,
-        args.device_index,
-        args.board,
-    )

@@ -1,7 +1,7 @@
 """Generate C99 for one int8 ``.tflite`` model: const weights, a static arena, kernel calls.
 
 ``generate_model(model)`` lowers the main subgraph of a parsed model
-(:mod:`tinyfleet.device.tflite_model`) to two files, ``tf_model.h`` and ``tf_model.c``,
+(:mod:`tinyfleet.device.tooling.tflite_model`) to two files, ``tf_model.h`` and ``tf_model.c``,
 which call only the kernels the model uses (``tf_kernels.h``). Quantisation
 parameters are computed here, on the host, exactly as TFLM's Prepare() does
 (:mod:`tinyfleet.firmware.quantize`), so the generated code needs no floating point.
@@ -17,7 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyfleet.device.tflite_model import Operator, Subgraph, Tensor, TFLiteModel, load_tflite
+from tinyfleet.device.tooling.tflite_model import (
+    Operator,
+    Subgraph,
+    Tensor,
+    TFLiteModel,
+    load_tflite,
+)
 from tinyfleet.errors import InputFileError, TinyfleetError
 from tinyfleet.firmware.arena import Buffer, plan_arena
 from tinyfleet.firmware.quantize import (

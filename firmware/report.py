@@ -132,7 +132,7 @@ def report_model(model: str | Path, head: HeadSpec | None = None, reps: int = 3)
     ``model`` is a ``.tflite`` or a ``model_card.json``; a float-head card (no backbone)
     is measured with a pass-through stand-in for the backbone.
     """
-    from tinyfleet.device.backbone import measure_arena_bytes
+    from tinyfleet.device.tooling.arena import measure_arena_bytes
     from tinyfleet.firmware.codegen import generate_passthrough
 
     tflite, card_head = _resolve(Path(model))

@@ -1,5 +1,8 @@
 """tinyfleet.ontology: the fleet's RDF knowledge graph (see docs/ontology.md).
 
+May import ``tinyfleet.device`` (the model reader); never ``tinyfleet.server``,
+``tinyfleet.simulations`` or TensorFlow.
+
 Kept import-light (the CLI imports this package); the API lives in submodules:
 
 * ``store.KnowledgeGraph`` -- ``memory()``, ``open(dir)``, ``remote(url)``; ``add(graph,

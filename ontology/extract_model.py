@@ -2,7 +2,7 @@
 
 The card (written by ``tinyfleet export``) carries what only training/export knows: the
 tensor arena measured with the TFLM interpreter and the trainable head. When the
-``.tflite`` is given, it is parsed with :mod:`tinyfleet.device.tflite_model` (no
+``.tflite`` is given, it is parsed with :mod:`tinyfleet.device.tooling.tflite_model` (no
 TensorFlow) and must agree with the card on size, SHA-256 and operators; its operator
 list and tensor shapes then come from the file itself.
 """
@@ -161,7 +161,7 @@ def load_card(path: str | Path) -> Graph:
 
 def merge_tflite(card: Any, tflite_path: Path) -> dict[str, Any]:
     """Check the card against the ``.tflite`` and take operators and shapes from the file."""
-    from tinyfleet.device.tflite_model import load_tflite  # TF-free flatbuffer reader
+    from tinyfleet.device.tooling.tflite_model import load_tflite
 
     data = tflite_path.read_bytes()
     model = load_tflite(tflite_path)

@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "== ruff"; .venv/bin/ruff check .
+echo "== import layers"; scripts/lint_imports.sh
 echo "== mypy"; .venv/bin/mypy tinyfleet device server simulations ontology firmware
 echo "== pytest"; .venv/bin/python -m pytest -q "$@"

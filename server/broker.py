@@ -6,8 +6,7 @@ optional TLS), runs ``mosquitto -c`` in the foreground as a child process, waits
 it accepts TCP connections, and on exit terminates it and removes the directory (logs
 are kept on request). ``docs/mosquitto.md`` documents the generated config.
 
-:class:`BrokerAddress` is what every MQTT client here connects to (``mqtt://`` or
-``mqtts://`` URL with optional ``user:password@``).
+Clients connect to it through :class:`tinyfleet.device.mqtt.BrokerAddress`.
 """
 
 from __future__ import annotations
@@ -24,13 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
-from tinyfleet.errors import MissingToolError, TinyfleetError, UsageError
-
-if TYPE_CHECKING:
-    from tinyfleet.device.mqtt_client import DeviceSettings
+from tinyfleet.device.mqtt import BrokerAddress
+from tinyfleet.errors import MissingToolError, TinyfleetError
 
 LOG = logging.getLogger(__name__)
 
@@ -43,64 +38,6 @@ GATEWAY_USER = "tinyfleet-gateway"
 
 class BrokerError(TinyfleetError):
     """The broker could not be started, or a broker address is unusable."""
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """Where a broker listens and how to log in.
-
-    ``tls_ca`` (a CA file) switches TLS on; ``mqtts://`` URLs need it.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 1883
-    username: str | None = None
-    password: str | None = None
-    tls_ca: str | None = None
-
-    def __post_init__(self) -> None:
-        if not 0 < int(self.port) < 65536:
-            raise UsageError(f"broker port must be 1..65535, got {self.port}")
-        if not self.host:
-            raise UsageError("broker host is empty")
-
-    def device_settings(self, device_id: str, **options: Any) -> DeviceSettings:
-        """Settings for a device client connecting here as ``device_id``; ``options``
-        (fleet, max_payload, description, or username/password to log in otherwise) go to
-        :class:`~tinyfleet.device.mqtt_client.DeviceSettings`."""
-        from tinyfleet.device.mqtt_client import DeviceSettings
-
-        login = {"username": self.username, "password": self.password, "tls_ca": self.tls_ca}
-        return DeviceSettings(device_id, self.host, self.port, **(login | options))
-
-    @classmethod
-    def parse(cls, url: str, tls_ca: str | None = None) -> BrokerAddress:
-        """Parse ``mqtt://[user[:password]@]host[:port]`` (or ``mqtts://``, port 8883)."""
-        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-        if parts.scheme not in ("mqtt", "mqtts", "tcp"):
-            raise UsageError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
-        if parts.scheme == "mqtts" and not tls_ca:
-            raise UsageError(f"broker URL {url!r} uses TLS: pass the CA file (--tls-ca)")
-        try:
-            port = parts.port
-        except ValueError as error:
-            raise UsageError(f"broker URL {url!r}: {error}") from None
-        return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=port or (8883 if parts.scheme == "mqtts" else 1883),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls_ca=tls_ca,
-        )
-
-    def with_credentials(self, username: str | None, password: str | None) -> BrokerAddress:
-        return BrokerAddress(self.host, self.port, username, password, self.tls_ca)
-
-    @property
-    def url(self) -> str:
-        """The URL without the password."""
-        user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls_ca else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
 def find_mosquitto() -> str:

@@ -150,10 +150,10 @@ def _read_users(path: str) -> dict[str, str]:
 
 def _server_run(args: argparse.Namespace) -> int:
     from tinyfleet.device.head import HeadSpec, params_sha256
-    from tinyfleet.server.broker import BrokerAddress
+    from tinyfleet.device.mqtt import BrokerAddress
+    from tinyfleet.device.wire.topics import device_ids
     from tinyfleet.server.fleet_kg import RecordingCall, params_version
     from tinyfleet.server.gateway import GatewaySettings, MqttGateway
-    from tinyfleet.server.gateway_fleet import device_ids
     from tinyfleet.server.gateway_flower import GatewayClientCall, route_by_config
     from tinyfleet.server.run import quiet_flower, run_in_process
     from tinyfleet.server.sampling import SeededSampler
@@ -236,7 +236,7 @@ def _server_run(args: argparse.Namespace) -> int:
 
 
 def _make_server_strategy(args: argparse.Namespace, sampler: Any) -> Any:
-    from tinyfleet.device.rounds import RoundPlan
+    from tinyfleet.device.wire.contract import RoundPlan
     from tinyfleet.server.strategies import FedAvg, Reptile, TinyReptile
 
     if args.algorithm == "tinyreptile":
@@ -284,6 +284,6 @@ def _fleet_knowledge(stack: contextlib.ExitStack, store: str | None, card: dict[
 
 def initial_head(spec: Any, seed: int) -> Any:
     """theta_0 of a run: the same starting point as ``tinyfleet simulate`` uses."""
-    from tinyfleet.device.rounds import initial_head_vector
+    from tinyfleet.server.initial import initial_head_vector
 
     return initial_head_vector(spec, seed)

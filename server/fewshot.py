@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import ArrayRecord, MetricRecord
 
-from tinyfleet.device.head import HeadSpec, MLPHead
-from tinyfleet.device.rounds import online_adaptation_curve
+from tinyfleet.device.head import HeadSpec, MLPHead, unflatten
 from tinyfleet.errors import UsageError
 
 METRICS = ("mse", "accuracy")
@@ -101,3 +100,28 @@ class FewShotEvaluator:
             return MetricRecord({"fewshot": float(curve[-1]), "before": float(curve[0])})
 
         return evaluate
+
+
+def online_adaptation_curve(
+    head_vector: np.ndarray,
+    spec: HeadSpec,
+    shots_x: np.ndarray,
+    shots_y: np.ndarray,
+    steps: int,
+    lr: float,
+    evaluate: Callable[[MLPHead], float],
+) -> list[float]:
+    """Adapt online from ``head_vector`` on the shots (step ``i`` uses shot ``i mod k``,
+    batch 1); return ``evaluate(head)`` before the first step and after each step
+    (``steps + 1`` values)."""
+    if len(shots_x) < 1 or len(shots_x) != len(shots_y):
+        raise UsageError("few-shot adaptation needs >= 1 shot with matching targets")
+    if int(steps) < 0:
+        raise UsageError(f"adaptation steps must be >= 0, got {steps}")
+    head = MLPHead(spec, params=unflatten(spec, np.asarray(head_vector, np.float32)))
+    curve = [float(evaluate(head))]
+    for step in range(int(steps)):
+        i = step % len(shots_x)
+        head.sgd_step(shots_x[i], shots_y[i], lr)
+        curve.append(float(evaluate(head)))
+    return curve

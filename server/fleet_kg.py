@@ -22,11 +22,12 @@ import numpy as np
 from flwr.app import Message
 
 from tinyfleet.device.head import params_sha256
-from tinyfleet.device.rounds import ARRAYS_KEY, CONFIG_KEY, KEY_DEVICE_INDEX, KEY_ROUND, METRICS_KEY
+from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND
 from tinyfleet.errors import TinyfleetError
 from tinyfleet.ontology.loaders import describe_json
 from tinyfleet.ontology.matchmaking import eligible_devices, resolve_model_id
 from tinyfleet.ontology.store import KnowledgeGraph
+from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY
 
 LOG = logging.getLogger(__name__)
 ClientCall = Callable[[Message], Message]

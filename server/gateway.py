@@ -25,7 +25,6 @@ The Flower side (turning a Flower ``Message`` into a task and back) lives in
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import secrets
@@ -36,13 +35,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import paho.mqtt.client as mqtt
 
-from tinyfleet.device import codec
-from tinyfleet.device.codec import FieldValue, MessageType, WireArray, WireMessage
+from tinyfleet.device import wire
+from tinyfleet.device.mqtt import BrokerAddress, make_client, start_client, stop_client
+from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessage
 from tinyfleet.errors import TinyfleetError, UsageError
-from tinyfleet.server.broker import BrokerAddress
+from tinyfleet.server.validation import update_problem
 
 LOG = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ class GatewaySettings:
     retries: int = 1
     fail_on_drop: bool = True
     max_payload: int = 256 * 1024
-    max_message_bytes: int = codec.DEFAULT_MAX_MESSAGE_BYTES
+    max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES
     keepalive: int = 30
 
     def __post_init__(self) -> None:
@@ -143,44 +142,38 @@ class MqttGateway:
         self._finished: OrderedDict[int, None] = OrderedDict()
         # A random start keeps msg_ids of two gateway runs apart (device reply caches).
         self._next_id = secrets.randbits(31)
-        self._assembler = codec.ChunkAssembler(self.settings.max_message_bytes, max_pending=256)
+        self._assembler = wire.ChunkAssembler(self.settings.max_message_bytes, max_pending=256)
         fleet = self.settings.fleet
-        codec.topic(fleet, "x", "task")  # validate the fleet name
+        wire.topic(fleet, "x", "task")  # validate the fleet name
         self._subscriptions = [
-            f"{codec.TOPIC_ROOT}/{fleet}/+/{kind}" for kind in ("update", "status", "description")
+            f"{wire.TOPIC_ROOT}/{fleet}/+/{kind}" for kind in ("update", "status", "description")
         ]
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.settings.client_id or f"tinyfleet-gateway-{secrets.token_hex(4)}",
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
+        client = make_client(
+            self.settings.client_id or f"tinyfleet-gateway-{secrets.token_hex(4)}",
+            self.connected,
+            username=address.username,
+            password=address.password,
+            tls_ca=address.tls_ca,
+            reconnect_max_s=2.0,
         )
-        if address.username is not None:
-            client.username_pw_set(address.username, address.password)
-        if address.tls_ca:
-            client.tls_set(ca_certs=address.tls_ca)
-        client.reconnect_delay_set(min_delay=0.1, max_delay=2.0)  # type: ignore[arg-type]
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
-        client.on_socket_open = _no_delay
-        client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, wait: float = 10.0) -> MqttGateway:
-        self.client.connect_async(self.address.host, self.address.port, self.settings.keepalive)
-        self.client.loop_start()
-        if not self.connected.wait(wait):
+        a = self.address
+        if not start_client(
+            self.client, a.host, a.port, self.settings.keepalive, self.connected, wait
+        ):
             self.stop()
             raise GatewayError(f"gateway: no broker at {self.address.url} within {wait:.0f} s")
         return self
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-        self.connected.clear()
+        stop_client(self.client, self.connected)
 
     def __enter__(self) -> MqttGateway:
         return self.start()
@@ -228,22 +221,22 @@ class MqttGateway:
         ------
         GatewayError
             (a subclass) when there is no usable reply; the caller's model is untouched.
-        codec.CodecError
+        wire.CodecError
             when the task itself cannot be encoded.
         """
-        topic = codec.topic(self.settings.fleet, device_id, "task")
+        topic = wire.topic(self.settings.fleet, device_id, "task")
         timeout = float(timeout or self.settings.round_timeout)
         with self._lock:
             msg_id = self._next_id
             self._next_id = (self._next_id + 1) & 0xFFFFFFFF
-        encoded = codec.encode_message(
+        encoded = wire.encode_message(
             msg_type, round=round, msg_id=msg_id, device_id=device_id, fields=fields, arrays=arrays
         )
         pending = _Pending(
             device_id,
             round,
             msg_id,
-            codec.split_message(encoded, self.settings.max_payload),
+            wire.split_message(encoded, self.settings.max_payload),
             tuple((a.name, a.shape) for a in arrays),
         )
         with self._lock:
@@ -313,10 +306,19 @@ class MqttGateway:
         got = tuple((a.name, a.shape) for a in reply.arrays)
         if reply.msg_type != MessageType.REPLY:
             problem = f"a {reply.msg_type.name} message is not a reply"
-        elif got != pending.arrays:
+        elif [name for name, _ in got] != [name for name, _ in pending.arrays]:
             problem = f"arrays {got} do not match the task's {pending.arrays}"
-        elif not all(np.all(np.isfinite(a.to_float32())) for a in reply.arrays):
-            problem = "NaN or Inf values"
+        else:
+            problem = next(
+                filter(
+                    None,
+                    (
+                        update_problem(a.to_float32(), s)
+                        for a, (_, s) in zip(reply.arrays, pending.arrays, strict=True)
+                    ),
+                ),
+                None,
+            )
         if problem is not None:
             with self._lock:
                 self.counters.invalid += 1
@@ -342,15 +344,10 @@ class MqttGateway:
                     p.event.set()
         self.connected.set()
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        self.connected.clear()
-
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            _, device_id, kind = codec.parse_topic(message.topic)
-        except codec.CodecError:
+            _, device_id, kind = wire.parse_topic(message.topic)
+        except wire.CodecError:
             return
         try:
             if kind == "update":
@@ -367,13 +364,13 @@ class MqttGateway:
 
     def _on_update(self, device_id: str, payload: bytes) -> None:
         try:
-            if codec.peek_header(payload, self.settings.max_message_bytes).device_id != device_id:
+            if wire.peek_header(payload, self.settings.max_message_bytes).device_id != device_id:
                 with self._lock:
                     self.counters.foreign += 1
                 LOG.warning("gateway: update on %s's topic names another device", device_id)
                 return
             reply = self._assembler.add(payload)
-        except codec.CodecError as error:
+        except wire.CodecError as error:
             with self._lock:
                 self.counters.malformed += 1
             LOG.warning("gateway: dropped bad update from %s: %s", device_id, error)
@@ -423,12 +420,3 @@ def _json_object(payload: bytes) -> dict[str, Any] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """Disable Nagle's algorithm: small task/update messages go out at once."""
-    import socket as _socket
-
-    if isinstance(sock, _socket.socket):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)

@@ -30,11 +30,12 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from tinyfleet.device import codec
-from tinyfleet.device.codec import FieldValue, MessageType, WireArray, WireMessage
-from tinyfleet.device.rounds import ARRAYS_KEY, CONFIG_KEY, KEY_DEVICE_INDEX, KEY_ROUND, METRICS_KEY
+from tinyfleet.device import wire
+from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessage
+from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND
 from tinyfleet.errors import TinyfleetError
 from tinyfleet.server.gateway import GatewayError, MqttGateway
+from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY
 
 LOG = logging.getLogger(__name__)
 
@@ -69,20 +70,20 @@ def message_to_task(
     content = message.content
     kinds = set(content.keys()) - {ARRAYS_KEY, CONFIG_KEY}
     if kinds:
-        raise codec.CodecError(f"records {sorted(kinds)} cannot travel over MQTT")
+        raise wire.CodecError(f"records {sorted(kinds)} cannot travel over MQTT")
     fields: dict[str, FieldValue] = {}
     if CONFIG_KEY in content:
         for key, value in content.config_records[CONFIG_KEY].items():
             if not isinstance(value, bool | int | float | str):
-                raise codec.CodecError(f"config {key!r}: {type(value).__name__} cannot travel")
+                raise wire.CodecError(f"config {key!r}: {type(value).__name__} cannot travel")
             fields[key] = value
     arrays: list[WireArray] = []
     if ARRAYS_KEY in content:
         for key, array in content.array_records[ARRAYS_KEY].items():
             values = array.numpy()
             if values.dtype != np.float32:
-                raise codec.CodecError(f"array {key!r} is {values.dtype}; only float32 travels")
-            arrays.append(codec.float32_array(key, values))
+                raise wire.CodecError(f"array {key!r} is {values.dtype}; only float32 travels")
+            arrays.append(wire.float32_array(key, values))
     kind = (
         MessageType.EVALUATE
         if message.metadata.message_type.startswith("evaluate")
@@ -159,7 +160,7 @@ def make_gateway_client_app(
 
 
 def _gateway_from_node_config(context: Context) -> tuple[MqttGateway, Route]:
-    from tinyfleet.server.broker import BrokerAddress
+    from tinyfleet.device.mqtt import BrokerAddress
     from tinyfleet.server.gateway import GatewaySettings
 
     config = context.node_config

@@ -31,9 +31,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
-from tinyfleet.device.rounds import (
-    ARRAYS_KEY,
-    CONFIG_KEY,
+from tinyfleet.device.wire.contract import (
     KEY_DEVICE_INDEX,
     KEY_ROUND,
     KEY_SEED,
@@ -43,11 +41,12 @@ from tinyfleet.device.rounds import (
     METRIC_LOSS,
     METRIC_NUM_EXAMPLES,
     METRIC_ROUND,
-    METRICS_KEY,
     RoundPlan,
 )
 from tinyfleet.errors import UsageError
+from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY
 from tinyfleet.server.sampling import DeviceSampler, SeededSampler
+from tinyfleet.server.validation import update_problem
 
 LOG = logging.getLogger(__name__)
 
@@ -287,17 +286,9 @@ class FleetStrategy(Strategy):
             LOG.warning("round reply from node %s rejected: %d arrays", source, len(arrays))
             return None
         phi = np.asarray(arrays[0])
-        if phi.shape != shape or phi.dtype != np.float32:
-            LOG.warning(
-                "round reply from node %s rejected: %s %s, expected float32 %s",
-                source,
-                phi.dtype,
-                phi.shape,
-                shape,
-            )
-            return None
-        if not np.all(np.isfinite(phi)):
-            LOG.warning("round reply from node %s rejected: NaN/Inf parameters", source)
+        problem = update_problem(phi, shape)
+        if problem is not None:
+            LOG.warning("round reply from node %s rejected: %s", source, problem)
             return None
         clean = {str(k): float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         if clean.get(METRIC_ROUND, server_round) != server_round:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import re
 import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
+from tinyfleet.device.wire.topics import device_index_from_id
 from tinyfleet.errors import InputFileError, UsageError
 
 
@@ -72,17 +72,9 @@ def use_case_stream_factory(use_case_name: str) -> Callable[[], Any]:
     return functools.partial(use_case_streams, use_case_name)
 
 
-def device_index_from_id(device_id: str) -> int:
-    """``sim-0042`` -> 42: the trailing number of a device id."""
-    match = re.search(r"(\d+)$", device_id)
-    if match is None:
-        raise UsageError(f"device id {device_id!r} has no trailing index: pass --device-index")
-    return int(match.group(1))
-
-
 def _device_run(args: argparse.Namespace) -> int:
+    from tinyfleet.device.mqtt import BrokerAddress
     from tinyfleet.device.mqtt_client import MqttDevice, RoundTaskHandler
-    from tinyfleet.server.broker import BrokerAddress
     from tinyfleet.simulations.fleet import Fleet
     from tinyfleet.simulations.usecase import get_use_case
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.modelcard import build_model_card, float_head_card, write_model_card
+from tinyfleet.device.tooling.modelcard import build_model_card, float_head_card, write_model_card
 from tinyfleet.errors import MissingToolError, UsageError
 
 TFLITE_FILE = "backbone.tflite"
@@ -175,7 +175,7 @@ def quantize_int8(model: Any, representative: np.ndarray) -> bytes:
 def _quiet() -> Iterator[None]:
     """Hold back TensorFlow's chatter (C++ logs, SavedModel summaries on stdout,
     converter warnings); shown only if the block fails."""
-    from tinyfleet.device.backbone import captured_fd
+    from tinyfleet.device.tooling.arena import captured_fd
 
     failed = False
     try:

@@ -59,7 +59,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from tinyfleet.device.modelcard import inspect_tflite
+    from tinyfleet.device.tooling.modelcard import inspect_tflite
 
     card = inspect_tflite(args.model)
     print(json.dumps(card, indent=2) if args.json else _summary(card))

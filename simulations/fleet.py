@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyfleet.device.rounds import device_task_rng, eval_rng
+from tinyfleet.device.rounds import StreamForDevice
 from tinyfleet.errors import UsageError
-from tinyfleet.server.clientapp import StreamForDevice
 from tinyfleet.server.fewshot import Episode
+from tinyfleet.simulations.seeding import device_task_rng, eval_rng
 from tinyfleet.simulations.usecase import Embedder, Task, UseCase
 
 

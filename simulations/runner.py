@@ -20,10 +20,11 @@ import numpy as np
 
 from tinyfleet.device.head import params_sha256
 from tinyfleet.device.learner import online_sgd_ram_bytes, sample_bytes_for
-from tinyfleet.device.rounds import RoundPlan, initial_head_vector
+from tinyfleet.device.rounds import round_ram_bytes
+from tinyfleet.device.wire.contract import RoundPlan
 from tinyfleet.errors import UsageError
-from tinyfleet.server.clientapp import make_client_app
 from tinyfleet.server.fewshot import FewShotEvaluator
+from tinyfleet.server.initial import initial_head_vector
 from tinyfleet.server.run import (
     TRANSPORTS,
     quiet_flower,
@@ -31,6 +32,7 @@ from tinyfleet.server.run import (
     run_in_simulation_engine,
 )
 from tinyfleet.server.strategies import STRATEGIES, FleetStrategy
+from tinyfleet.simulations.clientapp import make_client_app
 from tinyfleet.simulations.fleet import Fleet
 from tinyfleet.simulations.usecase import UseCase, get_use_case
 
@@ -229,8 +231,8 @@ def run(
         if settings.transport == "mqtt":
             # One device client per simulated device, behind a real broker (started here
             # on a free loopback port unless settings.broker names one).
-            from tinyfleet.server.gateway_fleet import run_mqtt_fleet
             from tinyfleet.simulations.device_cli import use_case_stream_factory
+            from tinyfleet.simulations.mqtt_fleet import run_mqtt_fleet
 
             mqtt_fleet = stack.enter_context(
                 run_mqtt_fleet(
@@ -346,7 +348,7 @@ def _run_strategies(
             "devices_per_round": strategy.clients_per_round,
             "plan": asdict(plan),
             "beta0": strategy.beta0 if name != "fedavg" else None,
-            "device_ram_bytes": plan.ram_bytes(spec),
+            "device_ram_bytes": round_ram_bytes(spec, plan),
             "device_grad_evals_per_round": plan.grad_evals,
             "device_macs_per_round": plan.grad_evals * spec.macs_sgd_step
             + plan.num_examples * fleet.macs_per_sample,

@@ -1,11 +1,17 @@
-"""Suite-wide settings: tests never read or write the user's model cache or graph store."""
+"""Suite-wide fixtures: a private model cache and graph store, real Mosquitto brokers on
+free loopback ports, and one tiny exported backbone (TensorFlow)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tinyfleet.errors import MissingToolError
+from tinyfleet.server.broker import GATEWAY_USER, ManagedBroker
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,3 +31,52 @@ def _private_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+# -- MQTT: a real Debian Mosquitto on a free loopback port ------------------------------
+def _start(**kwargs: object) -> ManagedBroker:
+    try:
+        return ManagedBroker(**kwargs).start()  # type: ignore[arg-type]
+    except MissingToolError as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[ManagedBroker]:
+    """Anonymous broker shared by the session (tests use distinct fleets / device ids)."""
+    b = _start()
+    yield b
+    b.close()
+
+
+@pytest.fixture()
+def own_broker() -> Iterator[ManagedBroker]:
+    """A broker for one test (it may be restarted or killed)."""
+    b = _start()
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="session")
+def auth_broker() -> Iterator[ManagedBroker]:
+    """Broker with per-device passwords and the topic ACL (docs/mosquitto.md)."""
+    b = _start(users={GATEWAY_USER: "gw-secret", "dev-a": "pa", "dev-b": "pb"})
+    yield b
+    b.close()
+
+
+# -- models -------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """``(directory, model card)`` of the 'tiny' backbone pre-trained 1 epoch on digits."""
+    pytest.importorskip("tensorflow")
+    from tinyfleet.simulations.export import export_use_case
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    card = export_use_case("digits", out, seed=0, epochs=1, backbone="tiny")
+    return out, card
+
+
+@pytest.fixture(scope="session")
+def tiny_bytes(tiny_export: tuple[Path, dict[str, Any]]) -> bytes:
+    return (tiny_export[0] / "backbone.tflite").read_bytes()

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "tinyfleet.server.cli",
     "tinyfleet.ontology.cli",
     "tinyfleet.firmware.cli",
+    "tinyfleet.simulations.bridge_cli",
 )
 
 

@@ -211,7 +211,7 @@ def load_backbone(directory: Path | None = None, export_if_missing: bool = True)
     """
     from tinyfleet.device.backbone import Int8Backbone
     from tinyfleet.device.embedding_cache import CachedEmbedder
-    from tinyfleet.device.modelcard import read_model_card
+    from tinyfleet.device.tooling.modelcard import read_model_card
     from tinyfleet.simulations.export import export_use_case, recipe_tag
 
     directory = model_dir() if directory is None else Path(directory)

@@ -133,7 +133,7 @@ def _digits_backbone(out_dir: Path) -> Path:
 
 def _real_digits(path: Path, n: int) -> np.ndarray:
     """Real handwritten digits, quantised with the model's input parameters."""
-    from tinyfleet.device.tflite_model import load_tflite
+    from tinyfleet.device.tooling.tflite_model import load_tflite
     from tinyfleet.simulations.usecases.digits import all_images
 
     q = load_tflite(path).main.input_tensors()[0].quantization

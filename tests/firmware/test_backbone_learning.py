@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tinyfleet.device import codec
+from tinyfleet.device import wire
 from tinyfleet.device.backbone import Int8Backbone, quantize
-from tinyfleet.device.codec import MessageType
 from tinyfleet.device.head import HeadSpec, MLPHead
-from tinyfleet.device.modelcard import read_model_card
+from tinyfleet.device.tooling.modelcard import read_model_card
+from tinyfleet.device.wire import MessageType
 from tinyfleet.firmware.bridge import host_device, qemu_device
 from tinyfleet.firmware.device_config import write_device_config
 from tinyfleet.firmware.toolchain import cmake_build, missing_tools
@@ -69,10 +69,10 @@ def test_c_backbone_plus_head_learns_like_python(
     theta = head.get_vector()
     for image, label in zip(images, labels, strict=True):
         head.sgd_step(backbone.embed(image), int(label), LR)
-    task = codec.encode_message(
+    task = wire.encode_message(
         MessageType.TRAIN, round=1, msg_id=42, device_id="nano-0001",
         fields={"k": N_IMAGES, "inner-lr": LR, "algorithm": "online"},
-        arrays=[codec.float32_array("theta", theta)],
+        arrays=[wire.float32_array("theta", theta)],
     )  # fmt: skip
     ctx = host_device if kind == "host" else qemu_device
     with ctx(devices[kind]) as link:
@@ -82,7 +82,7 @@ def test_c_backbone_plus_head_learns_like_python(
             link.send(b"I", raw + int(label).to_bytes(4, "little", signed=True))
         kind_byte, body = link.recv()
     assert kind_byte == b"R", body
-    phi = codec.decode_message(body).arrays[0].to_float32()
+    phi = wire.decode_message(body).arrays[0].to_float32()
     expected = head.get_vector()
     assert not np.allclose(expected, theta)
     assert float(np.max(np.abs(phi - expected))) <= 1e-5 * float(np.max(np.abs(expected)))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tinyfleet.firmware.toolchain import cmake_build, missing_tools
 
-VECTORS = Path(__file__).resolve().parents[2] / "device" / "vectors"
+VECTORS = Path(__file__).resolve().parents[2] / "device" / "wire" / "vectors"
 pytestmark = pytest.mark.firmware
 
 
@@ -100,7 +100,7 @@ def test_c_codec_passes_vector(
 
 def test_every_vector_file_is_used() -> None:
     if not _index():
-        pytest.skip("device/vectors/index.json not present")
+        pytest.skip("device/wire/vectors/index.json not present")
     used = {name for v in _index() for name in v["files"]}
     assert used == {p.name for p in VECTORS.glob("*.hex")}
 

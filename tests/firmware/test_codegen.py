@@ -73,7 +73,7 @@ def test_arena_plan_never_overlaps_live_tensors(specs: list[tuple[int, int, int]
 
 @pytest.mark.tf
 def test_arena_is_smaller_than_all_activations(fixture_models: Any) -> None:
-    from tinyfleet.device.tflite_model import load_tflite
+    from tinyfleet.device.tooling.tflite_model import load_tflite
 
     for m in fixture_models.values():
         graph = load_tflite(m.path).main

@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 
 from tinyfleet.device.head import HeadSpec, flatten, init_params
-from tinyfleet.device.rounds import RoundPlan, device_task_rng, round_rng, run_local_round
-from tinyfleet.firmware.bridge import FirmwareTaskHandler, FramedLink, host_device, qemu_device
+from tinyfleet.device.mqtt_client import RoundTaskHandler
+from tinyfleet.device.rounds import round_rng, run_local_round
+from tinyfleet.device.wire.contract import RoundPlan
+from tinyfleet.firmware.bridge import FirmwareTrainer, FramedLink, host_device, qemu_device
 from tinyfleet.firmware.device_config import write_device_config
 from tinyfleet.firmware.toolchain import cmake_build, missing_tools
+from tinyfleet.simulations.seeding import device_task_rng
 
 SEED, DEVICES, ROUNDS = 7, 3, 10
 FIRMWARE_INDEX = 1
@@ -51,17 +54,20 @@ def device_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _federated_run(
     link: FramedLink, spec: HeadSpec
-) -> tuple[np.ndarray, np.ndarray, FirmwareTaskHandler]:
-    from tinyfleet.server.clientapp import make_client_app
-    from tinyfleet.server.gateway_fleet import run_mqtt_fleet
+) -> tuple[np.ndarray, np.ndarray, FirmwareTrainer]:
     from tinyfleet.server.run import run_in_process
     from tinyfleet.server.strategies import TinyReptile
+    from tinyfleet.simulations.clientapp import make_client_app
+    from tinyfleet.simulations.mqtt_fleet import run_mqtt_fleet
 
     initial = flatten(init_params(spec, np.random.default_rng(SEED)))
-    firmware = FirmwareTaskHandler(link, spec, _stream, FIRMWARE_INDEX)
+    firmware = FirmwareTrainer(link, spec)
+    on_firmware = RoundTaskHandler(
+        spec, _stream, FIRMWARE_INDEX, trainer_for_task=firmware.for_task
+    )
 
     def wrap(index: int, handler: Callable[..., Any]) -> Callable[..., Any]:
-        return firmware if index == FIRMWARE_INDEX else handler
+        return on_firmware if index == FIRMWARE_INDEX else handler
 
     def strategy() -> TinyReptile:
         return TinyReptile(PLAN, num_devices=DEVICES, seed=SEED, num_rounds=ROUNDS)
@@ -74,7 +80,7 @@ def _federated_run(
     return got, expected, firmware
 
 
-def _check(got: np.ndarray, expected: np.ndarray, firmware: FirmwareTaskHandler) -> None:
+def _check(got: np.ndarray, expected: np.ndarray, firmware: FirmwareTrainer) -> None:
     spec = _use_case().head_spec
     assert firmware.history, "the firmware device was never picked"
     for server_round, index, theta, phi in firmware.history:
@@ -113,8 +119,8 @@ def test_qemu_firmware_device_in_federated_run(device_builds: dict[str, Path]) -
 
 @pytest.mark.firmware
 def test_firmware_refuses_a_batch_task(device_builds: dict[str, Path]) -> None:
-    from tinyfleet.device import codec
-    from tinyfleet.device.codec import MessageType
+    from tinyfleet.device import wire
+    from tinyfleet.device.wire import MessageType
 
     if "host" not in device_builds:
         pytest.skip("host toolchain absent")
@@ -122,9 +128,9 @@ def test_firmware_refuses_a_batch_task(device_builds: dict[str, Path]) -> None:
     theta = flatten(init_params(spec, np.random.default_rng(0)))
     with host_device(device_builds["host"]) as link:
         # a task whose array does not fit the compiled head is refused, not crashed on
-        bad = codec.encode_message(
+        bad = wire.encode_message(
             MessageType.TRAIN, round=1, msg_id=1, device_id="fw-0001",
-            fields={"k": 2, "inner-lr": 0.1}, arrays=[codec.float32_array("theta", theta[:10])],
+            fields={"k": 2, "inner-lr": 0.1}, arrays=[wire.float32_array("theta", theta[:10])],
         )  # fmt: skip
         link.send(b"T", bad)
         kind, body = link.recv()
@@ -133,15 +139,15 @@ def test_firmware_refuses_a_batch_task(device_builds: dict[str, Path]) -> None:
         kind, body = link.recv()
         assert (kind, body) == (b"E", b"truncated")
         # and a good task still works afterwards
-        good = codec.encode_message(
+        good = wire.encode_message(
             MessageType.TRAIN, round=1, msg_id=2, device_id="fw-0001",
-            fields={"k": 1, "inner-lr": 0.1}, arrays=[codec.float32_array("theta", theta)],
+            fields={"k": 1, "inner-lr": 0.1}, arrays=[wire.float32_array("theta", theta)],
         )  # fmt: skip
         link.send(b"T", good)
         link.send(b"S", np.array([0.5, 1.0], dtype="<f4").tobytes())
         kind, body = link.recv()
         assert kind == b"R"
-        reply = codec.decode_message(body)
+        reply = wire.decode_message(body)
         assert reply.msg_id == 2 and reply.arrays[0].to_float32().shape == theta.shape
 
 

@@ -43,9 +43,9 @@ def test_crc_is_ccitt_false_and_cobs_known_vector() -> None:
 def test_c_device_resynchronises_after_line_noise(tmp_path_factory: pytest.TempPathFactory) -> None:
     import numpy as np
 
-    from tinyfleet.device import codec
-    from tinyfleet.device.codec import MessageType
+    from tinyfleet.device import wire
     from tinyfleet.device.head import HeadSpec
+    from tinyfleet.device.wire import MessageType
     from tinyfleet.firmware.bridge import host_device
     from tinyfleet.firmware.device_config import write_device_config
     from tinyfleet.firmware.toolchain import cmake_build, missing_tools
@@ -65,16 +65,16 @@ def test_c_device_resynchronises_after_line_noise(tmp_path_factory: pytest.TempP
         bad = bytearray(encode_frame(b"T" + b"x" * 40))
         bad[3] ^= 0x40
         os.write(link.write_fd, bytes(bad))
-        task = codec.encode_message(
+        task = wire.encode_message(
             MessageType.TRAIN, round=4, msg_id=9, device_id="fw-0000",
             fields={"k": 1, "inner-lr": 0.5, "algorithm": "online"},
-            arrays=[codec.float32_array("theta", np.zeros(spec.num_params, np.float32))],
+            arrays=[wire.float32_array("theta", np.zeros(spec.num_params, np.float32))],
         )  # fmt: skip
         link.send(b"T", task)
         link.send(b"S", np.array([1.0, -1.0], "<f4").tobytes() + (2).to_bytes(4, "little"))
         kind, body = link.recv()
     assert kind == b"R"
-    reply = codec.decode_message(body)
+    reply = wire.decode_message(body)
     phi = reply.arrays[0].to_float32()
     # from zero weights: softmax is uniform, so b -= lr * (1/3 - onehot(2))
     np.testing.assert_allclose(phi[-3:], [-0.5 / 3, -0.5 / 3, 0.5 * 2 / 3], rtol=1e-6)

@@ -26,7 +26,7 @@ def test_fixture_models_cover_every_supported_operator(fixture_models: Any) -> N
     assert used == set(SUPPORTED_OPERATORS)
     assert all(m.golden.shape == (300, m.generated.output_size) for m in fixture_models.values())
     # a missing bias is exercised: the converter drops the FULLY_CONNECTED bias (-1)
-    from tinyfleet.device.tflite_model import load_tflite
+    from tinyfleet.device.tooling.tflite_model import load_tflite
 
     ops = load_tflite(fixture_models["nobias"].path).main.operators
     assert any(op.op == "FULLY_CONNECTED" and op.inputs[2:] in ((), (-1,)) for op in ops)

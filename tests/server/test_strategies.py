@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
-from tinyfleet.device.rounds import KEY_DEVICE_INDEX, KEY_ROUND, RoundPlan
+from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND, RoundPlan
 from tinyfleet.server.grid import InProcessGrid
 from tinyfleet.server.run import quiet_flower, run_with_grid
 from tinyfleet.server.sampling import SeededSampler

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from tinyfleet.device.head import HeadSpec, flatten, init_params
-from tinyfleet.device.rounds import RoundPlan
+from tinyfleet.device.wire.contract import RoundPlan
 from tinyfleet.errors import UsageError
-from tinyfleet.server.clientapp import make_client_app
 from tinyfleet.server.grid import client_app_call
 from tinyfleet.server.run import quiet_flower, run_in_process, run_in_simulation_engine
 from tinyfleet.server.strategies import FedAvg, Reptile, TinyReptile
+from tinyfleet.simulations.clientapp import make_client_app
 
 SPEC = HeadSpec((1, 6, 1), "tanh", "mse")
 DEVICES_PER_ROUND = 3

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from tinyfleet.device.head import flatten, init_params
-from tinyfleet.device.rounds import RoundPlan, device_task_rng
+from tinyfleet.device.wire.contract import RoundPlan
 from tinyfleet.server.broker import ManagedBroker
-from tinyfleet.server.clientapp import make_client_app
-from tinyfleet.server.gateway_fleet import run_mqtt_fleet
 from tinyfleet.server.run import run_in_process
 from tinyfleet.server.strategies import Reptile, TinyReptile
+from tinyfleet.simulations.clientapp import make_client_app
+from tinyfleet.simulations.mqtt_fleet import run_mqtt_fleet
+from tinyfleet.simulations.seeding import device_task_rng
 from tinyfleet.simulations.usecase import get_use_case
 
 pytestmark = pytest.mark.mqtt
@@ -87,7 +88,7 @@ def test_gateway_clientapp_equals_in_process(broker: ManagedBroker) -> None:
     """The relay as a Flower ClientApp (what a gateway SuperNode runs): same numbers."""
     from flwr.app import Context
 
-    from tinyfleet.server.gateway_fleet import device_ids
+    from tinyfleet.device.wire.topics import device_ids
     from tinyfleet.server.gateway_flower import make_gateway_client_app
 
     spec = get_use_case("sine").head_spec

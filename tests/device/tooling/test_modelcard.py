@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tinyfleet.cli import main
-from tinyfleet.device.modelcard import read_model_card
+from tinyfleet.device.tooling.modelcard import read_model_card
 
 pytestmark = pytest.mark.tf
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyfleet.device import codec
+from tinyfleet.device import wire
 from tinyfleet.device.mqtt_client import DeviceSettings, MqttDevice
 from tinyfleet.server.broker import ManagedBroker, TlsFiles
 from tinyfleet.server.gateway import GatewaySettings, MqttGateway
@@ -76,8 +76,8 @@ def test_tls_round_trip(tmp_path: Path) -> None:
         address = broker.address()
         assert address.url.startswith("mqtts://")
 
-        def echo(task: codec.WireMessage):
-            return {"loss": 0.5}, [codec.float32_array("0", task.arrays[0].to_float32() * 2)]
+        def echo(task: wire.WireMessage):
+            return {"loss": 0.5}, [wire.float32_array("0", task.arrays[0].to_float32() * 2)]
 
         device = MqttDevice(
             DeviceSettings(
@@ -92,7 +92,7 @@ def test_tls_round_trip(tmp_path: Path) -> None:
                     "tls-dev",
                     round=1,
                     fields={},
-                    arrays=[codec.float32_array("0", np.ones(3, np.float32))],
+                    arrays=[wire.float32_array("0", np.ones(3, np.float32))],
                 )
         finally:
             device.stop()

@@ -20,25 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.mqtt_client import (
-    DeviceSettings,
-    MqttDevice,
-    RoundTaskHandler,
-    StreamForDevice,
-    TaskHandler,
-)
+from tinyfleet.device.mqtt import BrokerAddress
+from tinyfleet.device.mqtt_client import DeviceSettings, MqttDevice, RoundTaskHandler, TaskHandler
+from tinyfleet.device.rounds import StreamForDevice
+from tinyfleet.device.wire.topics import device_ids
 from tinyfleet.errors import UsageError
-from tinyfleet.server.broker import BrokerAddress, ManagedBroker
+from tinyfleet.server.broker import ManagedBroker
 from tinyfleet.server.gateway import GatewayError, GatewaySettings, MqttGateway
 from tinyfleet.server.gateway_flower import GatewayClientCall, route_by_config
 
 #: paho's select() loop handles fd numbers < 1024; each client uses three fds.
 DEVICES_PER_PROCESS = 250
-
-
-def device_ids(n_devices: int, prefix: str = "sim") -> list[str]:
-    """``sim-0000, sim-0001, ...``: device ``i`` has index ``i``."""
-    return [f"{prefix}-{i:04d}" for i in range(int(n_devices))]
 
 
 @dataclass
@@ -83,7 +75,7 @@ def run_mqtt_fleet(
     """Start broker (if ``broker_url`` is None), devices and gateway; stop them on exit.
 
     ``stream_for_device(seed, device_index)`` is the same callable the in-process
-    ClientApp gets (:func:`tinyfleet.server.clientapp.make_client_app`).
+    ClientApp gets (:func:`tinyfleet.simulations.clientapp.make_client_app`).
     ``wrap_handler(index, handler)`` may replace device ``index``'s task handler (fault
     injection in tests: slow, crashing or lying devices).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyfleet.device.tflite_model import Quantization, read_tflite
+from tinyfleet.device.tooling.tflite_model import Quantization, read_tflite
 from tinyfleet.errors import InputFileError
 
 pytestmark = pytest.mark.tf

@@ -1,4 +1,4 @@
-"""The committed test vectors (device/vectors/) decode exactly as their index says.
+"""The committed test vectors (device/wire/vectors/) decode exactly as their index says.
 
 The C codec runs the same index; this test also regenerates the vectors and checks the
 committed bytes are what the Python encoder writes today.
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tinyfleet.device import codec
+from tinyfleet.device import wire
 
-ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT / "device" / "vectors"
+ROOT = Path(__file__).resolve().parents[3]
+VECTORS = ROOT / "device" / "wire" / "vectors"
 INDEX = json.loads((VECTORS / "index.json").read_text())
 MAKER = runpy.run_path(str(Path(__file__).with_name("make_vectors.py")))
 
@@ -44,7 +44,7 @@ def test_index_covers_every_type_dtype_and_error() -> None:
         ("int8", True),
     }
     expected_errors = {v["expect"] for v in INDEX["vectors"]} - {"ok"}
-    assert expected_errors == set(codec.ERRORS_BY_CODE) - {"codec"}
+    assert expected_errors == set(wire.ERRORS_BY_CODE) - {"codec"}
     assert len(INDEX["vectors"]) >= 12
 
 
@@ -53,8 +53,8 @@ def test_vector(vector: dict) -> None:
     limit = vector["max_message_bytes"]
     payloads = [_read(f) for f in vector["files"]]
     if vector["expect"] != "ok":
-        assembler = codec.ChunkAssembler(limit)
-        with pytest.raises(codec.CodecError) as info:
+        assembler = wire.ChunkAssembler(limit)
+        with pytest.raises(wire.CodecError) as info:
             for p in payloads:
                 assembler.add(p)
         assert info.value.code == vector["expect"], str(info.value)
@@ -62,12 +62,12 @@ def test_vector(vector: dict) -> None:
     describe = MAKER["describe_message"], MAKER["describe_chunk"]
     got = []
     for p in payloads:
-        item = codec.decode(p, limit)
-        got.append(describe[1](item) if isinstance(item, codec.Chunk) else describe[0](item))
-        assert codec.peek_header(p, limit).msg_id == got[-1]["msg_id"]
+        item = wire.decode(p, limit)
+        got.append(describe[1](item) if isinstance(item, wire.Chunk) else describe[0](item))
+        assert wire.peek_header(p, limit).msg_id == got[-1]["msg_id"]
     assert got == vector["decoded"]
     if "message" in vector:
-        assembler = codec.ChunkAssembler(limit)
+        assembler = wire.ChunkAssembler(limit)
         results = [assembler.add(p) for p in payloads]
         assert all(r is None for r in results[:-1])
         assert results[-1] is not None

@@ -1,7 +1,7 @@
-"""Write the wire-protocol test vectors in ``device/vectors/`` (hex files + index.json).
+"""Write the wire-protocol test vectors in ``device/wire/vectors/`` (hex files + index.json).
 
-Run ``.venv/bin/python tests/mqtt/make_vectors.py`` after a deliberate protocol change;
-``tests/mqtt/test_vectors.py`` checks that the committed files equal what this writes, and
+Run ``.venv/bin/python tests/device/wire/make_vectors.py`` after a deliberate protocol change;
+``tests/device/wire/test_vectors.py`` checks that the committed files equal what this writes, and
 that every vector decodes (or fails) as its index entry says. The C codec reads the same
 index. Everything here is deterministic: no randomness, no clock.
 """
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from tinyfleet.device import codec
-from tinyfleet.device.codec import (
+from tinyfleet.device import wire
+from tinyfleet.device.wire import (
     Chunk,
     MessageType,
     WireArray,
@@ -31,8 +31,8 @@ from tinyfleet.device.codec import (
     split_message,
 )
 
-VECTOR_DIR = Path(__file__).resolve().parents[2] / "device" / "vectors"
-DEFAULT_LIMIT = codec.DEFAULT_MAX_MESSAGE_BYTES
+VECTOR_DIR = Path(__file__).resolve().parents[3] / "device" / "wire" / "vectors"
+DEFAULT_LIMIT = wire.DEFAULT_MAX_MESSAGE_BYTES
 
 
 def to_hex(data: bytes) -> str:
@@ -278,7 +278,7 @@ def build() -> tuple[dict[str, bytes], dict[str, Any]]:
     )
     c0 = decode(pieces[0])
     assert isinstance(c0, Chunk)
-    wrong_total = codec.encode_chunk(
+    wrong_total = wire.encode_chunk(
         Chunk(
             c0.round, c0.msg_id, c0.device_id, 1, c0.count, c0.total_len + 4, len(c0.data), c0.data
         )
@@ -345,7 +345,7 @@ def build() -> tuple[dict[str, bytes], dict[str, Any]]:
                 WireArray(
                     "delta",
                     (8,),
-                    codec.DType.FLOAT32,
+                    wire.DType.FLOAT32,
                     np.array([1, 2], np.float32),
                     indices=np.array([1, 3], np.uint32),
                 )
@@ -373,11 +373,11 @@ def build() -> tuple[dict[str, bytes], dict[str, Any]]:
     bad("too_many_dims", _refresh_crc(bytes(ndim)), "malformed", "an array with ndim 5 (> 4)")
 
     index = {
-        "protocol_version": codec.PROTOCOL_VERSION,
+        "protocol_version": wire.PROTOCOL_VERSION,
         "format": "each file is lowercase hex, whitespace ignored; feed the files of one "
         "vector in order to one decoder/reassembler with max_message_bytes; "
         "expect is 'ok' or the error code of the first failure",
-        "error_codes": sorted(codec.ERRORS_BY_CODE),
+        "error_codes": sorted(wire.ERRORS_BY_CODE),
         "vectors": entries,
     }
     return files, index
@@ -385,7 +385,7 @@ def build() -> tuple[dict[str, bytes], dict[str, Any]]:
 
 def _find_and_break_field_pad(train: bytes) -> bytes:
     # The field "k" (key_len 1, int64) is 4 + 1 + 8 = 13 bytes, padded with 3 zero bytes.
-    marker = bytes([1, codec.FieldType.INT64, 8, 0]) + b"k"
+    marker = bytes([1, wire.FieldType.INT64, 8, 0]) + b"k"
     at = train.index(marker)
     out = bytearray(train)
     out[at + 13] = 0x55

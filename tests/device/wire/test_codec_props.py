@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinyfleet.device import codec
-from tinyfleet.device.codec import MessageType
+from tinyfleet.device import wire
+from tinyfleet.device.wire import MessageType
 
 names = st.text(
     alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=8
@@ -25,7 +25,7 @@ shapes = st.lists(st.integers(0, 5), min_size=0, max_size=3).map(tuple)
 
 
 @st.composite
-def arrays(draw: st.DrawFn, name: str) -> codec.WireArray:
+def arrays(draw: st.DrawFn, name: str) -> wire.WireArray:
     shape = draw(shapes)
     size = int(np.prod(shape)) if shape else 1
     data = np.array(
@@ -34,13 +34,13 @@ def arrays(draw: st.DrawFn, name: str) -> codec.WireArray:
     ).reshape(shape)
     kind = draw(st.sampled_from(["f32", "i8", "sparse", "sparse-i8"]))
     if kind == "f32":
-        return codec.float32_array(name, data)
+        return wire.float32_array(name, data)
     if kind == "i8":
-        return codec.int8_array(name, data)
+        return wire.int8_array(name, data)
     if size == 0:
-        return codec.float32_array(name, data)
+        return wire.float32_array(name, data)
     frac = draw(st.floats(0.01, 1.0))
-    return codec.sparse_top_p(name, data, frac, int8=kind == "sparse-i8")
+    return wire.sparse_top_p(name, data, frac, int8=kind == "sparse-i8")
 
 
 @st.composite
@@ -58,7 +58,7 @@ def messages(draw: st.DrawFn) -> dict:
     }
 
 
-def _same_array(a: codec.WireArray, b: codec.WireArray) -> None:
+def _same_array(a: wire.WireArray, b: wire.WireArray) -> None:
     assert (a.name, a.shape, a.dtype, a.zero_point) == (b.name, b.shape, b.dtype, b.zero_point)
     assert np.float32(a.scale) == np.float32(b.scale)
     assert a.values.tobytes() == b.values.tobytes()
@@ -70,8 +70,8 @@ def _same_array(a: codec.WireArray, b: codec.WireArray) -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages(), st.integers(60, 400))
 def test_roundtrip_whole_and_chunked(spec: dict, max_payload: int) -> None:
-    data = codec.encode_message(**spec)
-    out = codec.decode_message(data)
+    data = wire.encode_message(**spec)
+    out = wire.decode_message(data)
     assert (out.msg_type, out.round, out.msg_id, out.device_id) == (
         spec["msg_type"],
         spec["round"],
@@ -83,19 +83,19 @@ def test_roundtrip_whole_and_chunked(spec: dict, max_payload: int) -> None:
         _same_array(a, b)
     if max_payload < 44 + 4 * 17:  # device ids up to 8 chars * 2 bytes: need room for data
         return
-    pieces = codec.split_message(data, max_payload)
+    pieces = wire.split_message(data, max_payload)
     assert all(len(p) <= max_payload for p in pieces)
-    assembler = codec.ChunkAssembler()
+    assembler = wire.ChunkAssembler()
     results = [assembler.add(p) for p in reversed(pieces)]
-    assert codec.encode_message(**spec) == data
+    assert wire.encode_message(**spec) == data
     final = results[-1]
     assert final is not None and final.fields == out.fields
     assert all(r is None for r in results[:-1])
 
 
-def _decode_or_codec_error(data: bytes, limit: int = codec.DEFAULT_MAX_MESSAGE_BYTES) -> None:
-    with contextlib.suppress(codec.CodecError):
-        codec.decode(data, limit)
+def _decode_or_codec_error(data: bytes, limit: int = wire.DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    with contextlib.suppress(wire.CodecError):
+        wire.decode(data, limit)
 
 
 @settings(max_examples=300, deadline=None)
@@ -108,7 +108,7 @@ def test_random_bytes_only_codec_errors(data: bytes) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages(), st.data())
 def test_mutated_and_truncated_only_codec_errors(spec: dict, data: st.DataObject) -> None:
-    raw = bytearray(codec.encode_message(**spec))
+    raw = bytearray(wire.encode_message(**spec))
     cut = data.draw(st.integers(0, len(raw)))
     _decode_or_codec_error(bytes(raw[:cut]))
     for _ in range(data.draw(st.integers(1, 4))):
@@ -118,8 +118,8 @@ def test_mutated_and_truncated_only_codec_errors(spec: dict, data: st.DataObject
     fixed = _refresh_crc(bytes(raw))
     _decode_or_codec_error(fixed)
     _decode_or_codec_error(fixed, limit=data.draw(st.integers(0, 400)))
-    assembler = codec.ChunkAssembler()
-    with contextlib.suppress(codec.CodecError):
+    assembler = wire.ChunkAssembler()
+    with contextlib.suppress(wire.CodecError):
         assembler.add(fixed)
 
 
@@ -134,17 +134,17 @@ def _refresh_crc(data: bytes) -> bytes:  # noqa: N802 - mirrors make_vectors._re
 
 
 def test_encode_rejects_bad_input_with_codec_error() -> None:
-    with pytest.raises(codec.CodecError):
-        codec.encode_message(MessageType.REPLY, round=-1, msg_id=0, device_id="d")
-    with pytest.raises(codec.CodecError):
-        codec.encode_message(MessageType.REPLY, round=0, msg_id=0, device_id="")
-    with pytest.raises(codec.CodecError):
-        codec.encode_message(
+    with pytest.raises(wire.CodecError):
+        wire.encode_message(MessageType.REPLY, round=-1, msg_id=0, device_id="d")
+    with pytest.raises(wire.CodecError):
+        wire.encode_message(MessageType.REPLY, round=0, msg_id=0, device_id="")
+    with pytest.raises(wire.CodecError):
+        wire.encode_message(
             MessageType.REPLY, round=0, msg_id=0, device_id="d", fields={"x": [1, 2]}
         )  # type: ignore[dict-item]
-    with pytest.raises(codec.CodecError):
-        codec.int8_array("x", np.array([np.nan], np.float32))
-    with pytest.raises(codec.CodecError):
-        codec.topic("fleet", "a/b", "task")
-    assert codec.topic("f", "d1", "update") == "tinyfleet/f/d1/update"
-    assert codec.parse_topic("tinyfleet/f/d1/status") == ("f", "d1", "status")
+    with pytest.raises(wire.CodecError):
+        wire.int8_array("x", np.array([np.nan], np.float32))
+    with pytest.raises(wire.CodecError):
+        wire.topic("fleet", "a/b", "task")
+    assert wire.topic("f", "d1", "update") == "tinyfleet/f/d1/update"
+    assert wire.parse_topic("tinyfleet/f/d1/status") == ("f", "d1", "status")

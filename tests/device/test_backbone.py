@@ -7,7 +7,7 @@ import pytest
 
 from tinyfleet.device.backbone import Int8Backbone, dequantize, quantize
 from tinyfleet.device.embedding_cache import CachedEmbedder
-from tinyfleet.device.tflite_model import Quantization
+from tinyfleet.device.tooling.tflite_model import Quantization
 from tinyfleet.errors import InputFileError, UsageError
 from tinyfleet.simulations.usecases import digits
 

@@ -4,13 +4,10 @@ import numpy as np
 import pytest
 
 from tinyfleet.device.head import HeadSpec, MLPHead, flatten, init_params
-from tinyfleet.device.rounds import (
-    RoundPlan,
-    online_adaptation_curve,
-    round_rng,
-    run_local_round,
-)
+from tinyfleet.device.rounds import round_ram_bytes, round_rng, run_local_round
+from tinyfleet.device.wire.contract import RoundPlan
 from tinyfleet.errors import UsageError
+from tinyfleet.server.fewshot import online_adaptation_curve
 
 SPEC = HeadSpec((1, 8, 8, 1), "tanh", "mse")
 
@@ -70,14 +67,14 @@ def test_round_is_deterministic_and_depends_on_device_and_round():
 def test_ram_accounting_counts_stored_samples_and_adam_buffer():
     params = SPEC.num_params * 4
     acts = 4 * (1 + 8 + 8 + 1 + 2 * 8)  # layer outputs + two deltas, per sample
-    online = RoundPlan("online", 0.02, k=10).ram_bytes(SPEC)
+    online = round_ram_bytes(SPEC, RoundPlan("online", 0.02, k=10))
     assert online == params + acts + 8  # in-place SGD: no gradient buffer
     batch = RoundPlan("batch", 0.02, support_size=50, batch_size=10, optimizer="adam")
-    assert batch.ram_bytes(SPEC) == 3 * params + 50 * 8 + 10 * acts
+    assert round_ram_bytes(SPEC, batch) == 3 * params + 50 * 8 + 10 * acts
     sgd = RoundPlan("batch", 0.02, support_size=50, batch_size=10, arena_bytes=100)
-    assert sgd.ram_bytes(SPEC) == 2 * params + 50 * 8 + 10 * acts + 100
+    assert round_ram_bytes(SPEC, sgd) == 2 * params + 50 * 8 + 10 * acts + 100
     in_place = RoundPlan("batch", 0.02, support_size=50, batch_size=1)
-    assert in_place.ram_bytes(SPEC) == params + acts + 50 * 8
+    assert round_ram_bytes(SPEC, in_place) == params + acts + 50 * 8
 
 
 def test_config_round_trip_and_bad_plans():

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.rounds import RoundPlan, device_task_rng
+from tinyfleet.device.wire.contract import RoundPlan
 from tinyfleet.server.broker import ManagedBroker
 from tinyfleet.server.cli import initial_head
-from tinyfleet.server.clientapp import make_client_app
 from tinyfleet.server.run import run_in_process
 from tinyfleet.server.strategies import TinyReptile
+from tinyfleet.simulations.clientapp import make_client_app
+from tinyfleet.simulations.seeding import device_task_rng
 from tinyfleet.simulations.usecase import get_use_case
 
 pytestmark = pytest.mark.mqtt

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.tflite_model import Tensor, TFLiteModel, read_tflite, read_tflite_file
+from tinyfleet.device.tooling.tflite_model import Tensor, TFLiteModel, read_tflite, read_tflite_file
 from tinyfleet.errors import InputFileError, UsageError
 
 MODEL_CARD_FILE = "model_card.json"
@@ -135,7 +135,7 @@ def build_model_card(
         raise UsageError(f"unknown sensor {sensor!r}; choose from {', '.join(SENSORS)}")
     model = read_tflite(tflite_bytes)
     if arena_bytes is None:
-        from tinyfleet.device.backbone import measure_arena_bytes
+        from tinyfleet.device.tooling.arena import measure_arena_bytes
 
         arena_bytes = measure_arena_bytes(tflite_bytes)
     graph = model.main

@@ -7,39 +7,12 @@ replies with phi and the round's metrics. The MQTT gateway relays the same conte
 
 from __future__ import annotations
 
-import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.rounds import (
-    ARRAYS_KEY,
-    CONFIG_KEY,
-    METRICS_KEY,
-    StreamForDevice,
-    run_configured_round,
-)
-from tinyfleet.errors import UsageError
-
-
-def encode_train_content(theta: np.ndarray, config: dict[str, object]) -> RecordDict:
-    """The request content: ArrayRecord "arrays" = [theta], ConfigRecord "config"."""
-    from flwr.app import ConfigRecord
-
-    return RecordDict(
-        {
-            ARRAYS_KEY: ArrayRecord([np.asarray(theta, dtype=np.float32)]),
-            CONFIG_KEY: ConfigRecord(config),  # type: ignore[arg-type]
-        }
-    )
-
-
-def single_vector(record: ArrayRecord) -> np.ndarray:
-    """The one float array an ArrayRecord of this contract carries."""
-    arrays = record.to_numpy_ndarrays()
-    if len(arrays) != 1:
-        raise UsageError(f"expected one parameter array, got {len(arrays)}")
-    return np.asarray(arrays[0])
+from tinyfleet.device.rounds import StreamForDevice, run_configured_round
+from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY, single_vector
 
 
 def handle_train(

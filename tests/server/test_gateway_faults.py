@@ -17,17 +17,18 @@ import paho.mqtt.client as mqtt
 import pytest
 from flwr.app import Message
 
-from tinyfleet.device import codec
-from tinyfleet.device.codec import MessageType, WireMessage
+from tinyfleet.device import wire
 from tinyfleet.device.head import flatten, init_params
 from tinyfleet.device.mqtt_client import TaskHandler
-from tinyfleet.device.rounds import KEY_DEVICE_INDEX, KEY_ROUND, RoundPlan, device_task_rng
+from tinyfleet.device.wire import MessageType, WireMessage
+from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND, RoundPlan
 from tinyfleet.server.broker import ManagedBroker
-from tinyfleet.server.clientapp import make_client_app
-from tinyfleet.server.gateway_fleet import run_mqtt_fleet
 from tinyfleet.server.grid import client_app_call
 from tinyfleet.server.run import run_in_process
 from tinyfleet.server.strategies import TinyReptile
+from tinyfleet.simulations.clientapp import make_client_app
+from tinyfleet.simulations.mqtt_fleet import run_mqtt_fleet
+from tinyfleet.simulations.seeding import device_task_rng
 from tinyfleet.simulations.usecase import get_use_case
 
 pytestmark = pytest.mark.mqtt
@@ -81,9 +82,9 @@ def test_bad_updates_are_rejected_and_theta_untouched(broker: ManagedBroker) -> 
                 phi = phi[:-1]
             elif kind == "error":
                 raise RuntimeError("sensor unplugged")
-            out = [codec.float32_array(arrays[0].name, phi)]
+            out = [wire.float32_array(arrays[0].name, phi)]
             if kind == "extra":
-                out.append(codec.float32_array("extra", np.zeros(2, np.float32)))
+                out.append(wire.float32_array("extra", np.zeros(2, np.float32)))
             return fields, out
 
         return lying
@@ -121,7 +122,7 @@ def test_garbage_duplicates_and_foreign_ids_are_dropped(broker: ManagedBroker) -
     def wrap(index: int, handler: TaskHandler) -> TaskHandler:
         def noisy(task: WireMessage):
             fields, arrays = handler(task)
-            reply = codec.encode_message(
+            reply = wire.encode_message(
                 MessageType.REPLY,
                 round=task.round,
                 msg_id=task.msg_id,
@@ -129,13 +130,13 @@ def test_garbage_duplicates_and_foreign_ids_are_dropped(broker: ManagedBroker) -
                 fields=fields,
                 arrays=arrays,
             )
-            topic = codec.topic(fleet_name, task.device_id, "update")
+            topic = wire.topic(fleet_name, task.device_id, "update")
             if task.round == 3:
                 huge = bytearray(reply[:32])
                 huge[16:20] = struct.pack("<I", 50_000_000)
                 bad_crc = bytearray(reply)
                 bad_crc[-1] ^= 0xFF
-                other = codec.encode_message(
+                other = wire.encode_message(
                     MessageType.REPLY,
                     round=task.round,
                     msg_id=task.msg_id,
@@ -290,9 +291,9 @@ def test_acl_refuses_publishing_under_another_id(auth_broker: ManagedBroker) -> 
         clients[name] = c
 
     def on_task(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        task = codec.decode_message(message.payload)
+        task = wire.decode_message(message.payload)
         forged.append(task)
-        reply = codec.encode_message(
+        reply = wire.encode_message(
             MessageType.REPLY,
             round=task.round,
             msg_id=task.msg_id,
@@ -301,7 +302,7 @@ def test_acl_refuses_publishing_under_another_id(auth_broker: ManagedBroker) -> 
         )
         # Every answer goes out through dev-a's session: honest for dev-a's own task,
         # forged (dev-a publishing on dev-b's topic) for dev-b's.
-        clients["dev-a"].publish(codec.topic(fleet_name, task.device_id, "update"), reply, qos=1)
+        clients["dev-a"].publish(wire.topic(fleet_name, task.device_id, "update"), reply, qos=1)
 
     wrong_password = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     wrong_password.username_pw_set("dev-a", "nope")
@@ -313,9 +314,9 @@ def test_acl_refuses_publishing_under_another_id(auth_broker: ManagedBroker) -> 
             c.on_message = on_task
             c.connect(auth_broker.host, auth_broker.port)
             c.loop_start()
-            c.subscribe(codec.topic(fleet_name, name, "task"), qos=1)
+            c.subscribe(wire.topic(fleet_name, name, "task"), qos=1)
         time.sleep(0.3)
-        theta = [codec.float32_array("0", np.arange(4, dtype=np.float32))]
+        theta = [wire.float32_array("0", np.arange(4, dtype=np.float32))]
         own = gateway.request("dev-a", round=1, fields={}, arrays=theta)
         assert own.arrays[0].values.tolist() == [0, 1, 2, 3]
         # dev-b's task is answered only by dev-a's forged publish: the ACL drops it.
