@@ -30,6 +30,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from tinyfleet.device import wire
+from tinyfleet.device.boards import BOARDS, MODEL_OPERATORS
 from tinyfleet.device.head import HeadSpec
 from tinyfleet.device.mqtt import LastWill, make_client, start_client, stop_client
 from tinyfleet.device.rounds import StreamForDevice, Trainer, run_configured_round
@@ -43,18 +44,6 @@ LOG = logging.getLogger(__name__)
 TaskHandler = Callable[[WireMessage], tuple[Mapping[str, FieldValue], Sequence[WireArray]]]
 
 
-# The TFLM builtin operators a simulated device runs (those our exported models use).
-SIMULATED_DEVICE_OPERATORS = (
-    "AVERAGE_POOL_2D",
-    "CONV_2D",
-    "DEPTHWISE_CONV_2D",
-    "FULLY_CONNECTED",
-    "MAX_POOL_2D",
-    "RESHAPE",
-    "SOFTMAX",
-)
-
-
 def default_description(device_id: str, fleet: str = "default") -> dict[str, Any]:
     """A DEVICE DESCRIPTION (see /docs/protocol.md) for a simulated device on a host.
 
@@ -66,15 +55,9 @@ def default_description(device_id: str, fleet: str = "default") -> dict[str, Any
         "device_id": device_id,
         "fleet": fleet,
         "protocol_version": wire.PROTOCOL_VERSION,
-        "board": "tinyfleet simulated device",
-        "mcu": "host",
-        "cpu": "host-python",
-        "clock_hz": 64_000_000,
-        "ram_bytes": 262144,
-        "flash_bytes": 1048576,
-        "sensors": ["none"],
+        **BOARDS["simulated"].description_fields(),
         "firmware": {"name": "tinyfleet-py", "version": "0.1.0"},
-        "operators": list(SIMULATED_DEVICE_OPERATORS),
+        "operators": list(MODEL_OPERATORS),
     }
 
 

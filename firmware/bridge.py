@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyfleet.device import wire
+from tinyfleet.device.boards import get_board
 from tinyfleet.device.head import HeadSpec
 from tinyfleet.device.rounds import SampleStream, Trainer
 from tinyfleet.device.wire import MessageType, WireMessage
@@ -230,40 +231,16 @@ def _task_bytes(task: WireMessage) -> bytes:
     )
 
 
-BOARDS = {
-    "nano33ble": {
-        "board": "Arduino Nano 33 BLE Sense",
-        "mcu": "nRF52840",
-        "cpu": "cortex-m4f",
-        "clock_hz": 64_000_000,
-        "ram_bytes": 262_144,
-        "flash_bytes": 1_048_576,
-        "sensors": ["microphone", "accelerometer", "temperature", "humidity"],
-    },
-    "qemu-mps2-an386": {
-        "board": "QEMU mps2-an386",
-        "mcu": "ARM MPS2 AN386 (emulated)",
-        "cpu": "cortex-m4f",
-        "clock_hz": 25_000_000,
-        "ram_bytes": 262_144,  # what the linker script gives the firmware
-        "flash_bytes": 1_048_576,
-        "sensors": ["none"],
-    },
-}
-
-
 def firmware_description(device_id: str, fleet: str, board: str) -> dict[str, object]:
     """The DEVICE DESCRIPTION (formats.md) of a board running this firmware."""
     from tinyfleet import __version__
     from tinyfleet.firmware.codegen import SUPPORTED_OPERATORS
 
-    if board not in BOARDS:
-        raise UsageError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
     return {
         "device_id": device_id,
         "fleet": fleet,
         "protocol_version": wire.PROTOCOL_VERSION,
-        **BOARDS[board],
+        **get_board(board).description_fields(),
         "firmware": {"name": "tinyfleet-fw", "version": __version__},
         "operators": sorted(SUPPORTED_OPERATORS),
     }

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tinyfleet.device.boards import NANO33BLE
 from tinyfleet.device.head import HeadSpec, MLPHead
 from tinyfleet.errors import InputFileError
 from tinyfleet.firmware.codegen import generate_from_file
@@ -29,14 +30,8 @@ from tinyfleet.firmware.toolchain import cmake_build
 RAM_ORIGIN = 0x20000000
 
 
-@dataclass(frozen=True)
-class Board:
-    name: str
-    ram_bytes: int
-    flash_bytes: int
-
-
-BOARDS = {"nano33ble": Board("Arduino Nano 33 BLE Sense", 262144, 1048576)}
+#: The boards a report checks a model against (rows of the one board table).
+BOARDS = {"nano33ble": NANO33BLE}
 
 
 @dataclass(frozen=True)
