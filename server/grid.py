@@ -112,8 +112,10 @@ class InProcessGrid(Grid):
         ids = []
         for message in batch:
             message_id = str(uuid4())
+            # Metadata has no public setter for the id: Flower's own InMemoryGrid assigns
+            # it exactly like this (flwr/superlink/grid/inmemory_grid.py, push_messages).
             message.metadata.__dict__["_message_id"] = message_id
-            message.metadata.__dict__["_delivered_at"] = str(time.time())
+            message.metadata.delivered_at = str(time.time())
             ids.append(message_id)
         self.messages_sent += len(batch)
         if self.max_concurrent > 1 and len(batch) > 1:
