@@ -100,6 +100,9 @@ class Int8Backbone:
         )
         self._interpreter = interpreter_for(self.model_bytes, self.model)
         self.invocations = 0
+        # The per-sample hot path reads these plain numbers, not the model's properties.
+        self._in_scale, self._in_zero = self.input_quant.scale, self.input_quant.zero_point
+        self._out_scale, self._out_zero = self.output_quant.scale, self.output_quant.zero_point
 
     @classmethod
     def from_file(cls, path: str | Path, arena_bytes: int | None = None) -> Int8Backbone:
@@ -148,4 +151,18 @@ class Int8Backbone:
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Float32 embedding(s): ``dequantize(embed_int8(x))``; one sample or a batch."""
+        arr = np.asarray(x)
+        if arr.shape == self.input_shape:  # one sample: the online learner's hot path
+            return self.embed_one(arr)
         return self.dequantize_output(self.embed_int8(x))
+
+    def embed_one(self, x: np.ndarray) -> np.ndarray:
+        """Float32 embedding of ONE sample, without the batch bookkeeping (same numbers
+        as :meth:`embed`: the same quantise, TFLM invoke and dequantise)."""
+        q = quantize_half_away(x, self._in_scale, self._in_zero).reshape(self.model_input_shape)
+        interpreter = self._interpreter
+        interpreter.set_input(q, 0)
+        interpreter.invoke()
+        self.invocations += 1
+        out = interpreter.get_output(0).reshape(-1)
+        return dequantize_affine(out, self._out_scale, self._out_zero)

@@ -141,6 +141,19 @@ def unflatten(spec: HeadSpec, vector: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+@dataclass
+class _Work:
+    """Per-head buffers of :meth:`MLPHead.sgd_step` (one sample's worth)."""
+
+    acts: list[np.ndarray]
+    z: list[np.ndarray]
+    delta: list[np.ndarray]
+    act_grad: list[np.ndarray]
+    grad_w: list[np.ndarray]
+    grad_b: list[np.ndarray]
+    probs: np.ndarray
+
+
 class MLPHead:
     """A float32 MLP with per-sample SGD. See the module docstring for the maths."""
 
@@ -157,6 +170,7 @@ class MLPHead:
             got = [tuple(p.shape) for p in params]
             raise UsageError(f"head parameters have shapes {got}, expected {shapes}")
         self.params = [np.array(p, dtype=np.float32, copy=True) for p in params]
+        self._work: _Work | None = None
 
     # -- parameter views ------------------------------------------------------------
     def get_vector(self) -> np.ndarray:
@@ -221,12 +235,75 @@ class MLPHead:
         return float(losses[0]), grads
 
     def sgd_step(self, x: np.ndarray, y: np.ndarray | float | int, lr: float) -> float:
-        """One SGD step on one sample; returns the loss before the step."""
-        loss, grads = self.loss_and_grads(x, y)
+        """One SGD step on one sample; returns the loss before the step.
+
+        The hot path of on-device learning: activations, deltas and gradients live in
+        buffers allocated once per head, and each layer is updated in place right after
+        its gradient and the delta for the layer below (which needs the old weights) are
+        formed. Every float operation is the one :meth:`loss_and_grads` followed by
+        ``p -= lr * g`` performs, in the same order, so the results are bit-identical.
+        """
+        work = self._work or self._make_work()
+        x2 = np.asarray(x, dtype=np.float32).reshape(1, -1)
+        if x2.shape[1] != self.spec.input_dim:
+            raise UsageError(f"head expects {self.spec.input_dim} inputs, got {x2.shape[1]}")
+        acts = work.acts
+        acts[0] = x2
+        n_layers = len(self.params) // 2
+        for i in range(n_layers):
+            z = work.z[i]
+            np.matmul(acts[i], self.params[2 * i], out=z)
+            z += self.params[2 * i + 1]
+            if i < n_layers - 1:
+                if self.spec.activation == "tanh":
+                    np.tanh(z, out=acts[i + 1])
+                else:
+                    np.maximum(z, np.float32(0), out=acts[i + 1])
+            else:
+                acts[i + 1] = z
+        out = acts[n_layers]
+        if self.spec.loss == "softmax_ce":
+            loss, delta = _softmax_ce_one(out, y, work.probs)
+        else:
+            losses, delta = _loss_and_delta("mse", out, np.asarray(y).reshape(1, -1))
+            loss = float(losses[0])
         lr32 = np.float32(lr)
-        for p, g in zip(self.params, grads, strict=True):
-            p -= lr32 * g
+        for i in reversed(range(n_layers)):
+            h_in = acts[i]
+            weights, bias = self.params[2 * i], self.params[2 * i + 1]
+            grad_w, grad_b = work.grad_w[i], work.grad_b[i]
+            np.matmul(h_in.T, delta, out=grad_w)
+            np.multiply(delta[0], lr32, out=grad_b)
+            if i > 0:  # the delta below uses the weights BEFORE this step
+                below = work.delta[i - 1]
+                np.matmul(delta, weights.T, out=below)
+                below *= self._act_grad_into(h_in, work.act_grad[i - 1])
+                delta = below
+            np.multiply(lr32, grad_w, out=grad_w)
+            weights -= grad_w
+            bias -= grad_b
         return loss
+
+    def _act_grad_into(self, h: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """:meth:`_act_grad` written into ``out``."""
+        if self.spec.activation == "tanh":
+            np.multiply(h, h, out=out)
+            return np.subtract(np.float32(1), out, out=out)
+        return np.greater(h, 0, out=out, casting="unsafe")  # type: ignore[call-overload,no-any-return]
+
+    def _make_work(self) -> _Work:
+        sizes = self.spec.layer_sizes
+        n = len(sizes) - 1
+        self._work = _Work(
+            acts=[np.empty((1, d), np.float32) for d in sizes],
+            z=[np.empty((1, sizes[i + 1]), np.float32) for i in range(n)],
+            delta=[np.empty((1, sizes[i + 1]), np.float32) for i in range(n - 1)],
+            act_grad=[np.empty((1, sizes[i + 1]), np.float32) for i in range(n - 1)],
+            grad_w=[np.empty((sizes[i], sizes[i + 1]), np.float32) for i in range(n)],
+            grad_b=[np.empty(sizes[i + 1], np.float32) for i in range(n)],
+            probs=np.empty((1, sizes[-1]), np.float32),
+        )
+        return self._work
 
     def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
         return float(
@@ -253,3 +330,17 @@ def _loss_and_delta(kind: str, out: np.ndarray, y: np.ndarray) -> tuple[np.ndarr
     delta = probs.astype(np.float32)
     delta[rows, labels] -= 1.0
     return losses, delta
+
+
+def _softmax_ce_one(out: np.ndarray, y: object, probs: np.ndarray) -> tuple[float, np.ndarray]:
+    """:func:`_loss_and_delta` for softmax cross-entropy on ONE sample, written into
+    ``probs`` (which becomes the delta): the same float operations in the same order."""
+    label = int(np.asarray(y).reshape(-1)[0])
+    if not 0 <= label < out.shape[1]:
+        raise UsageError(f"class label out of range [0, {out.shape[1]})")
+    np.subtract(out, out.max(axis=1, keepdims=True), out=probs)
+    np.exp(probs, out=probs)
+    np.divide(probs, probs.sum(axis=1, keepdims=True), out=probs)
+    loss = -np.log(np.maximum(probs[0, label], np.float32(1e-12)))
+    probs[0, label] -= 1.0
+    return float(loss), probs

@@ -159,7 +159,8 @@ class OnlineLearner:
         self._peak_ram = online_sgd_ram_bytes(
             head.spec, sample_bytes_for(head.spec, input_shape), arena
         )
-        self._backbone_macs = backbone.macs if backbone is not None else 0
+        # MACs of one learn(): the backbone's inference plus the head's SGD step.
+        self._step_macs = (backbone.macs if backbone is not None else 0) + head.spec.macs_sgd_step
         self._sgd_steps = 0
         self._macs = 0
         self._last_loss: float | None = None
@@ -180,7 +181,7 @@ class OnlineLearner:
         backbone output). Costs are counted as if the backbone had just run."""
         loss = self.head.sgd_step(embedding, y, self.lr)
         self._sgd_steps += 1
-        self._macs += self._backbone_macs + self.head.spec.macs_sgd_step
+        self._macs += self._step_macs
         self._last_loss = loss
         return loss
 

@@ -69,3 +69,36 @@ def test_flatten_roundtrip_and_shape_errors():
         HeadSpec((1,))
     with pytest.raises(UsageError):
         head.sgd_step(np.zeros(2, np.float32), 0.0, 0.1)
+
+
+@pytest.mark.parametrize(
+    "sizes,activation,loss",
+    [
+        ((1, 40, 40, 1), "tanh", "mse"),
+        ((32, 32, 5), "relu", "softmax_ce"),
+        ((8, 5), "relu", "softmax_ce"),
+        ((4, 16, 16, 3), "tanh", "softmax_ce"),
+        ((3, 7, 2), "relu", "mse"),
+    ],
+)
+def test_in_place_sgd_step_is_bit_identical_to_grads_then_update(
+    sizes: tuple[int, ...], activation: str, loss: str
+) -> None:
+    """The allocation-free sgd_step against its definition: loss_and_grads, then
+    ``p -= lr * g`` for every parameter (bit for bit, 300 steps)."""
+    spec = HeadSpec(sizes, activation, loss)
+    fast, reference = MLPHead(spec, seed=3), MLPHead(spec, seed=3)
+    rng = np.random.default_rng(7)
+    lr = np.float32(0.05)
+    for _ in range(300):
+        x = rng.normal(size=sizes[0]).astype(np.float32)
+        y = (
+            rng.normal(size=sizes[-1]).astype(np.float32)
+            if loss == "mse"
+            else int(rng.integers(sizes[-1]))
+        )
+        expected_loss, grads = reference.loss_and_grads(x, y)
+        for p, g in zip(reference.params, grads, strict=True):
+            p -= lr * g
+        assert fast.sgd_step(x, y, 0.05) == expected_loss
+    assert fast.get_vector().tobytes() == reference.get_vector().tobytes()
