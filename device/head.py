@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -67,16 +68,17 @@ class HeadSpec:
             shapes += [(fan_in, fan_out), (fan_out,)]
         return shapes
 
-    @property
+    # Cached: a frozen spec's sizes never change, and these are read on every round.
+    @cached_property
     def num_params(self) -> int:
         return sum(int(np.prod(s)) for s in self.param_shapes())
 
-    @property
+    @cached_property
     def macs_forward(self) -> int:
         """Multiply-accumulates of one forward pass (one sample)."""
         return sum(a * b for a, b in zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True))
 
-    @property
+    @cached_property
     def macs_sgd_step(self) -> int:
         """MACs of one SGD step: forward + backward (input grads and weight grads)."""
         fwd = self.macs_forward
