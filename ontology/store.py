@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rdflib import BNode, Graph, URIRef
 from rdflib.graph import DATASET_DEFAULT_GRAPH_ID
@@ -34,6 +34,9 @@ from tinyfleet.ontology import validation
 from tinyfleet.ontology.errors import KnowledgeGraphError, QuerySyntaxError, ShapeViolation
 from tinyfleet.ontology.namespaces import SPARQL_PROLOGUE, bind_prefixes
 from tinyfleet.ontology.overlay import OverlayStore
+
+if TYPE_CHECKING:
+    from tinyfleet.ontology.matchmaking import Eligible
 
 Triple = tuple[Any, Any, Any]
 
@@ -111,6 +114,21 @@ class KnowledgeGraph:
             raise KnowledgeGraphError(f"expected a SELECT query, got {result.type}")
         names = [str(v) for v in result.vars or []]
         return names, [tuple(row) for row in result]  # type: ignore[arg-type]
+
+    def eligible(self, model: str, limit: int | None = None, offset: int = 0) -> Eligible:
+        """The devices that can run and train ``model`` (see :func:`matchmaking.eligible`).
+
+        Parameters
+        ----------
+        model
+            ``name@version``, or ``name`` for its highest version.
+        limit, offset
+            ``limit=None``: every eligible device id; else the sorted page
+            ``offset .. offset + limit`` and the total count (cheap at fleet scale).
+        """
+        from tinyfleet.ontology.matchmaking import eligible
+
+        return eligible(self, model, limit, offset)
 
     def owned_triples(self, root: URIRef) -> Iterator[Triple]:
         """Triples of ``root`` and of the nodes it owns (objects whose IRI is ``root/...``)."""
