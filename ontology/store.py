@@ -32,6 +32,7 @@ from rdflib.query import Result
 
 from tinyfleet.ontology import validation
 from tinyfleet.ontology.errors import KnowledgeGraphError, QuerySyntaxError, ShapeViolation
+from tinyfleet.ontology.literals import plain_triple
 from tinyfleet.ontology.namespaces import SPARQL_PROLOGUE, bind_prefixes
 from tinyfleet.ontology.overlay import OverlayStore
 
@@ -130,13 +131,17 @@ class KnowledgeGraph:
 
         return eligible(self, model, limit, offset)
 
+    def triples(self, pattern: Triple) -> Iterator[Triple]:
+        """The stored triples matching ``pattern`` (``None`` = any), plain literals plain."""
+        return map(plain_triple, self.graph.triples(pattern))
+
     def owned_triples(self, root: URIRef) -> Iterator[Triple]:
         """Triples of ``root`` and of the nodes it owns (objects whose IRI is ``root/...``)."""
         seen = {root}
         stack = [root]
         while stack:
             subject = stack.pop()
-            for triple in self.graph.triples((subject, None, None)):
+            for triple in self.triples((subject, None, None)):
                 yield triple
                 obj = triple[2]
                 owned = isinstance(obj, BNode) or (
@@ -238,7 +243,7 @@ class KnowledgeGraph:
         """Serialise the whole graph (``turtle``, ``json-ld``, ``nt``, ``xml``)."""
         out = Graph()
         bind_prefixes(out)
-        for triple in self.graph:
+        for triple in self.triples((None, None, None)):
             out.add(triple)
         return out.serialize(format=fmt)
 
