@@ -5,8 +5,10 @@ Backends
 * ``KnowledgeGraph.open(directory)``: persistent, embedded Oxigraph (via oxrdflib): the default.
 * ``KnowledgeGraph.memory()``: in-memory Oxigraph; ``memory(backend="rdflib")``: rdflib's
   plain in-memory store (slow at scale; the benchmark compares the two).
-* ``KnowledgeGraph.remote(query_url, update_url)``: any SPARQL 1.1 endpoint
-  (Oxigraph server, Fuseki, GraphDB) through rdflib's SPARQLUpdateStore.
+* ``KnowledgeGraph.remote(base_url)``: any SPARQL 1.1 Protocol server (Oxigraph server,
+  Fuseki, GraphDB, Virtuoso, ``tinyfleet kg serve``) through
+  :class:`~tinyfleet.ontology.remote_store.SparqlProtocolStore`, so many processes share
+  one graph; ``KnowledgeGraph.connect(dir_or_url)`` picks one of the two.
 
 Writes
 ------
@@ -72,12 +74,24 @@ class KnowledgeGraph:
         return cls(graph, "oxigraph")
 
     @classmethod
-    def remote(cls, query_url: str, update_url: str | None = None) -> KnowledgeGraph:
-        """A SPARQL 1.1 endpoint; writes need ``update_url``."""
-        from rdflib.plugins.stores.sparqlstore import SPARQLUpdateStore
+    def remote(cls, base_url: str, token: str | None = None) -> KnowledgeGraph:
+        """The default graph of a SPARQL 1.1 Protocol server (``{base_url}/query`` and
+        ``/update``: Oxigraph server, Fuseki dataset, ``tinyfleet kg serve``).
 
-        store = SPARQLUpdateStore(query_endpoint=query_url, update_endpoint=update_url or query_url)
+        ``token`` (default ``$TINYFLEET_KG_TOKEN``) is sent as a bearer token with writes.
+        """
+        from tinyfleet.ontology.remote_store import SparqlProtocolStore
+
+        store = SparqlProtocolStore(base_url, token)
         return cls(Graph(store=store, identifier=DATASET_DEFAULT_GRAPH_ID), "remote")
+
+    @classmethod
+    def connect(cls, store: str | Path) -> KnowledgeGraph:
+        """``store`` names a server (``http://`` or ``https://`` URL) or a store directory."""
+        text = str(store)
+        if text.startswith(("http://", "https://")):
+            return cls.remote(text)
+        return cls.open(text)
 
     def close(self) -> None:
         """Flush and close the store."""
@@ -158,15 +172,40 @@ class KnowledgeGraph:
         Returns the number of triples in ``data``. ``validate=False`` is for bulk loads of
         data that was validated elsewhere (the benchmark, generated test fleets).
         """
+        return self.add_all([(data, tuple(replace))], validate)
+
+    def add_all(
+        self, items: Iterable[tuple[Graph, Iterable[URIRef]]], validate: bool = True
+    ) -> int:
+        """Validate every ``(data, replace)`` item, then write all of them or none.
+
+        Every item is checked before anything is written, and the violations of all
+        items are reported together; a remote store gets one update request.
+        """
+        items = [(data, tuple(replace)) for data, replace in items]
         if validate:
-            validation.check(data)
-        stale = [t for root in replace for t in self.owned_triples(root)]
-        new = set(data)
-        for triple in stale:
-            if triple not in new:
-                self.graph.remove(triple)
-        self.graph.addN((s, p, o, self.graph) for s, p, o in data)
-        return len(data)
+            found = [str(v) for data, _r in items for v in validation.violations(data)]
+            if found:
+                raise ShapeViolation(found)
+        new: set[Triple] = set()
+        for data, _replace in items:
+            new.update(data)
+        roots = [root for _data, replace in items for root in replace]
+        stale = {t for root in roots for t in self.owned_triples(root)} - new
+        self._apply(stale, new)
+        return len(new)
+
+    def _apply(self, removed: Iterable[Triple], added: Iterable[Triple]) -> None:
+        """Remove, then add: one request on a remote store."""
+        from tinyfleet.ontology.remote_store import SparqlProtocolStore
+
+        store = self.graph.store
+        if isinstance(store, SparqlProtocolStore):
+            store.apply(removed, added)
+            return
+        for triple in removed:
+            self.graph.remove(triple)
+        self.graph.addN((s, p, o, self.graph) for s, p, o in added)
 
     def update(self, sparql_update: str) -> tuple[int, int]:
         """Validate and apply a SPARQL UPDATE; return (triples added, triples removed)."""
@@ -190,9 +229,7 @@ class KnowledgeGraph:
         found = [v for v in validation.violations(after) if v.focus in touched]
         if found:
             raise ShapeViolation([str(v) for v in found])
-        for triple in overlay.removed:
-            self.graph.remove(triple)
-        self.graph.addN((s, p, o, self.graph) for s, p, o in overlay.added)
+        self._apply(overlay.removed, overlay.added)
         return len(overlay.added), len(overlay.removed)
 
     def _rederive_profiles(self, overlay: OverlayStore) -> None:
