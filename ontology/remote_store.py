@@ -106,6 +106,16 @@ class SparqlProtocolStore(Store):
         for triple in Graph().parse(data=body.decode("utf-8"), format="nt"):
             yield triple, iter(())
 
+    def triples_of(self, subjects: list[Any]) -> Iterator[Triple]:
+        """Every triple whose subject is one of ``subjects`` (one request per 1,000; a
+        server's blank nodes cannot be named, so blank-node subjects are skipped)."""
+        subjects = [s for s in subjects if not isinstance(s, BNode)]
+        for start in range(0, len(subjects), 1000):
+            values = " ".join(s.n3() for s in subjects[start : start + 1000])
+            text = f"CONSTRUCT {{ ?s ?p ?o }} WHERE {{ VALUES ?s {{ {values} }} ?s ?p ?o }}"
+            _type, body = self._post(self.query_url, text, "application/sparql-query", _NT)
+            yield from Graph().parse(data=body.decode("utf-8"), format="nt")
+
     def __len__(self, context: Any = None) -> int:
         result = self.query("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }", {}, {}, None)
         row = next(iter(result))

@@ -149,21 +149,33 @@ class KnowledgeGraph:
         """The stored triples matching ``pattern`` (``None`` = any), plain literals plain."""
         return map(plain_triple, self.graph.triples(pattern))
 
-    def owned_triples(self, root: URIRef) -> Iterator[Triple]:
-        """Triples of ``root`` and of the nodes it owns (objects whose IRI is ``root/...``)."""
-        seen = {root}
-        stack = [root]
-        while stack:
-            subject = stack.pop()
-            for triple in self.triples((subject, None, None)):
+    def owned_triples(self, roots: Iterable[URIRef]) -> Iterator[Triple]:
+        """Triples of each root and of the nodes it owns (blank nodes, and objects whose IRI
+        is ``root/...``), read level by level: one request per level on a remote store.
+        """
+        owner = {root: str(root) for root in roots}
+        frontier = list(owner)
+        while frontier:
+            found = self._triples_of(frontier)
+            frontier = []
+            for triple in found:
                 yield triple
-                obj = triple[2]
+                subject, _p, obj = triple
+                root = owner[subject]
                 owned = isinstance(obj, BNode) or (
                     isinstance(obj, URIRef) and str(obj).startswith(f"{root}/")
                 )
-                if owned and obj not in seen:
-                    seen.add(obj)
-                    stack.append(obj)
+                if owned and obj not in owner:
+                    owner[obj] = root
+                    frontier.append(obj)
+
+    def _triples_of(self, subjects: list[Any]) -> list[Triple]:
+        from tinyfleet.ontology.remote_store import SparqlProtocolStore
+
+        store = self.graph.store
+        if isinstance(store, SparqlProtocolStore):
+            return list(map(plain_triple, store.triples_of(subjects)))
+        return [t for subject in subjects for t in self.triples((subject, None, None))]
 
     # ------------------------------------------------------------------ writes
     def add(self, data: Graph, replace: Iterable[URIRef] = (), validate: bool = True) -> int:
@@ -191,7 +203,7 @@ class KnowledgeGraph:
         for data, _replace in items:
             new.update(data)
         roots = [root for _data, replace in items for root in replace]
-        stale = {t for root in roots for t in self.owned_triples(root)} - new
+        stale = set(self.owned_triples(roots)) - new
         self._apply(stale, new)
         return len(new)
 
