@@ -8,8 +8,8 @@ Queries (named queries of ontology/queries):
   sensor+ram  devices with >= 256 KiB RAM and a microphone that can run model M
               (devices-with-sensor-for-model)
   versions    model version per device, from the latest deployment (model-version-per-device)
-  eligible    devices that can run and train model M (eligible-devices: the server's hot
-              path; on Oxigraph `eligible_devices()` queries pyoxigraph directly)
+  eligible    the capability profiles that can run and train model M (eligible-profiles);
+              `KnowledgeGraph.eligible()` (the server's hot path) adds their devices
 
 Usage: python benchmarks/bench_kg.py [--devices 100000] [--repeats 15] [--rdflib-repeats 3]
 """
@@ -29,10 +29,9 @@ from rdflib import Graph
 from tinyfleet.ontology.extract_device import device_to_rdf
 from tinyfleet.ontology.extract_model import card_to_rdf
 from tinyfleet.ontology.fleetgen import generate_cards, generate_devices
-from tinyfleet.ontology.matchmaking import eligible_devices
 from tinyfleet.ontology.named_queries import get_named_query
 from tinyfleet.ontology.provenance import deployment_to_rdf
-from tinyfleet.ontology.store import KnowledgeGraph, with_prologue
+from tinyfleet.ontology.store import KnowledgeGraph
 
 
 def ntriples(graphs: list[Graph]) -> str:
@@ -67,11 +66,7 @@ def measure(
     kg = KnowledgeGraph.memory(backend)
     start = time.perf_counter()
     if backend == "oxigraph":
-        import pyoxigraph
-
-        kg.graph.store._inner.load(  # type: ignore[attr-defined]
-            data.encode(), format=pyoxigraph.RdfFormat.N_TRIPLES
-        )
+        kg.graph.parse(data=data, format="ox-ntriples")  # oxrdflib's native parser
     else:
         kg.graph.parse(data=data, format="nt")
     load_s = time.perf_counter() - start
@@ -82,18 +77,11 @@ def measure(
     for name, text in queries.items():
         row[name] = timed(lambda text=text: kg.select(text)[1], repeats)  # type: ignore[misc]
         report(name, row[name])
-        if backend == "oxigraph":
-            inner = kg.graph.store._inner  # type: ignore[attr-defined]
-            full = with_prologue(text)
-            row[name + " (pyoxigraph)"] = timed(
-                lambda full=full, inner=inner: list(inner.query(full)),  # type: ignore[misc]
-                repeats,
-            )
     if backend == "oxigraph":
-        row["eligible_devices()"] = timed(lambda: eligible_devices(kg, model_id), repeats)
+        row["eligible()"] = timed(lambda: kg.eligible(model_id).devices, repeats)
         per_model = []
         for model in all_models:
-            per_model.append((model, *timed(lambda m=model: eligible_devices(kg, m), repeats)))  # type: ignore[misc]
+            per_model.append((model, *timed(lambda m=model: kg.eligible(m).devices, repeats)))  # type: ignore[misc]
         row["per_model"] = per_model
     return row
 
@@ -139,7 +127,7 @@ def main() -> None:
             {"model": mic_id, "sensor": "microphone", "min_ram_kb": "256"}
         ),
         "versions": get_named_query("model-version-per-device").bind({}),
-        "eligible": get_named_query("eligible-devices").bind({"model": mic_id}),
+        "eligible": get_named_query("eligible-profiles").bind({"model": mic_id}),
     }
 
     results: dict[str, dict[str, Any]] = {
@@ -192,13 +180,13 @@ def main() -> None:
             rl_text, ratio, ratio_direct = f"{'> timeout':>11s}", f"{'':9s}", f"{'':9s}"
         print(f"{name + ' (via rdflib API)':28s} {ox_ms:10.1f} {rl_text} {ratio} {rows:7d}")
         print(f"{name + ' (pyoxigraph direct)':28s} {direct:10.1f} {'':11s} {ratio_direct}")
-    hot, rows = results["oxigraph"]["eligible_devices()"]
-    print(f"{'eligible_devices() API':28s} {hot:10.1f} {'':11s} {'':9s} {rows:7d}")
+    hot, rows = results["oxigraph"]["eligible()"]
+    print(f"{'KnowledgeGraph.eligible()':28s} {hot:10.1f} {'':11s} {'':9s} {rows:7d}")
     if "rate" in results["rdflib"]:
         ratio = results["oxigraph"]["rate"] / results["rdflib"]["rate"]
         print(f"\nload rate ratio oxigraph/rdflib: {ratio:.1f}x")
     per_model = results["oxigraph"]["per_model"]
-    print("\neligible_devices() p50 per model (ms, eligible devices):")
+    print("\nKnowledgeGraph.eligible() p50 per model (ms, eligible devices):")
     print("  " + ", ".join(f"{m} {ms:.0f} ({n})" for m, ms, n in per_model))
     fast = sum(1 for _m, ms, _n in per_model if ms < 50)
     print(

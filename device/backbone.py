@@ -62,7 +62,7 @@ class Int8Backbone:
     macs
         Multiply-accumulates of one inference (see :mod:`tinyfleet.device.modelcard`).
     input_quant, output_quant
-        Per-tensor :class:`~tinyfleet.device.tflite_model.Quantization` of input/output.
+        Per-tensor :class:`~tinyfleet.device.tooling.tflite_model.Quantization` of input/output.
     """
 
     def __init__(self, model_bytes: bytes, arena_bytes: int | None = None) -> None:

@@ -6,6 +6,7 @@ Heavy imports (rdflib, pyoxigraph, pyshacl) happen inside the handlers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -27,13 +28,19 @@ def register(subparsers: Any) -> None:
         description=(
             "The fleet's RDF knowledge graph (SOSA/SSN, S3N, WoT TD, schema.org, PROV-O, "
             "nnet:). Data lives in a persistent Oxigraph store (--store DIR, default "
-            f"${DEFAULT_STORE_ENV} or ~/.tinyfleet/kg); every write is SHACL-validated."
+            f"${DEFAULT_STORE_ENV} or ~/.tinyfleet/kg) or on a SPARQL 1.1 server that many "
+            "processes share (--store http://HOST:PORT, e.g. `kg serve`'s backend or front); "
+            "every write is SHACL-validated."
         ),
     )
     sub = kg.add_subparsers(dest="kg_command", required=True, metavar="KG_COMMAND")
 
     def store_args(p: argparse.ArgumentParser, load: bool = True) -> None:
-        p.add_argument("--store", type=Path, help="Oxigraph store directory (persistent)")
+        p.add_argument(
+            "--store",
+            help="Oxigraph store directory, or the base URL of a SPARQL 1.1 Protocol server "
+            "({URL}/query, {URL}/update; writes send $TINYFLEET_KG_TOKEN as bearer token)",
+        )
         if load:
             p.add_argument(
                 "--load",
@@ -46,15 +53,20 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser(
         "serve",
-        help="SPARQL 1.1 Protocol endpoint at /sparql",
-        description="Serve the graph at http://HOST:PORT/sparql (GET/POST query, results "
-        "by content negotiation). Read-only unless --write-token is given; updates then "
-        "need 'Authorization: Bearer TOKEN'.",
+        help="SPARQL 1.1 Protocol endpoint at /sparql (an Oxigraph server behind a front)",
+        description="Start `oxigraph serve` on the store (a directory; restarted if it "
+        "crashes) on a private loopback port, or use the SPARQL server --store names by URL, "
+        "and serve http://HOST:PORT/sparql in front of it: queries pass size and nesting "
+        "limits and a timeout; updates need --write-token, 'Authorization: Bearer TOKEN' "
+        "and a SHACL-valid result.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7878, help="port (default 7878; 0 = any free)")
     store_args(p)
     p.add_argument("--write-token", help="accept SPARQL UPDATE with this bearer token")
+    p.add_argument(
+        "--timeout", type=int, default=10, metavar="S", help="per-query timeout (default 10 s)"
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser(
@@ -128,31 +140,48 @@ def _open(args: argparse.Namespace) -> Any:
     else:
         path = args.store or default_store()
         try:
-            kg = KnowledgeGraph.open(path)
-        except OSError as error:  # pyoxigraph reports a locked store as OSError
+            kg = KnowledgeGraph.connect(path)
+        except KnowledgeGraphError as error:  # pyoxigraph reports a locked store as OSError
             raise KnowledgeGraphError(
-                f"cannot open store {path} ({error}); is `tinyfleet kg serve` using it?"
+                f"{error}; if `tinyfleet kg serve` is using it, pass its URL as --store"
             ) from None
-    for file in loads:
-        description = load_description(file)
-        kg.add(description.graph, replace=description.replace)
+    descriptions = [load_description(file) for file in loads]  # all parsed before any write
+    kg.add_all((d.graph, d.replace) for d in descriptions)
     return kg
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from tinyfleet.ontology.endpoint import make_server
+    import signal
+    from contextlib import ExitStack
 
-    kg = _open(args)
-    server = make_server(kg, args.host, args.port, args.write_token)
-    mode = "read-write (token)" if args.write_token else "read-only"
-    print(f"SPARQL endpoint {server.url} ({len(kg)} triples, {mode})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        kg.close()
+    from tinyfleet.ontology.endpoint import make_server
+    from tinyfleet.ontology.loaders import load_description
+    from tinyfleet.ontology.oxigraph_process import ManagedOxigraph
+    from tinyfleet.ontology.store import KnowledgeGraph
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: the Oxigraph child too
+
+    signal.signal(signal.SIGTERM, stop)
+    store = str(args.store or default_store())
+    descriptions = [load_description(file) for file in args.load]
+    with ExitStack() as stack:
+        if store.startswith(("http://", "https://")):
+            upstream = store
+        else:
+            oxigraph = stack.enter_context(ManagedOxigraph(Path(store), timeout_s=args.timeout))
+            upstream = oxigraph.url
+        kg = KnowledgeGraph.remote(upstream, token="")
+        kg.add_all((d.graph, d.replace) for d in descriptions)
+        server = make_server(upstream, args.host, args.port, args.write_token, args.timeout)
+        stack.callback(server.server_close)
+        mode = "read-write (token)" if args.write_token else "read-only"
+        print(
+            f"SPARQL endpoint {server.url} ({len(kg)} triples, {mode}; server {upstream})",
+            flush=True,
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
     return 0
 
 
@@ -226,12 +255,12 @@ def _add(args: argparse.Namespace) -> int:
         if description.kind not in wanted:
             raise DescriptionError(f"{file}: is a {description.kind}, not a {args.kind}")
     kg = _open(args)
-    try:
-        for file, description in zip(args.files, descriptions, strict=True):
-            kg.add(description.graph, replace=description.replace)
-            print(f"added {file} ({description.kind}, {len(description.graph)} triples)")
+    try:  # all files or none: every one is validated before anything is written
+        kg.add_all((d.graph, d.replace) for d in descriptions)
     finally:
         kg.close()
+    for file, description in zip(args.files, descriptions, strict=True):
+        print(f"added {file} ({description.kind}, {len(description.graph)} triples)")
     return 0
 
 
@@ -267,7 +296,7 @@ def _export(args: argparse.Namespace) -> int:
     finally:
         kg.close()
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return 0

@@ -143,7 +143,7 @@ def _add_profile(
 
     Devices of one product running one firmware build share a profile, so the hot-path
     matchmaking query checks each profile once and then follows an index to its devices
-    instead of evaluating every device (see eligible-devices.rq). The profile's firmware,
+    instead of evaluating every device (see eligible-profiles.rq). The profile's firmware,
     arena limit and sensors use predicates of their own: shared with the devices, every
     lookup by value would also return the (many) devices.
     """

@@ -160,11 +160,18 @@ def load_card(path: str | Path) -> Graph:
 
 
 def merge_tflite(card: Any, tflite_path: Path) -> dict[str, Any]:
-    """Check the card against the ``.tflite`` and take operators and shapes from the file."""
-    from tinyfleet.device.tooling.tflite_model import load_tflite
+    """Check the card against the ``.tflite`` and take operators and shapes from the file.
 
-    data = tflite_path.read_bytes()
-    model = load_tflite(tflite_path)
+    Size, SHA-256, operators, the input and output tensors (shape, dtype, scale, zero
+    point) and, when the card lists layers, each layer's operator and shapes must agree;
+    the first disagreement is a one-line :class:`DescriptionError`.
+    """
+    from tinyfleet.device.tooling.tflite_model import read_tflite_file
+
+    try:
+        data, model = read_tflite_file(tflite_path)
+    except Exception as error:  # a truncated or foreign file
+        raise DescriptionError(f"{tflite_path}: not a readable .tflite ({error})") from None
     merged = dict(Fields(card, "model card").data)
     digest = hashlib.sha256(data).hexdigest()
     if merged.get("sha256") not in (None, digest):
@@ -178,16 +185,66 @@ def merge_tflite(card: Any, tflite_path: Path) -> dict[str, Any]:
     operators = sorted(set(model.operator_names))
     if merged.get("operators") not in (None, operators):
         raise DescriptionError(f"{tflite_path}: operators {operators} differ from the card's")
-    merged.update(sha256=digest, flash_bytes=len(data), operators=operators)
     main = model.main
-    if not merged.get("layers"):
-        merged["layers"] = [
-            {
-                "index": op.index,
-                "op": op.op,
-                "input_shapes": [list(main.tensor(i).shape) for i in op.inputs if i >= 0],
-                "output_shapes": [list(main.tensor(i).shape) for i in op.outputs if i >= 0],
-            }
-            for op in main.operators
-        ]
+    for key, tensors in (("input", main.input_tensors()), ("output", main.output_tensors())):
+        _check_tensor(tflite_path, key, merged.get(key), tensors)
+    layers = [
+        {
+            "index": op.index,
+            "op": op.op,
+            # activations only, as the card lists them (weights are constant tensors)
+            "input_shapes": [
+                list(main.tensor(i).shape)
+                for i in op.inputs
+                if i >= 0 and not main.tensor(i).is_constant
+            ],
+            "output_shapes": [list(main.tensor(i).shape) for i in op.outputs if i >= 0],
+        }
+        for op in main.operators
+    ]
+    if merged.get("layers"):
+        _check_layers(tflite_path, merged["layers"], layers)
+    else:
+        merged["layers"] = layers
+    merged.update(sha256=digest, flash_bytes=len(data), operators=operators)
     return merged
+
+
+def _check_tensor(path: Path, key: str, spec: Any, tensors: list[Any]) -> None:
+    """The card's ``input``/``output`` tensor must be the file's (only) one."""
+    if not isinstance(spec, dict):
+        return  # card_to_rdf reports a missing or malformed tensor
+    if len(tensors) != 1:
+        raise DescriptionError(f"{path}: has {len(tensors)} {key} tensors; a card describes one")
+    tensor = tensors[0]
+    if [int(d) for d in tensor.shape] != spec.get("shape"):
+        raise DescriptionError(
+            f"{path}: {key} shape {list(tensor.shape)} differs from the card's {spec.get('shape')}"
+        )
+    if spec.get("dtype") != tensor.dtype:
+        raise DescriptionError(
+            f"{path}: {key} dtype {tensor.dtype} differs from the card's {spec.get('dtype')}"
+        )
+    quant = tensor.quantization
+    if quant is None or quant.per_channel or not spec.get("scale"):
+        return
+    same_scale = abs(quant.scale - float(spec["scale"])) <= 1e-6 * abs(quant.scale)
+    if not same_scale or quant.zero_point != spec.get("zero_point", quant.zero_point):
+        raise DescriptionError(f"{path}: {key} quantisation differs from the card's")
+
+
+def _check_layers(path: Path, card_layers: Any, file_layers: list[dict[str, Any]]) -> None:
+    if not isinstance(card_layers, list) or len(card_layers) != len(file_layers):
+        count = len(card_layers) if isinstance(card_layers, list) else "no"
+        raise DescriptionError(f"{path}: {len(file_layers)} layers, the card lists {count}")
+    for card_layer, layer in zip(card_layers, file_layers, strict=True):
+        for field in ("op", "input_shapes", "output_shapes"):
+            if (
+                isinstance(card_layer, dict)
+                and field in card_layer
+                and card_layer[field] != layer[field]
+            ):
+                raise DescriptionError(
+                    f"{path}: layer {layer['index']} {field} {layer[field]} differs from the card's"
+                    f" {card_layer[field]}"
+                )

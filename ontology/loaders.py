@@ -11,7 +11,7 @@ from rdflib import Graph, URIRef
 
 from tinyfleet.ontology.errors import DescriptionError
 from tinyfleet.ontology.extract_device import device_to_rdf, read_json
-from tinyfleet.ontology.extract_model import card_to_rdf, load_card
+from tinyfleet.ontology.extract_model import card_to_rdf, load_card, merge_tflite
 from tinyfleet.ontology.extract_wot import is_thing_description, td_to_description, td_to_rdf
 from tinyfleet.ontology.namespaces import device_iri, model_iri, round_iri
 from tinyfleet.ontology.provenance import round_to_rdf
@@ -83,6 +83,9 @@ def load_description(path: str | Path) -> Description:
         is_jsonld = isinstance(data, dict) and ("@context" in data or "@graph" in data)
         if is_jsonld and not is_thing_description(data):
             return Description(parse_rdf(path, "json-ld"), (), "rdf")
+        named = data.get("tflite_file") if isinstance(data, dict) else None
+        if isinstance(named, str) and "head" in data and (path.parent / named).is_file():
+            data = merge_tflite(data, path.parent / named)  # check the card against its file
         return describe_json(data)
     if suffix in RDF_FORMATS:
         return Description(parse_rdf(path, RDF_FORMATS[suffix]), (), "rdf")

@@ -1,4 +1,4 @@
-"""Can device D run and train model M? Both ways, with reasons; plus a Python reference.
+"""Can device D run and train model M? Both ways, with reasons, and the eligible devices.
 
 A device can run and train a model iff
 
@@ -9,24 +9,27 @@ A device can run and train a model iff
 * unless the model's modality is ``none``: it has a sensor of that modality, and that
   sensor's declared sample shape (if any) equals the model's input shape.
 
-The SPARQL named queries (``model-devices``, ``device-models``, ``eligible-devices``) are
-the implementation; :func:`pair_reasons` is the same rule in plain Python, used by the
-tests as a brute-force reference. Reason texts are identical in both.
+The rule lives in SPARQL only (``queries/*.rq``): ``model-devices`` and ``device-models``
+give every pair with its reasons, ``eligible-profiles`` the capability profiles that pass
+(the hot path). :func:`eligible` then reads the devices of those profiles with one index
+lookup (a ``VALUES`` join), so its cost grows with the number of profiles and of eligible
+devices, not with the fleet. The tests check all three against a brute-force Python
+reference (``tests/ontology/reference.py``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from tinyfleet.ontology.errors import KnowledgeGraphError
-from tinyfleet.ontology.jsonfields import shape_text
 from tinyfleet.ontology.named_queries import Parameter, get_named_query
 from tinyfleet.ontology.namespaces import ID, TFO
-from tinyfleet.ontology.store import KnowledgeGraph, with_prologue
+from tinyfleet.ontology.store import KnowledgeGraph
+
+_DEVICE_PREFIX = f"{ID}device/"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,28 @@ class Match:
     model: str
     eligible: bool
     reasons: str
+
+
+@dataclass(frozen=True)
+class Eligible:
+    """The devices that can run and train a model: the total and one page of ids.
+
+    Attributes
+    ----------
+    model
+        The resolved model id (``name@version``).
+    total
+        How many devices are eligible.
+    devices
+        Sorted device ids: all of them, or the page ``offset .. offset + limit``.
+    offset
+        Index of ``devices[0]`` in the full sorted list.
+    """
+
+    model: str
+    total: int
+    devices: tuple[str, ...]
+    offset: int = 0
 
 
 def _rows(kg: KnowledgeGraph, name: str, params: dict[str, str]) -> list[tuple[Any, ...]]:
@@ -65,31 +90,32 @@ def match_device(kg: KnowledgeGraph, device_id: str) -> list[Match]:
     return [Match(device_id, str(m), _as_bool(ok), str(r or "")) for m, ok, r in rows]
 
 
-def eligible_devices(kg: KnowledgeGraph, model_id: str) -> list[str]:
-    """Sorted ids of the devices that can run and train ``model_id`` (``name@version``,
-    or just ``name`` for its highest version). For the server's device selection.
-
-    On an Oxigraph store this is the hot path at 100k devices: the ``eligible-profiles``
-    query goes straight to pyoxigraph (no rdflib term conversion) and each eligible
-    profile's devices are read from the store's index; elsewhere the ``eligible-devices``
-    query answers. Both give the same list (tested).
+def eligible(kg: KnowledgeGraph, model: str, limit: int | None = None, offset: int = 0) -> Eligible:
+    """The devices that can run and train ``model`` (``name@version``, or ``name`` for its
+    highest version): all of them (``limit=None``) or one sorted page and the total.
     """
-    model_id = resolve_model_id(kg, model_id)
-    inner = getattr(kg.graph.store, "_inner", None)
-    if kg.backend == "oxigraph" and inner is not None:
-        import pyoxigraph as ox
+    if (limit is not None and limit < 0) or offset < 0:
+        raise KnowledgeGraphError("limit and offset must not be negative")
+    model_id = resolve_model_id(kg, model)
+    _names, rows = kg.select(get_named_query("eligible-profiles").bind({"model": model_id}))
+    if not rows:
+        return Eligible(model_id, 0, (), offset)
+    values = " ".join(row[0].n3() for row in rows)
+    match = f"VALUES ?profile {{ {values} }} ?d <{TFO.hasCapabilityProfile}> ?profile ."
+    if limit is None:
+        _names, found = kg.select(f"SELECT ?d WHERE {{ {match} }}")
+        devices = sorted(_device_id(row[0]) for row in found)[offset:]
+        return Eligible(model_id, len(devices) + offset, tuple(devices), offset)
+    _names, counted = kg.select(f"SELECT (COUNT(?d) AS ?n) WHERE {{ {match} }}")
+    total = int(counted[0][0].toPython())
+    page = f"SELECT ?d WHERE {{ {match} }} ORDER BY ?d LIMIT {limit} OFFSET {offset}"
+    devices = [_device_id(row[0]) for row in kg.select(page)[1]]
+    return Eligible(model_id, total, tuple(devices), offset)
 
-        # the eligible profiles by SPARQL, then each profile's devices from the index
-        text = get_named_query("eligible-profiles").bind({"model": model_id})
-        link = ox.NamedNode(str(TFO.hasCapabilityProfile))
-        prefix = len(f"{ID}device/")
-        devices = []
-        for solution in inner.query(with_prologue(text)):
-            for quad in inner.quads_for_pattern(None, link, solution["profile"], ox.DefaultGraph()):
-                devices.append(unquote(quad.subject.value[prefix:]))
-        return sorted(devices)
-    _names, rows = kg.select(get_named_query("eligible-devices").bind({"model": model_id}))
-    return [str(row[0]) for row in rows]
+
+def _device_id(iri: Any) -> str:
+    """A device IRI's id (the device shape keeps ids to characters IRIs keep as is)."""
+    return unquote(str(iri)[len(_DEVICE_PREFIX) :])
 
 
 def _exists_query(cls: str, identifier: str) -> str:
@@ -115,84 +141,3 @@ def resolve_model_id(kg: KnowledgeGraph, model: str) -> str:
         raise KnowledgeGraphError(f"no model named {model!r} in the knowledge graph")
     latest = max((str(row[0]) for row in rows), key=_version_key)
     return f"{model}@{latest}"
-
-
-# ---------------------------------------------------------------------- Python reference
-@dataclass(frozen=True)
-class DeviceFacts:
-    """What matchmaking needs of a device description."""
-
-    device_id: str
-    ram_bytes: int
-    flash_bytes: int
-    max_arena_bytes: int | None
-    operators: frozenset[str]
-    sensor_shapes: Mapping[str, str | None]  # modality -> declared sample shape or None
-
-    @classmethod
-    def from_description(cls, d: Mapping[str, Any]) -> DeviceFacts:
-        shapes = d.get("sensor_shapes") or {}
-        return cls(
-            d["device_id"],
-            d["ram_bytes"],
-            d["flash_bytes"],
-            d.get("max_arena_bytes"),
-            frozenset(d.get("operators") or ()),
-            {s: (shape_text(shapes[s]) if s in shapes else None) for s in d.get("sensors") or ()},
-        )
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What matchmaking needs of a model card."""
-
-    model_id: str
-    flash_bytes: int
-    arena_bytes: int
-    head_train_ram_bytes: int
-    operators: frozenset[str]
-    modality: str
-    input_shape: str
-
-    @classmethod
-    def from_card(cls, card: Mapping[str, Any]) -> ModelFacts:
-        float_head = card["kind"] == "float-head"
-        return cls(
-            f"{card['name']}@{card['version']}",
-            card.get("flash_bytes") or 0 if float_head else card["flash_bytes"],
-            card.get("arena_bytes") or 0 if float_head else card["arena_bytes"],
-            card["head"]["train_ram_bytes"],
-            frozenset(card.get("operators") or ()),
-            card.get("sensor") or "none",
-            shape_text(card["input"]["shape"]),
-        )
-
-
-def pair_reasons(device: DeviceFacts, model: ModelFacts) -> list[str]:
-    """Why ``device`` cannot run and train ``model`` (empty list: it can)."""
-    reasons = []
-    need = model.arena_bytes + model.head_train_ram_bytes
-    if device.ram_bytes < need:
-        reasons.append(
-            f"RAM {device.ram_bytes} B < {need} B (arena {model.arena_bytes}"
-            f" + head training {model.head_train_ram_bytes})"
-        )
-    if device.max_arena_bytes is not None and model.arena_bytes > device.max_arena_bytes:
-        reasons.append(
-            f"tensor arena {model.arena_bytes} B > device maximum {device.max_arena_bytes} B"
-        )
-    if device.flash_bytes < model.flash_bytes:
-        reasons.append(f"flash {device.flash_bytes} B < model {model.flash_bytes} B")
-    missing = sorted(model.operators - device.operators)
-    if missing:
-        reasons.append(f"unsupported operators: {', '.join(missing)}")
-    if model.modality != "none":
-        if model.modality not in device.sensor_shapes:
-            reasons.append(f"no {model.modality} sensor")
-        else:
-            shape = device.sensor_shapes[model.modality]
-            if shape is not None and shape != model.input_shape:
-                reasons.append(
-                    f"{model.modality} samples are {shape}, model input is {model.input_shape}"
-                )
-    return reasons

@@ -14,6 +14,8 @@ from typing import Any
 from rdflib import Graph
 from rdflib.store import Store
 
+from tinyfleet.ontology.literals import plain_triple
+
 Triple = tuple[Any, Any, Any]
 
 
@@ -38,7 +40,7 @@ class OverlayStore(Store):
     def triples(  # type: ignore[override]
         self, triple_pattern: Triple, context: Any = None
     ) -> Iterator[tuple[Triple, Iterator[Any]]]:
-        for triple in self.base.triples(triple_pattern):
+        for triple in map(plain_triple, self.base.triples(triple_pattern)):
             if triple not in self.removed:
                 yield triple, iter(())
         for triple in list(self.added):

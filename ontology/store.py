@@ -5,8 +5,10 @@ Backends
 * ``KnowledgeGraph.open(directory)``: persistent, embedded Oxigraph (via oxrdflib): the default.
 * ``KnowledgeGraph.memory()``: in-memory Oxigraph; ``memory(backend="rdflib")``: rdflib's
   plain in-memory store (slow at scale; the benchmark compares the two).
-* ``KnowledgeGraph.remote(query_url, update_url)``: any SPARQL 1.1 endpoint
-  (Oxigraph server, Fuseki, GraphDB) through rdflib's SPARQLUpdateStore.
+* ``KnowledgeGraph.remote(base_url)``: any SPARQL 1.1 Protocol server (Oxigraph server,
+  Fuseki, GraphDB, Virtuoso, ``tinyfleet kg serve``) through
+  :class:`~tinyfleet.ontology.remote_store.SparqlProtocolStore`, so many processes share
+  one graph; ``KnowledgeGraph.connect(dir_or_url)`` picks one of the two.
 
 Writes
 ------
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rdflib import BNode, Graph, URIRef
 from rdflib.graph import DATASET_DEFAULT_GRAPH_ID
@@ -32,8 +34,12 @@ from rdflib.query import Result
 
 from tinyfleet.ontology import validation
 from tinyfleet.ontology.errors import KnowledgeGraphError, QuerySyntaxError, ShapeViolation
+from tinyfleet.ontology.literals import plain_triple
 from tinyfleet.ontology.namespaces import SPARQL_PROLOGUE, bind_prefixes
 from tinyfleet.ontology.overlay import OverlayStore
+
+if TYPE_CHECKING:
+    from tinyfleet.ontology.matchmaking import Eligible
 
 Triple = tuple[Any, Any, Any]
 
@@ -68,12 +74,24 @@ class KnowledgeGraph:
         return cls(graph, "oxigraph")
 
     @classmethod
-    def remote(cls, query_url: str, update_url: str | None = None) -> KnowledgeGraph:
-        """A SPARQL 1.1 endpoint; writes need ``update_url``."""
-        from rdflib.plugins.stores.sparqlstore import SPARQLUpdateStore
+    def remote(cls, base_url: str, token: str | None = None) -> KnowledgeGraph:
+        """The default graph of a SPARQL 1.1 Protocol server (``{base_url}/query`` and
+        ``/update``: Oxigraph server, Fuseki dataset, ``tinyfleet kg serve``).
 
-        store = SPARQLUpdateStore(query_endpoint=query_url, update_endpoint=update_url or query_url)
+        ``token`` (default ``$TINYFLEET_KG_TOKEN``) is sent as a bearer token with writes.
+        """
+        from tinyfleet.ontology.remote_store import SparqlProtocolStore
+
+        store = SparqlProtocolStore(base_url, token)
         return cls(Graph(store=store, identifier=DATASET_DEFAULT_GRAPH_ID), "remote")
+
+    @classmethod
+    def connect(cls, store: str | Path) -> KnowledgeGraph:
+        """``store`` names a server (``http://`` or ``https://`` URL) or a store directory."""
+        text = str(store)
+        if text.startswith(("http://", "https://")):
+            return cls.remote(text)
+        return cls.open(text)
 
     def close(self) -> None:
         """Flush and close the store."""
@@ -112,21 +130,52 @@ class KnowledgeGraph:
         names = [str(v) for v in result.vars or []]
         return names, [tuple(row) for row in result]  # type: ignore[arg-type]
 
-    def owned_triples(self, root: URIRef) -> Iterator[Triple]:
-        """Triples of ``root`` and of the nodes it owns (objects whose IRI is ``root/...``)."""
-        seen = {root}
-        stack = [root]
-        while stack:
-            subject = stack.pop()
-            for triple in self.graph.triples((subject, None, None)):
+    def eligible(self, model: str, limit: int | None = None, offset: int = 0) -> Eligible:
+        """The devices that can run and train ``model`` (see :func:`matchmaking.eligible`).
+
+        Parameters
+        ----------
+        model
+            ``name@version``, or ``name`` for its highest version.
+        limit, offset
+            ``limit=None``: every eligible device id; else the sorted page
+            ``offset .. offset + limit`` and the total count (cheap at fleet scale).
+        """
+        from tinyfleet.ontology.matchmaking import eligible
+
+        return eligible(self, model, limit, offset)
+
+    def triples(self, pattern: Triple) -> Iterator[Triple]:
+        """The stored triples matching ``pattern`` (``None`` = any), plain literals plain."""
+        return map(plain_triple, self.graph.triples(pattern))
+
+    def owned_triples(self, roots: Iterable[URIRef]) -> Iterator[Triple]:
+        """Triples of each root and of the nodes it owns (blank nodes, and objects whose IRI
+        is ``root/...``), read level by level: one request per level on a remote store.
+        """
+        owner = {root: str(root) for root in roots}
+        frontier = list(owner)
+        while frontier:
+            found = self._triples_of(frontier)
+            frontier = []
+            for triple in found:
                 yield triple
-                obj = triple[2]
+                subject, _p, obj = triple
+                root = owner[subject]
                 owned = isinstance(obj, BNode) or (
                     isinstance(obj, URIRef) and str(obj).startswith(f"{root}/")
                 )
-                if owned and obj not in seen:
-                    seen.add(obj)
-                    stack.append(obj)
+                if owned and obj not in owner:
+                    owner[obj] = root
+                    frontier.append(obj)
+
+    def _triples_of(self, subjects: list[Any]) -> list[Triple]:
+        from tinyfleet.ontology.remote_store import SparqlProtocolStore
+
+        store = self.graph.store
+        if isinstance(store, SparqlProtocolStore):
+            return list(map(plain_triple, store.triples_of(subjects)))
+        return [t for subject in subjects for t in self.triples((subject, None, None))]
 
     # ------------------------------------------------------------------ writes
     def add(self, data: Graph, replace: Iterable[URIRef] = (), validate: bool = True) -> int:
@@ -135,15 +184,40 @@ class KnowledgeGraph:
         Returns the number of triples in ``data``. ``validate=False`` is for bulk loads of
         data that was validated elsewhere (the benchmark, generated test fleets).
         """
+        return self.add_all([(data, tuple(replace))], validate)
+
+    def add_all(
+        self, items: Iterable[tuple[Graph, Iterable[URIRef]]], validate: bool = True
+    ) -> int:
+        """Validate every ``(data, replace)`` item, then write all of them or none.
+
+        Every item is checked before anything is written, and the violations of all
+        items are reported together; a remote store gets one update request.
+        """
+        items = [(data, tuple(replace)) for data, replace in items]
         if validate:
-            validation.check(data)
-        stale = [t for root in replace for t in self.owned_triples(root)]
-        new = set(data)
-        for triple in stale:
-            if triple not in new:
-                self.graph.remove(triple)
-        self.graph.addN((s, p, o, self.graph) for s, p, o in data)
-        return len(data)
+            found = [str(v) for data, _r in items for v in validation.violations(data)]
+            if found:
+                raise ShapeViolation(found)
+        new: set[Triple] = set()
+        for data, _replace in items:
+            new.update(data)
+        roots = [root for _data, replace in items for root in replace]
+        stale = set(self.owned_triples(roots)) - new
+        self._apply(stale, new)
+        return len(new)
+
+    def _apply(self, removed: Iterable[Triple], added: Iterable[Triple]) -> None:
+        """Remove, then add: one request on a remote store."""
+        from tinyfleet.ontology.remote_store import SparqlProtocolStore
+
+        store = self.graph.store
+        if isinstance(store, SparqlProtocolStore):
+            store.apply(removed, added)
+            return
+        for triple in removed:
+            self.graph.remove(triple)
+        self.graph.addN((s, p, o, self.graph) for s, p, o in added)
 
     def update(self, sparql_update: str) -> tuple[int, int]:
         """Validate and apply a SPARQL UPDATE; return (triples added, triples removed)."""
@@ -167,9 +241,7 @@ class KnowledgeGraph:
         found = [v for v in validation.violations(after) if v.focus in touched]
         if found:
             raise ShapeViolation([str(v) for v in found])
-        for triple in overlay.removed:
-            self.graph.remove(triple)
-        self.graph.addN((s, p, o, self.graph) for s, p, o in overlay.added)
+        self._apply(overlay.removed, overlay.added)
         return len(overlay.added), len(overlay.removed)
 
     def _rederive_profiles(self, overlay: OverlayStore) -> None:
@@ -220,7 +292,7 @@ class KnowledgeGraph:
         """Serialise the whole graph (``turtle``, ``json-ld``, ``nt``, ``xml``)."""
         out = Graph()
         bind_prefixes(out)
-        for triple in self.graph:
+        for triple in self.triples((None, None, None)):
             out.add(triple)
         return out.serialize(format=fmt)
 

@@ -94,7 +94,10 @@ def register(subparsers: Any) -> None:
     )
     kg.add_argument("--model-card", metavar="FILE", help="model_card.json of the trained model")
     kg.add_argument(
-        "--kg-store", metavar="DIR", help="persistent Oxigraph store (default: in memory)"
+        "--kg-store",
+        metavar="DIR|URL",
+        help="persistent Oxigraph store directory, or a SPARQL server URL shared with "
+        "`tinyfleet kg` (default: in memory)",
     )
     kg.add_argument("--task-id", default=None, help="id of this run in the graph (default: auto)")
     run.set_defaults(func=_server_run)
@@ -277,7 +280,7 @@ def _fleet_knowledge(stack: contextlib.ExitStack, store: str | None, card: dict[
     from tinyfleet.ontology.store import KnowledgeGraph
     from tinyfleet.server.fleet_kg import FleetKnowledge
 
-    kg = KnowledgeGraph.open(store) if store else KnowledgeGraph.memory()
+    kg = KnowledgeGraph.connect(store) if store else KnowledgeGraph.memory()
     stack.callback(kg.close)
     return FleetKnowledge(kg, card)
 

@@ -25,7 +25,7 @@ from tinyfleet.device.head import params_sha256
 from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND
 from tinyfleet.errors import TinyfleetError
 from tinyfleet.ontology.loaders import describe_json
-from tinyfleet.ontology.matchmaking import eligible_devices, resolve_model_id
+from tinyfleet.ontology.matchmaking import resolve_model_id
 from tinyfleet.ontology.store import KnowledgeGraph
 from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY
 
@@ -118,7 +118,7 @@ class FleetKnowledge:
 
     def eligible_indices(self, device_ids: Sequence[str]) -> list[int]:
         """Indices (into ``device_ids``) of the devices that can run and train the model."""
-        eligible = set(eligible_devices(self.kg, self.model_id))
+        eligible = set(self.kg.eligible(self.model_id).devices)
         return [i for i, device_id in enumerate(device_ids) if device_id in eligible]
 
     def record_rounds(

@@ -42,7 +42,7 @@ def test_named_query_csv(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_injection_attempt_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["kg", "query", "--load", *EXAMPLES, "--named", "eligible-devices"]
+    args = ["kg", "query", "--load", *EXAMPLES, "--named", "eligible-profiles"]
     assert main([*args, "--param", 'model=x" } DROP ALL #']) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinyfleet: error: parameter 'model' must be an identifier")
@@ -79,4 +79,4 @@ def test_add_match_export_with_a_store(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_list_named_queries(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["kg", "query", "--list"]) == 0
-    assert "eligible-devices  model:id" in capsys.readouterr().out
+    assert "eligible-profiles  model:id" in capsys.readouterr().out

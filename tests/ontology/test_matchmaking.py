@@ -5,20 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from matchmaking_reference import DeviceFacts, ModelFacts, pair_reasons
 from rdflib import Graph
 
 from tinyfleet.ontology.extract_device import device_to_rdf
 from tinyfleet.ontology.extract_model import card_to_rdf
 from tinyfleet.ontology.fleetgen import generate_cards, generate_devices
-from tinyfleet.ontology.matchmaking import (
-    DeviceFacts,
-    ModelFacts,
-    eligible_devices,
-    match_device,
-    match_model,
-    pair_reasons,
-    resolve_model_id,
-)
+from tinyfleet.ontology.matchmaking import match_device, match_model, resolve_model_id
 from tinyfleet.ontology.resources import EXAMPLES_DIR
 from tinyfleet.ontology.store import KnowledgeGraph
 
@@ -58,7 +51,9 @@ def test_eligible_devices_agree_with_brute_force_on_10000_x_20(big: tuple) -> No
     verdicts = {True: 0, False: 0}
     for model in models:
         expected = sorted(d.device_id for d in devices if not pair_reasons(d, model))
-        assert eligible_devices(kg, model.model_id) == expected, model.model_id
+        assert list(kg.eligible(model.model_id).devices) == expected, model.model_id
+        page = kg.eligible(model.model_id, limit=50, offset=10)
+        assert (page.total, list(page.devices)) == (len(expected), expected[10:60])
         verdicts[True] += len(expected)
         verdicts[False] += len(devices) - len(expected)
     # the generated inventory must exercise both verdicts substantially
@@ -93,7 +88,7 @@ def test_device_side_agrees_on_both_backends(backend: str) -> None:
             for d in devices
             if not pair_reasons(DeviceFacts.from_description(d), model)
         )
-        assert eligible_devices(kg, model.model_id) == expected
+        assert list(kg.eligible(model.model_id).devices) == expected
 
 
 def test_examples_match_as_documented() -> None:
@@ -104,7 +99,10 @@ def test_examples_match_as_documented() -> None:
             kg.add(device_to_rdf(data))
         elif path.name.startswith("model-"):
             kg.add(card_to_rdf(data))
-    assert eligible_devices(kg, "digits-backbone") == ["esp32s3-eye-0001", "sparkfun-edge-0001"]
+    assert list(kg.eligible("digits-backbone").devices) == [
+        "esp32s3-eye-0001",
+        "sparkfun-edge-0001",
+    ]
     assert resolve_model_id(kg, "sine-head") == "sine-head@1"
     reasons = {m.device: m.reasons for m in match_model(kg, "digits-backbone@1")}
     assert reasons["f746disco-0001"] == "camera samples are 1x96x96x1, model input is 1x8x8x1"
@@ -112,7 +110,7 @@ def test_examples_match_as_documented() -> None:
         "unsupported operators: AVERAGE_POOL_2D, CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D;"
         " no camera sensor"
     )
-    assert eligible_devices(kg, "presence-head@1") == ["nano33-0002"]
+    assert list(kg.eligible("presence-head@1").devices) == ["nano33-0002"]
 
 
 def test_unknown_model_and_device_are_clear_errors() -> None:
@@ -120,7 +118,7 @@ def test_unknown_model_and_device_are_clear_errors() -> None:
 
     kg = KnowledgeGraph.memory()
     with pytest.raises(KnowledgeGraphError, match="no model named 'nope'"):
-        eligible_devices(kg, "nope")
+        list(kg.eligible("nope").devices)
     with pytest.raises(KnowledgeGraphError, match="no model 'nope@1'"):
         match_model(kg, "nope@1")
     with pytest.raises(KnowledgeGraphError, match="no device 'ghost'"):

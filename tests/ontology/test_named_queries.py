@@ -112,8 +112,6 @@ CASES = [
         {"device": "b-1"},
         [("cam@1", "false", CAM_B), ("kws@1", "false", KWS_B), ("sine@1", "true", "")],
     ),
-    ("eligible-devices", {"model": "sine@1"}, [("a-1",), ("b-1",), ("c-1",)]),
-    ("eligible-devices", {"model": "cam@1"}, [("a-1",)]),
     ("eligible-profiles", {"model": "cam@1"}, [("urn:t:pa",)]),
     ("eligible-profiles", {"model": "sine@1"}, [("urn:t:pa",), ("urn:t:pb",), ("urn:t:pc",)]),
     (
@@ -173,6 +171,14 @@ def kg(request: pytest.FixtureRequest) -> KnowledgeGraph:
     graph = KnowledgeGraph.memory(request.param)
     graph.add(Graph().parse(data=TURTLE, format="turtle"), validate=False)  # partial on purpose
     return graph
+
+
+def test_eligible_reads_the_profiles_devices(kg: KnowledgeGraph) -> None:
+    assert kg.eligible("sine@1").devices == ("a-1", "b-1", "c-1")
+    assert kg.eligible("cam@1").devices == ("a-1",)
+    page = kg.eligible("sine", limit=2, offset=1)
+    assert (page.model, page.total, page.devices, page.offset) == ("sine@1", 3, ("b-1", "c-1"), 1)
+    assert kg.eligible("sine@1", limit=0).total == 3
 
 
 def test_every_named_query_has_a_case() -> None:

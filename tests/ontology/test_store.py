@@ -15,7 +15,6 @@ from tinyfleet.ontology.errors import (
 )
 from tinyfleet.ontology.extract_device import device_to_rdf
 from tinyfleet.ontology.loaders import load_description
-from tinyfleet.ontology.matchmaking import eligible_devices
 from tinyfleet.ontology.named_queries import get_named_query
 from tinyfleet.ontology.namespaces import device_iri
 from tinyfleet.ontology.provenance import round_to_rdf
@@ -110,7 +109,7 @@ def test_update_is_validated_and_refused_atomically(kg: KnowledgeGraph) -> None:
 
 
 def test_valid_update_changes_matchmaking(kg: KnowledgeGraph) -> None:
-    assert "nucleo-f446re-0001" not in eligible_devices(kg, "presence-head@1")
+    assert "nucleo-f446re-0001" not in kg.eligible("presence-head@1").devices
     added, removed = kg.update(
         "INSERT { ?d tfo:hasSensor <https://w3id.org/tinyfleet/id/device/nucleo-f446re-0001/sensor/co2> ."
         " <https://w3id.org/tinyfleet/id/device/nucleo-f446re-0001/sensor/co2> a sosa:Sensor ; tfo:modality tfo:co2 }"
@@ -118,7 +117,7 @@ def test_valid_update_changes_matchmaking(kg: KnowledgeGraph) -> None:
     )
     # 3 sensor triples, plus the device moving to its new capability profile (derived)
     assert added > 3 and removed == 1
-    assert "nucleo-f446re-0001" in eligible_devices(kg, "presence-head@1")
+    assert "nucleo-f446re-0001" in kg.eligible("presence-head@1").devices
 
 
 def test_update_syntax_error_and_load_are_refused(kg: KnowledgeGraph) -> None:

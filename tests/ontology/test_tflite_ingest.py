@@ -1,4 +1,4 @@
-"""`kg add-model` on a real export: the .tflite parsed with tinyfleet.device.tflite_model."""
+"""`kg add-model` on a real export: the .tflite parsed with tinyfleet.device.tooling.tflite_model."""
 
 from __future__ import annotations
 
@@ -56,3 +56,31 @@ def test_tflite_without_card_is_refused(export_dir: Path, tmp_path: Path) -> Non
     (tmp_path / "m.tflite").write_bytes((export_dir / "backbone.tflite").read_bytes())
     with pytest.raises(DescriptionError, match="needs model_card.json beside it"):
         load_description(tmp_path / "m.tflite")
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (lambda c: c["input"].update(shape=[1, 9, 9, 1]), "input shape [1, 8, 8, 1] differs"),
+        (lambda c: c["output"].update(dtype="float32"), "output dtype int8 differs"),
+        (lambda c: c["input"].update(zero_point=0), "input quantisation differs"),
+        (lambda c: c["layers"][1].update(output_shapes=[[1, 2, 2, 2]]), "layer 1 output_shapes"),
+        (lambda c: c["layers"].pop(), "layers, the card lists"),
+    ],
+)
+def test_card_disagreeing_with_its_tflite_is_refused(
+    export_dir: Path, tmp_path: Path, edit: object, fragment: str
+) -> None:
+    card = json.loads((export_dir / "model_card.json").read_text())
+    edit(card)  # type: ignore[operator]
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    (tmp_path / "backbone.tflite").write_bytes((export_dir / "backbone.tflite").read_bytes())
+    for path in (tmp_path / "model_card.json", tmp_path / "backbone.tflite"):
+        with pytest.raises(DescriptionError, match=fragment.replace("[", r"\[")):
+            load_description(path)
+
+
+def test_card_naming_its_tflite_is_checked_and_kept(export_dir: Path) -> None:
+    by_card = load_description(export_dir / "model_card.json")
+    by_file = load_description(export_dir / "backbone.tflite")
+    assert set(by_card.graph) == set(by_file.graph)
