@@ -1,7 +1,7 @@
 """The serial bridge: firmware on a serial link takes part in MQTT federated rounds.
 
 A board (or QEMU's UART on a TCP port, or the host build behind a pipe) speaks COBS+CRC
-frames (``tf_device.h``): the bridge forwards each TRAIN task as the same wire bytes the
+frames (``tinyfleet_device.h``): the bridge forwards each TRAIN task as the same wire bytes the
 broker carried (``'T'`` frame), then feeds the device its ``k`` samples one at a time
 (``'S'`` frames: the bridge is the board's sensor here, drawing exactly the samples a
 Python device would draw, from the same seeded stream), and turns the firmware's

@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
         "generate",
         help="generate C99 for an int8 .tflite model",
         description=(
-            "Write tf_model.h / tf_model.c: weights and quantisation parameters as const "
+            "Write tinyfleet_model.h / tinyfleet_model.c: weights and quantisation parameters as const "
             "arrays, a static tensor arena sized by a liveness plan, and calls to the int8 "
             "kernels the model uses. An unsupported operator is an error naming it."
         ),
@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
     )
     build.add_argument(
         "--head-sizes",
-        help="head layer sizes (e.g. 32,16,5): also build the device loop tf_device "
+        help="head layer sizes (e.g. 32,16,5): also build the device loop tinyfleet_device "
         "(default: the head of the model card, if any)",
     )
     build.add_argument("--activation", default="relu", choices=("relu", "tanh"))
@@ -84,7 +84,7 @@ def register(subparsers: Any) -> None:
         "--device",
         type=Path,
         metavar="ELF",
-        help="run this tf_device.elf instead, its UART on --uart-port for `tinyfleet bridge "
+        help="run this tinyfleet_device.elf instead, its UART on --uart-port for `tinyfleet bridge "
         "serial tcp:127.0.0.1:PORT`, until Ctrl-C",
     )
     run.add_argument("--uart-port", type=int, default=4444, help="TCP port of the UART")
@@ -126,7 +126,7 @@ def _generate(args: argparse.Namespace) -> int:
     _require_file(args.model)
     gen = generate_from_file(args.model, args.output)
     print(
-        f"wrote {args.output / 'tf_model.h'} and {args.output / 'tf_model.c'}: "
+        f"wrote {args.output / 'tinyfleet_model.h'} and {args.output / 'tinyfleet_model.c'}: "
         f"{len(gen.operators)} operator kinds ({', '.join(gen.operators)}), "
         f"arena {gen.arena_bytes} B, weights {gen.weight_bytes} B"
     )
@@ -199,7 +199,7 @@ def _run_qemu(args: argparse.Namespace) -> int:
     if args.device is not None:
         return _run_qemu_device(args.device, args.uart_port)
     if args.model is None:
-        raise UsageError("give --model MODEL.tflite (self-check) or --device tf_device.elf")
+        raise UsageError("give --model MODEL.tflite (self-check) or --device tinyfleet_device.elf")
     _require_file(args.model)
     if args.inputs < 1:
         raise UsageError("--inputs must be >= 1")

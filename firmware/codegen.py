@@ -1,8 +1,9 @@
 """Generate C99 for one int8 ``.tflite`` model: const weights, a static arena, kernel calls.
 
 ``generate_model(model)`` lowers the main subgraph of a parsed model
-(:mod:`tinyfleet.device.tooling.tflite_model`) to two files, ``tf_model.h`` and ``tf_model.c``,
-which call only the kernels the model uses (``tf_kernels.h``). Quantisation
+(:mod:`tinyfleet.device.tooling.tflite_model`) to two files, ``tinyfleet_model.h`` and
+``tinyfleet_model.c``, which call only the kernels the model uses (``tinyfleet_kernels.h``).
+Quantisation
 parameters are computed here, on the host, exactly as TFLM's Prepare() does
 (:mod:`tinyfleet.firmware.quantize`), so the generated code needs no floating point.
 """
@@ -61,7 +62,7 @@ class GeneratedModel:
     def write(self, directory: str | Path) -> list[Path]:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        paths = [out / "tf_model.h", out / "tf_model.c"]
+        paths = [out / "tinyfleet_model.h", out / "tinyfleet_model.c"]
         paths[0].write_text(self.header)
         paths[1].write_text(self.source)
         return paths
@@ -144,7 +145,7 @@ class _Lowering:
         self.emit.array("int32_t", f"op{k}_mult", mult)
         self.emit.array("int32_t", f"op{k}_shift", shift)
         self.emit.statements.append(
-            f"    static const tf_requant op{k}_q = {{{-in_zp}, {out_zp}, {act_min}, {act_max}, "
+            f"    static const tinyfleet_requant op{k}_q = {{{-in_zp}, {out_zp}, {act_min}, {act_max}, "
             f"op{k}_mult, op{k}_shift}};"
         )
         return f"&op{k}_q"
@@ -175,14 +176,14 @@ class _Lowering:
             raise _fail(op, str(error)) from None
         k = op.index
         self.emit.statements.append(
-            f"    static const tf_window op{k}_w = {{{ih}, {iw}, {ic}, {oh}, {ow}, {oc}, "
+            f"    static const tinyfleet_window op{k}_w = {{{ih}, {iw}, {ic}, {oh}, {ow}, {oc}, "
             f"{kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {ph}, {pw}}};"
         )
         return f"&op{k}_w"
 
     def call(self, text: str) -> None:
         self.emit.statements.append(f"    st = {text};")
-        self.emit.statements.append("    if (st != TF_OK) {\n        return st;\n    }")
+        self.emit.statements.append("    if (st != TINYFLEET_OK) {\n        return st;\n    }")
 
     def lower(self, op: Operator) -> None:
         ins, out = self.tensors(op)
@@ -209,7 +210,7 @@ class _Lowering:
             f = self.weights(op, filt)
             b = self.bias(op, ins[2] if len(ins) > 2 else None, oc)
             self.call(
-                f"tf_conv2d_s8({w}, {q}, {self.ptr(inp.index)}, {f}, {b}, {self.ptr(out.index)})"
+                f"tinyfleet_conv2d_s8({w}, {q}, {self.ptr(inp.index)}, {f}, {b}, {self.ptr(out.index)})"
             )
         elif op.op == "DEPTHWISE_CONV_2D":
             filt = ins[1]
@@ -224,7 +225,7 @@ class _Lowering:
             f = self.weights(op, filt)
             b = self.bias(op, ins[2] if len(ins) > 2 else None, oc)
             self.call(
-                f"tf_depthwise_conv2d_s8({w}, {oc // ic}, {q}, {self.ptr(inp.index)}, {f}, {b}, "
+                f"tinyfleet_depthwise_conv2d_s8({w}, {oc // ic}, {q}, {self.ptr(inp.index)}, {f}, {b}, "
                 f"{self.ptr(out.index)})"
             )
         elif op.op == "FULLY_CONNECTED":
@@ -238,7 +239,7 @@ class _Lowering:
             f = self.weights(op, filt)
             b = self.bias(op, ins[2] if len(ins) > 2 else None, n_out)
             self.call(
-                f"tf_fully_connected_s8({n_in}, {n_out}, {q}, {self.ptr(inp.index)}, {f}, {b}, "
+                f"tinyfleet_fully_connected_s8({n_in}, {n_out}, {q}, {self.ptr(inp.index)}, {f}, {b}, "
                 f"{self.ptr(out.index)})"
             )
         elif op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
@@ -252,13 +253,17 @@ class _Lowering:
                 lo, hi = activation_range(act, out_q[0], out_q[1])
             except ValueError as error:
                 raise _fail(op, str(error)) from None
-            fn = "tf_average_pool2d_s8" if op.op == "AVERAGE_POOL_2D" else "tf_max_pool2d_s8"
+            fn = (
+                "tinyfleet_average_pool2d_s8"
+                if op.op == "AVERAGE_POOL_2D"
+                else "tinyfleet_max_pool2d_s8"
+            )
             self.call(f"{fn}({w}, {lo}, {hi}, {self.ptr(inp.index)}, {self.ptr(out.index)})")
         else:  # RESHAPE
             if inp.num_elements != out.num_elements:
                 raise _fail(op, "RESHAPE changes the element count")
             self.call(
-                f"tf_reshape_s8({out.num_elements}, {self.ptr(inp.index)}, {self.ptr(out.index)})"
+                f"tinyfleet_reshape_s8({out.num_elements}, {self.ptr(inp.index)}, {self.ptr(out.index)})"
             )
 
 
@@ -310,12 +315,12 @@ def generate_model(model: TFLiteModel, name: str = "model", sha256: str = "") ->
 
     plan = plan_arena(_lifetimes(graph))
     emit = _Emitter()
-    lowering = _Lowering(graph, emit, "tf_model_arena")
+    lowering = _Lowering(graph, emit, "tinyfleet_model_arena")
     lowering.offsets = plan.offsets
     for op in graph.operators:
         lowering.lower(op)
 
-    guard = "TF_MODEL_H"
+    guard = "TINYFLEET_MODEL_H"
     ops = tuple(sorted({op.op for op in graph.operators}))
     header = f"""/* Generated by `tinyfleet firmware generate` from {name}: do not edit.
  * sha256 {sha256 or "unknown"}
@@ -325,20 +330,20 @@ def generate_model(model: TFLiteModel, name: str = "model", sha256: str = "") ->
 
 #include <stdint.h>
 
-#include "tf_status.h"
+#include "tinyfleet_status.h"
 
-#define TF_MODEL_NAME "{_c_identifier(name)}"
-#define TF_MODEL_INPUT_SIZE {inp.num_elements}
-#define TF_MODEL_OUTPUT_SIZE {out.num_elements}
-#define TF_MODEL_ARENA_BYTES {plan.size}
-#define TF_MODEL_INPUT_SCALE {float(in_scale)!r}f
-#define TF_MODEL_INPUT_ZERO_POINT ({in_zp})
-#define TF_MODEL_OUTPUT_SCALE {float(out_scale)!r}f
-#define TF_MODEL_OUTPUT_ZERO_POINT ({out_zp})
+#define TINYFLEET_MODEL_NAME "{_c_identifier(name)}"
+#define TINYFLEET_MODEL_INPUT_SIZE {inp.num_elements}
+#define TINYFLEET_MODEL_OUTPUT_SIZE {out.num_elements}
+#define TINYFLEET_MODEL_ARENA_BYTES {plan.size}
+#define TINYFLEET_MODEL_INPUT_SCALE {float(in_scale)!r}f
+#define TINYFLEET_MODEL_INPUT_ZERO_POINT ({in_zp})
+#define TINYFLEET_MODEL_OUTPUT_SCALE {float(out_scale)!r}f
+#define TINYFLEET_MODEL_OUTPUT_ZERO_POINT ({out_zp})
 
 /* Run one inference: input and output are caller-owned int8 buffers of
- * TF_MODEL_INPUT_SIZE and TF_MODEL_OUTPUT_SIZE bytes. Not re-entrant (one arena). */
-tf_status tf_model_invoke(const int8_t *input, int8_t *output);
+ * TINYFLEET_MODEL_INPUT_SIZE and TINYFLEET_MODEL_OUTPUT_SIZE bytes. Not re-entrant (one arena). */
+tinyfleet_status tinyfleet_model_invoke(const int8_t *input, int8_t *output);
 
 #endif
 """
@@ -346,27 +351,27 @@ tf_status tf_model_invoke(const int8_t *input, int8_t *output);
     body = "\n".join(emit.statements)
     arrays = "\n\n".join(emit.arrays)
     source = f"""/* Generated by `tinyfleet firmware generate` from {name}: do not edit. */
-#include "tf_model.h"
+#include "tinyfleet_model.h"
 
 #include <stddef.h>
 #include <string.h>
 
-#include "tf_kernels.h"
+#include "tinyfleet_kernels.h"
 
 /* Activations share one static arena; offsets come from a liveness plan. */
-static int8_t tf_model_arena[TF_MODEL_ARENA_BYTES] __attribute__((aligned(16)));
+static int8_t tinyfleet_model_arena[TINYFLEET_MODEL_ARENA_BYTES] __attribute__((aligned(16)));
 
 {arrays}
 
-tf_status tf_model_invoke(const int8_t *input, int8_t *output)
+tinyfleet_status tinyfleet_model_invoke(const int8_t *input, int8_t *output)
 {{
-    tf_status st = TF_OK;
+    tinyfleet_status st = TINYFLEET_OK;
     if (!input || !output) {{
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }}
-    memcpy(tf_model_arena + {in_off}, input, TF_MODEL_INPUT_SIZE);
+    memcpy(tinyfleet_model_arena + {in_off}, input, TINYFLEET_MODEL_INPUT_SIZE);
 {body}
-    memcpy(output, tf_model_arena + {out_off}, TF_MODEL_OUTPUT_SIZE);
+    memcpy(output, tinyfleet_model_arena + {out_off}, TINYFLEET_MODEL_OUTPUT_SIZE);
     return st;
 }}
 """
@@ -382,7 +387,7 @@ tf_status tf_model_invoke(const int8_t *input, int8_t *output)
 
 
 def generate_from_file(path: str | Path, out_dir: str | Path) -> GeneratedModel:
-    """Read ``path`` (a .tflite), generate, and write ``tf_model.[ch]`` into ``out_dir``."""
+    """Read ``path`` (a .tflite), generate, and write ``tinyfleet_model.[ch]`` into ``out_dir``."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -399,38 +404,38 @@ def generate_passthrough(size: int, name: str = "no-backbone") -> GeneratedModel
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     header = f"""/* Generated by tinyfleet: {name} (no backbone; the head reads features directly). */
-#ifndef TF_MODEL_H
-#define TF_MODEL_H
+#ifndef TINYFLEET_MODEL_H
+#define TINYFLEET_MODEL_H
 
 #include <stdint.h>
 
-#include "tf_status.h"
+#include "tinyfleet_status.h"
 
-#define TF_MODEL_NAME "{_c_identifier(name)}"
-#define TF_MODEL_INPUT_SIZE {size}
-#define TF_MODEL_OUTPUT_SIZE {size}
-#define TF_MODEL_ARENA_BYTES 0
-#define TF_MODEL_INPUT_SCALE 1.0f
-#define TF_MODEL_INPUT_ZERO_POINT (0)
-#define TF_MODEL_OUTPUT_SCALE 1.0f
-#define TF_MODEL_OUTPUT_ZERO_POINT (0)
+#define TINYFLEET_MODEL_NAME "{_c_identifier(name)}"
+#define TINYFLEET_MODEL_INPUT_SIZE {size}
+#define TINYFLEET_MODEL_OUTPUT_SIZE {size}
+#define TINYFLEET_MODEL_ARENA_BYTES 0
+#define TINYFLEET_MODEL_INPUT_SCALE 1.0f
+#define TINYFLEET_MODEL_INPUT_ZERO_POINT (0)
+#define TINYFLEET_MODEL_OUTPUT_SCALE 1.0f
+#define TINYFLEET_MODEL_OUTPUT_ZERO_POINT (0)
 
-tf_status tf_model_invoke(const int8_t *input, int8_t *output);
+tinyfleet_status tinyfleet_model_invoke(const int8_t *input, int8_t *output);
 
 #endif
 """
     source = """/* Generated by tinyfleet: pass-through model. */
-#include "tf_model.h"
+#include "tinyfleet_model.h"
 
 #include <string.h>
 
-tf_status tf_model_invoke(const int8_t *input, int8_t *output)
+tinyfleet_status tinyfleet_model_invoke(const int8_t *input, int8_t *output)
 {
     if (!input || !output) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
-    memmove(output, input, TF_MODEL_INPUT_SIZE);
-    return TF_OK;
+    memmove(output, input, TINYFLEET_MODEL_INPUT_SIZE);
+    return TINYFLEET_OK;
 }
 """
     return GeneratedModel(header, source, 0, 0, (), size, size)

@@ -1,4 +1,4 @@
-"""COBS + CRC-16 framing for the serial link (the Python twin of ``tf_framing.c``).
+"""COBS + CRC-16 framing for the serial link (the Python twin of ``tinyfleet_framing.c``).
 
 ``frame = COBS(payload || crc16_be(payload)) || 0x00`` with CRC-16/CCITT-FALSE
 (``binascii.crc_hqx(payload, 0xFFFF)``).

@@ -1,4 +1,4 @@
-"""Job files for the C job runner (``apps/tf_job_runner.c``) and running them.
+"""Job files for the C job runner (``apps/tinyfleet_job_runner.c``) and running them.
 
 The same job runs on the host build and inside QEMU (semihosting file I/O), so the
 tests and ``tinyfleet firmware report`` compare exactly the same computation.
@@ -19,8 +19,8 @@ from tinyfleet.device.head import HeadSpec
 from tinyfleet.errors import TinyfleetError
 from tinyfleet.firmware.toolchain import QEMU
 
-JOB_FILE = "tf_job.bin"
-RESULT_FILE = "tf_result.bin"
+JOB_FILE = "tinyfleet_job.bin"
+RESULT_FILE = "tinyfleet_result.bin"
 _ACTIVATIONS = {"tanh": 0, "relu": 1}
 _LOSSES = {"mse": 0, "softmax_ce": 1}
 
@@ -95,7 +95,7 @@ def run_job(
     runner: str | Path, job: bytes, qemu: bool = False, icount: bool = False, timeout: float = 300
 ) -> tuple[bytes, str]:
     """Run one job with the host binary or the QEMU ELF; returns (result bytes, stdout)."""
-    with tempfile.TemporaryDirectory(prefix="tf_job_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tinyfleet_job_") as tmp:
         work = Path(tmp)
         (work / JOB_FILE).write_bytes(job)
         if qemu:

@@ -131,7 +131,7 @@ def report_model(model: str | Path, head: HeadSpec | None = None, reps: int = 3)
     from tinyfleet.firmware.codegen import generate_passthrough
 
     tflite, card_head = _resolve(Path(model))
-    with tempfile.TemporaryDirectory(prefix="tf_report_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tinyfleet_report_") as tmp:
         work = Path(tmp)
         if tflite is not None:
             generated = generate_from_file(tflite, work / "model")
@@ -143,10 +143,10 @@ def report_model(model: str | Path, head: HeadSpec | None = None, reps: int = 3)
             generated.write(work / "model")
         sizes = spec.layer_sizes
         defines = {
-            "TF_JOB_MAX_PARAMS": spec.num_params,
-            "TF_JOB_MAX_WIDTH": max(sizes),
-            "TF_JOB_MAX_SCRATCH": sum(sizes[1:]) + 2 * max(sizes),
-            "TF_JOB_MAX_SAMPLES": 1,
+            "TINYFLEET_JOB_MAX_PARAMS": spec.num_params,
+            "TINYFLEET_JOB_MAX_WIDTH": max(sizes),
+            "TINYFLEET_JOB_MAX_SCRATCH": sum(sizes[1:]) + 2 * max(sizes),
+            "TINYFLEET_JOB_MAX_SAMPLES": 1,
         }
         build = cmake_build("qemu-mps2-an386", work / "build", work / "model", defines=defines)
         assert build.job_runner is not None and build.map_file is not None

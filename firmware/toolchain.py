@@ -66,11 +66,11 @@ def cmake_build(
 ) -> BuildResult:
     """Configure and build ``firmware/`` for ``target`` in ``build_dir``.
 
-    ``model_dir`` holds the generated ``tf_model.[ch]`` (the job runner is built only
+    ``model_dir`` holds the generated ``tinyfleet_model.[ch]`` (the job runner is built only
     with a model). ``sanitize`` adds ASan/UBSan (host only). ``defines`` sets the job
-    runner's buffer capacities (``TF_JOB_MAX_PARAMS`` ...). ``device_config_dir`` holds
-    ``tf_device_config.h`` (:func:`tinyfleet.firmware.device.write_device_config`); with
-    it the device loop ``tf_device`` is built too.
+    runner's buffer capacities (``TINYFLEET_JOB_MAX_PARAMS`` ...). ``device_config_dir`` holds
+    ``tinyfleet_device_config.h`` (:func:`tinyfleet.firmware.device.write_device_config`); with
+    it the device loop ``tinyfleet_device`` is built too.
     """
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
@@ -85,12 +85,13 @@ def cmake_build(
         str(FIRMWARE_DIR),
         "-B",
         str(build),
-        f"-DTF_TARGET={target}",
-        f"-DTF_SANITIZE={'ON' if sanitize else 'OFF'}",
-        f"-DTF_MODEL_DIR={Path(model_dir).resolve() if model_dir else ''}",
+        f"-DTINYFLEET_TARGET={target}",
+        f"-DTINYFLEET_SANITIZE={'ON' if sanitize else 'OFF'}",
+        f"-DTINYFLEET_MODEL_DIR={Path(model_dir).resolve() if model_dir else ''}",
         "-DCMAKE_BUILD_TYPE=Release",
-        f"-DTF_DEVICE_CONFIG_DIR={Path(device_config_dir).resolve() if device_config_dir else ''}",
-        "-DTF_JOB_DEFINES=" + ";".join(f"{k}={v}" for k, v in sorted((defines or {}).items())),
+        f"-DTINYFLEET_DEVICE_CONFIG_DIR={Path(device_config_dir).resolve() if device_config_dir else ''}",
+        "-DTINYFLEET_JOB_DEFINES="
+        + ";".join(f"{k}={v}" for k, v in sorted((defines or {}).items())),
     ]
     if target != "host":
         cmd.append(f"-DCMAKE_TOOLCHAIN_FILE={FIRMWARE_DIR / 'cmake' / 'arm-none-eabi.cmake'}")
@@ -99,9 +100,9 @@ def cmake_build(
     _run(cmd)
     _run(["cmake", "--build", str(build), "--parallel", "2"])
     suffix = "" if target == "host" else ".elf"
-    runner = build / f"tf_job_runner{suffix}"
-    map_file = build / "tf_job_runner.map"
-    device = build / f"tf_device{suffix}"
+    runner = build / f"tinyfleet_job_runner{suffix}"
+    map_file = build / "tinyfleet_job_runner.map"
+    device = build / f"tinyfleet_device{suffix}"
     return BuildResult(
         target=target,
         build_dir=build,

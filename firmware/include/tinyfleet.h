@@ -2,10 +2,10 @@
 #ifndef TINYFLEET_H
 #define TINYFLEET_H
 
-#include "tf_framing.h"
-#include "tf_head.h"
-#include "tf_kernels.h"
-#include "tf_port.h"
-#include "tf_status.h"
+#include "tinyfleet_framing.h"
+#include "tinyfleet_head.h"
+#include "tinyfleet_kernels.h"
+#include "tinyfleet_port.h"
+#include "tinyfleet_status.h"
 
 #endif

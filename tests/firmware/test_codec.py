@@ -35,7 +35,7 @@ def codec_tool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if missing:
         pytest.skip(f"host toolchain absent: {', '.join(missing)} not on PATH")
     build = cmake_build("host", tmp_path_factory.mktemp("fw_codec"), None, sanitize=True)
-    return build.build_dir / "tf_codec_tool"
+    return build.build_dir / "tinyfleet_codec_tool"
 
 
 @pytest.fixture(scope="session")

@@ -110,7 +110,7 @@ def test_unsupported_operator_is_one_line_error(
     assert main(["firmware", "generate", str(path), "-o", str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unsupported operator SOFTMAX" in err[0]
-    assert not (tmp_path / "out2" / "tf_model.c").exists()
+    assert not (tmp_path / "out2" / "tinyfleet_model.c").exists()
 
 
 def test_generate_cli_rejects_missing_and_corrupt_files(

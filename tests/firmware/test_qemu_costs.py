@@ -85,8 +85,8 @@ def test_nano33ble_build_links_for_the_board(
     assert "Arduino library" in text
     library = out / "arduino" / "tinyfleet"
     assert (library / "library.properties").exists()
-    assert {"tf_model.c", "tf_kernels.c", "tinyfleet.h"} <= {
+    assert {"tinyfleet_model.c", "tinyfleet_kernels.c", "tinyfleet.h"} <= {
         p.name for p in (library / "src").iterdir()
     }
-    elf = out / "tf_job_runner.elf"
+    elf = out / "tinyfleet_job_runner.elf"
     assert elf.read_bytes()[:4] == b"\x7fELF" and elf.read_bytes()[18] == 40  # EM_ARM

@@ -4,19 +4,19 @@
 // then copy build/firmware-nano33ble/arduino/tinyfleet into your Arduino libraries.
 extern "C" {
 #include "tinyfleet.h"
-#include "tf_model.h"
+#include "tinyfleet_model.h"
 }
 
-static int8_t input[TF_MODEL_INPUT_SIZE];
-static int8_t output[TF_MODEL_OUTPUT_SIZE];
+static int8_t input[TINYFLEET_MODEL_INPUT_SIZE];
+static int8_t output[TINYFLEET_MODEL_OUTPUT_SIZE];
 
 void setup() { Serial.begin(115200); }
 
 void loop() {
   unsigned long t0 = micros();
-  tf_status st = tf_model_invoke(input, output);
+  tinyfleet_status st = tinyfleet_model_invoke(input, output);
   unsigned long dt = micros() - t0;
-  Serial.print(tf_status_name(st));
+  Serial.print(tinyfleet_status_name(st));
   Serial.print(" us=");
   Serial.print(dt);
   Serial.print(" out0=");

@@ -1,10 +1,10 @@
 /* int8 kernels mirroring TFLite Micro's reference integer kernels, bit for bit. */
-#include "tf_kernels.h"
+#include "tinyfleet_kernels.h"
 
 #include <string.h>
 
 /* gemmlowp's SaturatingRoundingDoublingHighMul: (a*b*2 + 2^31 nudge) >> 32. */
-static int32_t tf_srdhm(int32_t a, int32_t b)
+static int32_t tinyfleet_srdhm(int32_t a, int32_t b)
 {
     if (a == b && a == INT32_MIN) {
         return INT32_MAX;
@@ -15,7 +15,7 @@ static int32_t tf_srdhm(int32_t a, int32_t b)
 }
 
 /* gemmlowp's RoundingDivideByPOT: divide by 2^exponent, round half away from zero. */
-static int32_t tf_rounding_divide_by_pot(int32_t x, int32_t exponent)
+static int32_t tinyfleet_rounding_divide_by_pot(int32_t x, int32_t exponent)
 {
     const int32_t mask = (int32_t)((1LL << exponent) - 1);
     const int32_t remainder = x & mask;
@@ -23,18 +23,18 @@ static int32_t tf_rounding_divide_by_pot(int32_t x, int32_t exponent)
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-int32_t tf_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift)
+int32_t tinyfleet_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift)
 {
     const int32_t left_shift = shift > 0 ? shift : 0;
     const int32_t right_shift = shift > 0 ? 0 : -shift;
     /* TFLM computes x * (1 << left_shift) in int32; wrap like it does without UB. */
     const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
-    return tf_rounding_divide_by_pot(tf_srdhm(shifted, multiplier), right_shift);
+    return tinyfleet_rounding_divide_by_pot(tinyfleet_srdhm(shifted, multiplier), right_shift);
 }
 
-static int8_t tf_requantize(int32_t acc, const tf_requant *q, int32_t channel)
+static int8_t tinyfleet_requantize(int32_t acc, const tinyfleet_requant *q, int32_t channel)
 {
-    acc = tf_multiply_by_quantized_multiplier(acc, q->multiplier[channel], q->shift[channel]);
+    acc = tinyfleet_multiply_by_quantized_multiplier(acc, q->multiplier[channel], q->shift[channel]);
     acc += q->output_offset;
     if (acc < q->act_min) {
         acc = q->act_min;
@@ -45,24 +45,24 @@ static int8_t tf_requantize(int32_t acc, const tf_requant *q, int32_t channel)
     return (int8_t)acc;
 }
 
-static tf_status tf_check_window(const tf_window *w)
+static tinyfleet_status tinyfleet_check_window(const tinyfleet_window *w)
 {
     if (w->in_h < 1 || w->in_w < 1 || w->in_c < 1 || w->out_h < 1 || w->out_w < 1 ||
         w->out_c < 1 || w->k_h < 1 || w->k_w < 1 || w->stride_h < 1 || w->stride_w < 1 ||
         w->dil_h < 1 || w->dil_w < 1) {
-        return TF_ERR_SHAPE;
+        return TINYFLEET_ERR_SHAPE;
     }
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-tf_status tf_conv2d_s8(const tf_window *w, const tf_requant *q, const int8_t *input,
+tinyfleet_status tinyfleet_conv2d_s8(const tinyfleet_window *w, const tinyfleet_requant *q, const int8_t *input,
                        const int8_t *filter, const int32_t *bias, int8_t *output)
 {
     if (!w || !q || !input || !filter || !output || !q->multiplier || !q->shift) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
-    tf_status st = tf_check_window(w);
-    if (st != TF_OK) {
+    tinyfleet_status st = tinyfleet_check_window(w);
+    if (st != TINYFLEET_OK) {
         return st;
     }
     for (int32_t oy = 0; oy < w->out_h; ++oy) {
@@ -91,26 +91,26 @@ tf_status tf_conv2d_s8(const tf_window *w, const tf_requant *q, const int8_t *in
                 if (bias) {
                     acc += bias[oc];
                 }
-                output[(oy * w->out_w + ox) * w->out_c + oc] = tf_requantize(acc, q, oc);
+                output[(oy * w->out_w + ox) * w->out_c + oc] = tinyfleet_requantize(acc, q, oc);
             }
         }
     }
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-tf_status tf_depthwise_conv2d_s8(const tf_window *w, int32_t depth_multiplier,
-                                 const tf_requant *q, const int8_t *input,
+tinyfleet_status tinyfleet_depthwise_conv2d_s8(const tinyfleet_window *w, int32_t depth_multiplier,
+                                 const tinyfleet_requant *q, const int8_t *input,
                                  const int8_t *filter, const int32_t *bias, int8_t *output)
 {
     if (!w || !q || !input || !filter || !output || !q->multiplier || !q->shift) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
-    tf_status st = tf_check_window(w);
-    if (st != TF_OK) {
+    tinyfleet_status st = tinyfleet_check_window(w);
+    if (st != TINYFLEET_OK) {
         return st;
     }
     if (depth_multiplier < 1 || w->out_c != w->in_c * depth_multiplier) {
-        return TF_ERR_SHAPE;
+        return TINYFLEET_ERR_SHAPE;
     }
     for (int32_t oy = 0; oy < w->out_h; ++oy) {
         const int32_t iy0 = oy * w->stride_h - w->pad_h;
@@ -138,23 +138,23 @@ tf_status tf_depthwise_conv2d_s8(const tf_window *w, int32_t depth_multiplier,
                     if (bias) {
                         acc += bias[oc];
                     }
-                    output[(oy * w->out_w + ox) * w->out_c + oc] = tf_requantize(acc, q, oc);
+                    output[(oy * w->out_w + ox) * w->out_c + oc] = tinyfleet_requantize(acc, q, oc);
                 }
             }
         }
     }
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-tf_status tf_fully_connected_s8(int32_t in_features, int32_t out_features, const tf_requant *q,
+tinyfleet_status tinyfleet_fully_connected_s8(int32_t in_features, int32_t out_features, const tinyfleet_requant *q,
                                 const int8_t *input, const int8_t *filter, const int32_t *bias,
                                 int8_t *output)
 {
     if (!q || !input || !filter || !output || !q->multiplier || !q->shift) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
     if (in_features < 1 || out_features < 1) {
-        return TF_ERR_SHAPE;
+        return TINYFLEET_ERR_SHAPE;
     }
     for (int32_t o = 0; o < out_features; ++o) {
         const int8_t *f = filter + o * in_features;
@@ -165,38 +165,38 @@ tf_status tf_fully_connected_s8(int32_t in_features, int32_t out_features, const
         if (bias) {
             acc += bias[o];
         }
-        output[o] = tf_requantize(acc, q, o);
+        output[o] = tinyfleet_requantize(acc, q, o);
     }
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-static int32_t tf_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
-static int32_t tf_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
+static int32_t tinyfleet_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
+static int32_t tinyfleet_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 
-tf_status tf_average_pool2d_s8(const tf_window *w, int32_t act_min, int32_t act_max,
+tinyfleet_status tinyfleet_average_pool2d_s8(const tinyfleet_window *w, int32_t act_min, int32_t act_max,
                                const int8_t *input, int8_t *output)
 {
     if (!w || !input || !output) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
-    tf_status st = tf_check_window(w);
-    if (st != TF_OK) {
+    tinyfleet_status st = tinyfleet_check_window(w);
+    if (st != TINYFLEET_OK) {
         return st;
     }
     if (w->out_c != w->in_c) {
-        return TF_ERR_SHAPE;
+        return TINYFLEET_ERR_SHAPE;
     }
     for (int32_t oy = 0; oy < w->out_h; ++oy) {
         const int32_t iy0 = oy * w->stride_h - w->pad_h;
-        const int32_t ky0 = tf_max_i32(0, -iy0);
-        const int32_t ky1 = tf_min_i32(w->k_h, w->in_h - iy0);
+        const int32_t ky0 = tinyfleet_max_i32(0, -iy0);
+        const int32_t ky1 = tinyfleet_min_i32(w->k_h, w->in_h - iy0);
         for (int32_t ox = 0; ox < w->out_w; ++ox) {
             const int32_t ix0 = ox * w->stride_w - w->pad_w;
-            const int32_t kx0 = tf_max_i32(0, -ix0);
-            const int32_t kx1 = tf_min_i32(w->k_w, w->in_w - ix0);
+            const int32_t kx0 = tinyfleet_max_i32(0, -ix0);
+            const int32_t kx1 = tinyfleet_min_i32(w->k_w, w->in_w - ix0);
             const int32_t count = (ky1 - ky0) * (kx1 - kx0);
             if (ky1 <= ky0 || kx1 <= kx0) {
-                return TF_ERR_SHAPE; /* TFLM fails the same window */
+                return TINYFLEET_ERR_SHAPE; /* TFLM fails the same window */
             }
             for (int32_t c = 0; c < w->in_c; ++c) {
                 int32_t acc = 0;
@@ -207,61 +207,61 @@ tf_status tf_average_pool2d_s8(const tf_window *w, int32_t act_min, int32_t act_
                 }
                 /* Round half away from zero, as TFLM does. */
                 acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-                acc = tf_min_i32(tf_max_i32(acc, act_min), act_max);
+                acc = tinyfleet_min_i32(tinyfleet_max_i32(acc, act_min), act_max);
                 output[(oy * w->out_w + ox) * w->out_c + c] = (int8_t)acc;
             }
         }
     }
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-tf_status tf_max_pool2d_s8(const tf_window *w, int32_t act_min, int32_t act_max,
+tinyfleet_status tinyfleet_max_pool2d_s8(const tinyfleet_window *w, int32_t act_min, int32_t act_max,
                            const int8_t *input, int8_t *output)
 {
     if (!w || !input || !output) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
-    tf_status st = tf_check_window(w);
-    if (st != TF_OK) {
+    tinyfleet_status st = tinyfleet_check_window(w);
+    if (st != TINYFLEET_OK) {
         return st;
     }
     if (w->out_c != w->in_c) {
-        return TF_ERR_SHAPE;
+        return TINYFLEET_ERR_SHAPE;
     }
     for (int32_t oy = 0; oy < w->out_h; ++oy) {
         const int32_t iy0 = oy * w->stride_h - w->pad_h;
-        const int32_t ky0 = tf_max_i32(0, -iy0);
-        const int32_t ky1 = tf_min_i32(w->k_h, w->in_h - iy0);
+        const int32_t ky0 = tinyfleet_max_i32(0, -iy0);
+        const int32_t ky1 = tinyfleet_min_i32(w->k_h, w->in_h - iy0);
         for (int32_t ox = 0; ox < w->out_w; ++ox) {
             const int32_t ix0 = ox * w->stride_w - w->pad_w;
-            const int32_t kx0 = tf_max_i32(0, -ix0);
-            const int32_t kx1 = tf_min_i32(w->k_w, w->in_w - ix0);
+            const int32_t kx0 = tinyfleet_max_i32(0, -ix0);
+            const int32_t kx1 = tinyfleet_min_i32(w->k_w, w->in_w - ix0);
             for (int32_t c = 0; c < w->in_c; ++c) {
                 int32_t best = -128;
                 for (int32_t ky = ky0; ky < ky1; ++ky) {
                     for (int32_t kx = kx0; kx < kx1; ++kx) {
-                        best = tf_max_i32(
+                        best = tinyfleet_max_i32(
                             best, input[((iy0 + ky) * w->in_w + (ix0 + kx)) * w->in_c + c]);
                     }
                 }
-                best = tf_min_i32(tf_max_i32(best, act_min), act_max);
+                best = tinyfleet_min_i32(tinyfleet_max_i32(best, act_min), act_max);
                 output[(oy * w->out_w + ox) * w->out_c + c] = (int8_t)best;
             }
         }
     }
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-tf_status tf_reshape_s8(int32_t size, const int8_t *input, int8_t *output)
+tinyfleet_status tinyfleet_reshape_s8(int32_t size, const int8_t *input, int8_t *output)
 {
     if (!input || !output) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
     if (size < 0) {
-        return TF_ERR_SHAPE;
+        return TINYFLEET_ERR_SHAPE;
     }
     if (input != output) {
         memmove(output, input, (size_t)size);
     }
-    return TF_OK;
+    return TINYFLEET_OK;
 }

@@ -7,19 +7,19 @@
  * host in float64 exactly as TFLM's QuantizeMultiplier does. Weights are symmetric
  * (zero point 0). A NULL bias means "no bias" (the converter drops all-zero biases).
  */
-#ifndef TF_KERNELS_H
-#define TF_KERNELS_H
+#ifndef TINYFLEET_KERNELS_H
+#define TINYFLEET_KERNELS_H
 
 #include <stdint.h>
 
-#include "tf_status.h"
+#include "tinyfleet_status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* Requantisation of one int32 accumulator (exposed for tests). */
-int32_t tf_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
+int32_t tinyfleet_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
 
 /* Output quantisation shared by the MAC kernels. */
 typedef struct {
@@ -28,7 +28,7 @@ typedef struct {
     int32_t act_min, act_max;  /* fused activation clamp, in output int8 units */
     const int32_t *multiplier; /* per output channel */
     const int32_t *shift;      /* per output channel, TFLM convention (>0: left) */
-} tf_requant;
+} tinyfleet_requant;
 
 /* Geometry of CONV_2D / DEPTHWISE_CONV_2D / pooling windows (batch 1). */
 typedef struct {
@@ -38,27 +38,27 @@ typedef struct {
     int32_t stride_h, stride_w;
     int32_t dil_h, dil_w;
     int32_t pad_h, pad_w; /* top/left padding */
-} tf_window;
+} tinyfleet_window;
 
-tf_status tf_conv2d_s8(const tf_window *w, const tf_requant *q, const int8_t *input,
+tinyfleet_status tinyfleet_conv2d_s8(const tinyfleet_window *w, const tinyfleet_requant *q, const int8_t *input,
                        const int8_t *filter, const int32_t *bias, int8_t *output);
 
-tf_status tf_depthwise_conv2d_s8(const tf_window *w, int32_t depth_multiplier,
-                                 const tf_requant *q, const int8_t *input,
+tinyfleet_status tinyfleet_depthwise_conv2d_s8(const tinyfleet_window *w, int32_t depth_multiplier,
+                                 const tinyfleet_requant *q, const int8_t *input,
                                  const int8_t *filter, const int32_t *bias, int8_t *output);
 
-tf_status tf_fully_connected_s8(int32_t in_features, int32_t out_features, const tf_requant *q,
+tinyfleet_status tinyfleet_fully_connected_s8(int32_t in_features, int32_t out_features, const tinyfleet_requant *q,
                                 const int8_t *input, const int8_t *filter, const int32_t *bias,
                                 int8_t *output);
 
 /* Pools keep the input's quantisation; act_min/act_max clamp the result. */
-tf_status tf_average_pool2d_s8(const tf_window *w, int32_t act_min, int32_t act_max,
+tinyfleet_status tinyfleet_average_pool2d_s8(const tinyfleet_window *w, int32_t act_min, int32_t act_max,
                                const int8_t *input, int8_t *output);
-tf_status tf_max_pool2d_s8(const tf_window *w, int32_t act_min, int32_t act_max,
+tinyfleet_status tinyfleet_max_pool2d_s8(const tinyfleet_window *w, int32_t act_min, int32_t act_max,
                            const int8_t *input, int8_t *output);
 
 /* RESHAPE: the bytes do not change; copies unless input == output. */
-tf_status tf_reshape_s8(int32_t size, const int8_t *input, int8_t *output);
+tinyfleet_status tinyfleet_reshape_s8(int32_t size, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }

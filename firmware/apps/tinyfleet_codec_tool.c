@@ -1,8 +1,8 @@
 /* Host tool for the codec tests.
- *   tf_codec_tool decode MAX_BYTES FILE...   feed the files, in order, to one assembler
+ *   tinyfleet_codec_tool decode MAX_BYTES FILE...   feed the files, in order, to one assembler
  *       and print JSON: {"result": code, "decoded": [...], "message": {...} | null,
  *       "roundtrip": bool} (roundtrip: re-encoding every whole message gave its bytes)
- *   tf_codec_tool fuzz SEED ITERATIONS FILE...   decode mutated copies of the files
+ *   tinyfleet_codec_tool fuzz SEED ITERATIONS FILE...   decode mutated copies of the files
  *       (bit flips, truncations, splices, random bytes); prints outcome counts. Built with
  *       sanitizers, a crash or UB report fails the test.
  */
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tf_codec.h"
+#include "tinyfleet_codec.h"
 
 #define MAX_FILE (1u << 20)
 #define MAX_FILES 64
@@ -22,7 +22,7 @@ static size_t g_lens[MAX_FILES];
 static uint8_t g_assembly[MAX_FILE];
 static uint8_t g_encoded[MAX_FILE];
 static float g_dense[MAX_FILE / 4];
-static tf_wire_span g_spans[MAX_CHUNKS];
+static tinyfleet_wire_span g_spans[MAX_CHUNKS];
 
 static void print_str(const uint8_t *s, size_t n)
 {
@@ -45,12 +45,12 @@ static const char *type_name(uint8_t t)
     return t <= 5 ? names[t] : "?";
 }
 
-static void print_message(const tf_wire_message *m)
+static void print_message(const tinyfleet_wire_message *m)
 {
     printf("{\"type\": \"%s\", \"round\": %" PRIu32 ", \"msg_id\": %" PRIu32 ", \"device_id\": ",
            type_name(m->type), m->round, m->msg_id);
     print_str(m->device_id, m->device_len);
-    if (m->type == TF_MSG_CHUNK) {
+    if (m->type == TINYFLEET_MSG_CHUNK) {
         printf(", \"index\": %u, \"count\": %u, \"total_len\": %" PRIu32 ", \"offset\": %" PRIu32
                ", \"length\": %" PRIu32 "}",
                m->chunk_index, m->chunk_count, m->total_len, m->offset, m->chunk_len);
@@ -58,17 +58,17 @@ static void print_message(const tf_wire_message *m)
     }
     printf(", \"fields\": [");
     for (uint8_t i = 0; i < m->n_fields; ++i) {
-        const tf_wire_field *f = &m->fields[i];
+        const tinyfleet_wire_field *f = &m->fields[i];
         printf("%s{\"key\": ", i ? ", " : "");
         print_str(f->key, f->key_len);
         switch (f->type) {
-        case TF_FIELD_INT64:
-            printf(", \"type\": \"int64\", \"value\": %" PRId64 "}", tf_wire_field_int64(f));
+        case TINYFLEET_FIELD_INT64:
+            printf(", \"type\": \"int64\", \"value\": %" PRId64 "}", tinyfleet_wire_field_int64(f));
             break;
-        case TF_FIELD_FLOAT64:
-            printf(", \"type\": \"float64\", \"value\": %.17g}", tf_wire_field_float64(f));
+        case TINYFLEET_FIELD_FLOAT64:
+            printf(", \"type\": \"float64\", \"value\": %.17g}", tinyfleet_wire_field_float64(f));
             break;
-        case TF_FIELD_BOOL:
+        case TINYFLEET_FIELD_BOOL:
             printf(", \"type\": \"bool\", \"value\": %s}", f->value[0] ? "true" : "false");
             break;
         default:
@@ -79,10 +79,10 @@ static void print_message(const tf_wire_message *m)
     }
     printf("], \"arrays\": [");
     for (uint8_t i = 0; i < m->n_arrays; ++i) {
-        const tf_wire_array *a = &m->arrays[i];
+        const tinyfleet_wire_array *a = &m->arrays[i];
         printf("%s{\"name\": ", i ? ", " : "");
         print_str(a->name, a->name_len);
-        printf(", \"dtype\": \"%s\", \"shape\": [", a->dtype == TF_DTYPE_INT8 ? "int8" : "float32");
+        printf(", \"dtype\": \"%s\", \"shape\": [", a->dtype == TINYFLEET_DTYPE_INT8 ? "int8" : "float32");
         for (uint8_t d = 0; d < a->ndim; ++d) {
             printf("%s%" PRIu32, d ? ", " : "", a->dims[d]);
         }
@@ -91,7 +91,7 @@ static void print_message(const tf_wire_message *m)
         if (a->sparse) {
             printf("[");
             for (uint32_t k = 0; k < a->count; ++k) {
-                printf("%s%" PRIu32, k ? ", " : "", tf_wire_array_index(a, k));
+                printf("%s%" PRIu32, k ? ", " : "", tinyfleet_wire_array_index(a, k));
             }
             printf("]");
         } else {
@@ -99,15 +99,15 @@ static void print_message(const tf_wire_message *m)
         }
         printf(", \"values\": [");
         for (uint32_t k = 0; k < a->count; ++k) {
-            if (a->dtype == TF_DTYPE_INT8) {
+            if (a->dtype == TINYFLEET_DTYPE_INT8) {
                 printf("%s%d", k ? ", " : "", (int)(int8_t)a->values[k]);
             } else {
-                printf("%s%.9g", k ? ", " : "", (double)tf_wire_array_value(a, k));
+                printf("%s%.9g", k ? ", " : "", (double)tinyfleet_wire_array_value(a, k));
             }
         }
         printf("], \"dense_float32\": [");
-        if (tf_wire_array_dense(a, g_dense, (uint32_t)(sizeof g_dense / sizeof g_dense[0])) ==
-            TF_OK) {
+        if (tinyfleet_wire_array_dense(a, g_dense, (uint32_t)(sizeof g_dense / sizeof g_dense[0])) ==
+            TINYFLEET_OK) {
             for (uint64_t k = 0; k < a->size; ++k) {
                 printf("%s%.9g", k ? ", " : "", (double)g_dense[k]);
             }
@@ -129,10 +129,10 @@ static int read_file(const char *path, int slot)
     return 0;
 }
 
-static int roundtrip_ok(const tf_wire_message *m, const uint8_t *bytes, size_t len)
+static int roundtrip_ok(const tinyfleet_wire_message *m, const uint8_t *bytes, size_t len)
 {
     size_t n = 0;
-    if (tf_wire_encode(m, g_encoded, sizeof g_encoded, &n) != TF_OK) {
+    if (tinyfleet_wire_encode(m, g_encoded, sizeof g_encoded, &n) != TINYFLEET_OK) {
         return 0;
     }
     return n == len && memcmp(g_encoded, bytes, len) == 0;
@@ -144,36 +144,36 @@ static int cmd_decode(uint32_t max_bytes, int n_files)
         fprintf(stderr, "limit %" PRIu32 " above this tool's %u-byte buffer\n", max_bytes, MAX_FILE);
         return 2;
     }
-    tf_wire_assembler as;
-    tf_wire_assembler_init(&as, g_assembly, max_bytes, g_spans, MAX_CHUNKS);
-    tf_status result = TF_OK;
+    tinyfleet_wire_assembler as;
+    tinyfleet_wire_assembler_init(&as, g_assembly, max_bytes, g_spans, MAX_CHUNKS);
+    tinyfleet_status result = TINYFLEET_OK;
     int roundtrip = 1;
     int have_message = 0;
-    tf_wire_message msg, whole;
+    tinyfleet_wire_message msg, whole;
     printf("{\"decoded\": [");
-    for (int i = 0; i < n_files && result == TF_OK; ++i) {
+    for (int i = 0; i < n_files && result == TINYFLEET_OK; ++i) {
         /* A plain decode first, for the per-file description. */
-        tf_status st = tf_wire_decode(g_files[i], g_lens[i], max_bytes, &msg);
-        if (st == TF_OK) {
+        tinyfleet_status st = tinyfleet_wire_decode(g_files[i], g_lens[i], max_bytes, &msg);
+        if (st == TINYFLEET_OK) {
             printf("%s", i ? ", " : "");
             print_message(&msg);
-            if (msg.type != TF_MSG_CHUNK && !roundtrip_ok(&msg, g_files[i], g_lens[i])) {
+            if (msg.type != TINYFLEET_MSG_CHUNK && !roundtrip_ok(&msg, g_files[i], g_lens[i])) {
                 roundtrip = 0;
             }
         }
         int complete = 0;
-        result = tf_wire_assembler_add(&as, g_files[i], g_lens[i], &whole, &complete);
-        if (result == TF_OK && complete) {
+        result = tinyfleet_wire_assembler_add(&as, g_files[i], g_lens[i], &whole, &complete);
+        if (result == TINYFLEET_OK && complete) {
             have_message = 1;
-            if (whole.type != TF_MSG_CHUNK && msg.type == TF_MSG_CHUNK &&
+            if (whole.type != TINYFLEET_MSG_CHUNK && msg.type == TINYFLEET_MSG_CHUNK &&
                 !roundtrip_ok(&whole, g_assembly, as.total_len)) {
                 roundtrip = 0;
             }
         }
     }
-    printf("], \"result\": \"%s\", \"roundtrip\": %s, \"message\": ", tf_wire_error_code(result),
+    printf("], \"result\": \"%s\", \"roundtrip\": %s, \"message\": ", tinyfleet_wire_error_code(result),
            roundtrip ? "true" : "false");
-    if (result == TF_OK && have_message) {
+    if (result == TINYFLEET_OK && have_message) {
         print_message(&whole);
     } else {
         printf("null");
@@ -195,10 +195,10 @@ static uint32_t rng(void)
 static int cmd_fuzz(uint32_t seed, long iterations, int n_files)
 {
     static uint8_t buf[8192];
-    static tf_wire_message msg;
+    static tinyfleet_wire_message msg;
     long outcomes[16] = {0};
-    tf_wire_assembler as;
-    tf_wire_assembler_init(&as, g_assembly, 4096, g_spans, MAX_CHUNKS);
+    tinyfleet_wire_assembler as;
+    tinyfleet_wire_assembler_init(&as, g_assembly, 4096, g_spans, MAX_CHUNKS);
     rng_state = seed ? seed : 1u;
     for (long it = 0; it < iterations; ++it) {
         const int src = (int)(rng() % (uint32_t)n_files);
@@ -222,8 +222,8 @@ static int cmd_fuzz(uint32_t seed, long iterations, int n_files)
             }
         } else if (kind == 3 && len > 32) { /* overwrite a body byte, then fix the CRC */
             buf[32 + rng() % (len - 32)] = (uint8_t)rng();
-            uint32_t crc = tf_crc32(buf, 28, 0);
-            crc = tf_crc32(buf + 32, len - 32, crc);
+            uint32_t crc = tinyfleet_crc32(buf, 28, 0);
+            crc = tinyfleet_crc32(buf + 32, len - 32, crc);
             for (int b = 0; b < 4; ++b) {
                 buf[28 + b] = (uint8_t)(crc >> (8 * b));
             }
@@ -236,8 +236,8 @@ static int cmd_fuzz(uint32_t seed, long iterations, int n_files)
             for (int b = 0; b < 4; ++b) {
                 buf[16 + b] = (uint8_t)(body >> (8 * b));
             }
-            uint32_t crc = tf_crc32(buf, 28, 0);
-            crc = tf_crc32(buf + 32, len - 32, crc);
+            uint32_t crc = tinyfleet_crc32(buf, 28, 0);
+            crc = tinyfleet_crc32(buf + 32, len - 32, crc);
             for (int b = 0; b < 4; ++b) {
                 buf[28 + b] = (uint8_t)(crc >> (8 * b));
             }
@@ -248,24 +248,24 @@ static int cmd_fuzz(uint32_t seed, long iterations, int n_files)
             return 1;
         }
         memcpy(exact, buf, len);
-        tf_status st = tf_wire_decode(exact, len, 4096, &msg);
-        if (st == TF_OK && msg.type != TF_MSG_CHUNK) {
+        tinyfleet_status st = tinyfleet_wire_decode(exact, len, 4096, &msg);
+        if (st == TINYFLEET_OK && msg.type != TINYFLEET_MSG_CHUNK) {
             for (uint8_t a = 0; a < msg.n_arrays; ++a) {
-                (void)tf_wire_array_dense(&msg.arrays[a], g_dense,
+                (void)tinyfleet_wire_array_dense(&msg.arrays[a], g_dense,
                                           (uint32_t)(sizeof g_dense / sizeof g_dense[0]));
             }
             size_t n = 0;
-            (void)tf_wire_encode(&msg, g_encoded, sizeof g_encoded, &n);
+            (void)tinyfleet_wire_encode(&msg, g_encoded, sizeof g_encoded, &n);
         }
         int complete = 0;
-        (void)tf_wire_assembler_add(&as, exact, len, &msg, &complete);
+        (void)tinyfleet_wire_assembler_add(&as, exact, len, &msg, &complete);
         free(exact);
         outcomes[(unsigned)st < 16 ? (unsigned)st : 15]++;
     }
     printf("{\"iterations\": %ld", iterations);
     for (unsigned s = 0; s < 16; ++s) {
         if (outcomes[s]) {
-            printf(", \"%s\": %ld", tf_wire_error_code((tf_status)s), outcomes[s]);
+            printf(", \"%s\": %ld", tinyfleet_wire_error_code((tinyfleet_status)s), outcomes[s]);
         }
     }
     printf("}\n");

@@ -10,48 +10,48 @@
  * training memory besides the parameters is the scratch buffer (activations of one
  * sample and two delta vectors), never a full gradient copy.
  */
-#ifndef TF_HEAD_H
-#define TF_HEAD_H
+#ifndef TINYFLEET_HEAD_H
+#define TINYFLEET_HEAD_H
 
 #include <stdint.h>
 
-#include "tf_status.h"
+#include "tinyfleet_status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum { TF_ACT_TANH = 0, TF_ACT_RELU = 1 } tf_activation;
-typedef enum { TF_LOSS_MSE = 0, TF_LOSS_SOFTMAX_CE = 1 } tf_loss;
+typedef enum { TINYFLEET_ACT_TANH = 0, TINYFLEET_ACT_RELU = 1 } tinyfleet_activation;
+typedef enum { TINYFLEET_LOSS_MSE = 0, TINYFLEET_LOSS_SOFTMAX_CE = 1 } tinyfleet_loss;
 
-#define TF_HEAD_MAX_LAYERS 8
+#define TINYFLEET_HEAD_MAX_LAYERS 8
 
 typedef struct {
     int32_t n_layers;                         /* weight layers: len(sizes) - 1 */
-    int32_t sizes[TF_HEAD_MAX_LAYERS + 1];    /* input_dim, hidden..., output_dim */
-    tf_activation activation;
-    tf_loss loss;
-    float *params;  /* caller-owned, tf_head_num_params() floats */
-    float *scratch; /* caller-owned, tf_head_scratch_floats() floats */
-} tf_head;
+    int32_t sizes[TINYFLEET_HEAD_MAX_LAYERS + 1];    /* input_dim, hidden..., output_dim */
+    tinyfleet_activation activation;
+    tinyfleet_loss loss;
+    float *params;  /* caller-owned, tinyfleet_head_num_params() floats */
+    float *scratch; /* caller-owned, tinyfleet_head_scratch_floats() floats */
+} tinyfleet_head;
 
 /* Number of parameters for layer sizes sizes[0..n_layers]; 0 if invalid. */
-int32_t tf_head_num_params(int32_t n_layers, const int32_t *sizes);
+int32_t tinyfleet_head_num_params(int32_t n_layers, const int32_t *sizes);
 /* Scratch floats needed by forward/SGD: activations + two delta vectors. */
-int32_t tf_head_scratch_floats(int32_t n_layers, const int32_t *sizes);
+int32_t tinyfleet_head_scratch_floats(int32_t n_layers, const int32_t *sizes);
 
 /* Describe a head over caller-owned buffers; checks sizes and capacities. */
-tf_status tf_head_init(tf_head *head, int32_t n_layers, const int32_t *sizes,
-                       tf_activation activation, tf_loss loss, float *params,
+tinyfleet_status tinyfleet_head_init(tinyfleet_head *head, int32_t n_layers, const int32_t *sizes,
+                       tinyfleet_activation activation, tinyfleet_loss loss, float *params,
                        int32_t params_capacity, float *scratch, int32_t scratch_capacity);
 
 /* Outputs (regression values or logits) for one input of sizes[0] floats. */
-tf_status tf_head_forward(const tf_head *head, const float *x, float *out);
+tinyfleet_status tinyfleet_head_forward(const tinyfleet_head *head, const float *x, float *out);
 
 /* One SGD step on one sample. For mse, `target` holds output_dim floats and `label`
  * is ignored; for softmax_ce, `label` is the class and `target` may be NULL.
  * `loss_out` (optional) receives the loss before the step. */
-tf_status tf_head_sgd_step(tf_head *head, const float *x, const float *target, int32_t label,
+tinyfleet_status tinyfleet_head_sgd_step(tinyfleet_head *head, const float *x, const float *target, int32_t label,
                            float lr, float *loss_out);
 
 #ifdef __cplusplus

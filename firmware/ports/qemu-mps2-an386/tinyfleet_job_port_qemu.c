@@ -4,25 +4,25 @@
  * exactly 1 ns, and the mps2 SysTick counts the 25 MHz system clock, so one tick is
  * 40 instructions, deterministically (QEMU has no cycle model: these are
  * instructions, not cycles). Without -icount the figures are meaningless. */
-#include "tf_job_port.h"
+#include "tinyfleet_job_port.h"
 
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 
-#define TF_INSNS_PER_TICK 40u
+#define TINYFLEET_INSNS_PER_TICK 40u
 
-void tf_job_port_init(void)
+void tinyfleet_job_port_init(void)
 {
     SYST_RVR = 0x00FFFFFFu;
     SYST_CVR = 0;
     SYST_CSR = 5u; /* enable, processor clock, no interrupt */
 }
 
-uint32_t tf_job_port_counter(void) { return SYST_CVR; }
+uint32_t tinyfleet_job_port_counter(void) { return SYST_CVR; }
 
-uint32_t tf_job_port_insns(uint32_t start, uint32_t end)
+uint32_t tinyfleet_job_port_insns(uint32_t start, uint32_t end)
 {
     /* SysTick counts down and wraps at 24 bits. */
-    return ((start - end) & 0x00FFFFFFu) * TF_INSNS_PER_TICK;
+    return ((start - end) & 0x00FFFFFFu) * TINYFLEET_INSNS_PER_TICK;
 }

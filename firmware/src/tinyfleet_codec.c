@@ -1,5 +1,5 @@
-/* The MQTT wire codec, version 1; see tf_codec.h and docs/protocol.md. */
-#include "tf_codec.h"
+/* The MQTT wire codec, version 1; see tinyfleet_codec.h and docs/protocol.md. */
+#include "tinyfleet_codec.h"
 
 #include <math.h>
 #include <string.h>
@@ -29,7 +29,7 @@ static void wr32(uint8_t *p, uint32_t v)
 
 static uint32_t pad4(uint32_t n) { return (4u - (n & 3u)) & 3u; }
 
-uint32_t tf_crc32(const uint8_t *data, size_t len, uint32_t crc)
+uint32_t tinyfleet_crc32(const uint8_t *data, size_t len, uint32_t crc)
 {
     crc = ~crc;
     for (size_t i = 0; i < len; ++i) {
@@ -113,81 +113,81 @@ static int take_pad(reader *r, uint32_t n)
     return 1;
 }
 
-static tf_status decode_field(reader *r, tf_wire_field *f)
+static tinyfleet_status decode_field(reader *r, tinyfleet_wire_field *f)
 {
     const uint8_t *h = take(r, 4);
     if (!h) {
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
     f->key_len = h[0];
     f->type = h[1];
     f->value_len = rd16(h + 2);
-    if (f->key_len < 1 || f->key_len > TF_WIRE_MAX_KEY) {
-        return TF_ERR_MALFORMED;
+    if (f->key_len < 1 || f->key_len > TINYFLEET_WIRE_MAX_KEY) {
+        return TINYFLEET_ERR_MALFORMED;
     }
     f->key = take(r, f->key_len);
     if (!f->key || !valid_utf8(f->key, f->key_len)) {
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
     switch (f->type) {
-    case TF_FIELD_INT64:
-    case TF_FIELD_FLOAT64:
+    case TINYFLEET_FIELD_INT64:
+    case TINYFLEET_FIELD_FLOAT64:
         if (f->value_len != 8) {
-            return TF_ERR_MALFORMED;
+            return TINYFLEET_ERR_MALFORMED;
         }
         break;
-    case TF_FIELD_BOOL:
+    case TINYFLEET_FIELD_BOOL:
         if (f->value_len != 1) {
-            return TF_ERR_MALFORMED;
+            return TINYFLEET_ERR_MALFORMED;
         }
         break;
-    case TF_FIELD_STRING:
-        if (f->value_len > TF_WIRE_MAX_STRING) {
-            return TF_ERR_MALFORMED;
+    case TINYFLEET_FIELD_STRING:
+        if (f->value_len > TINYFLEET_WIRE_MAX_STRING) {
+            return TINYFLEET_ERR_MALFORMED;
         }
         break;
     default:
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
     f->value = take(r, f->value_len);
     if (!f->value) {
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
-    if (f->type == TF_FIELD_BOOL && f->value[0] > 1) {
-        return TF_ERR_MALFORMED;
+    if (f->type == TINYFLEET_FIELD_BOOL && f->value[0] > 1) {
+        return TINYFLEET_ERR_MALFORMED;
     }
-    if (f->type == TF_FIELD_STRING && !valid_utf8(f->value, f->value_len)) {
-        return TF_ERR_MALFORMED;
+    if (f->type == TINYFLEET_FIELD_STRING && !valid_utf8(f->value, f->value_len)) {
+        return TINYFLEET_ERR_MALFORMED;
     }
-    return take_pad(r, 4u + f->key_len + f->value_len) ? TF_OK : TF_ERR_MALFORMED;
+    return take_pad(r, 4u + f->key_len + f->value_len) ? TINYFLEET_OK : TINYFLEET_ERR_MALFORMED;
 }
 
-static tf_status decode_array(reader *r, tf_wire_array *a)
+static tinyfleet_status decode_array(reader *r, tinyfleet_wire_array *a)
 {
     const uint8_t *h = take(r, 4);
     if (!h) {
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
     a->name_len = h[0];
     a->dtype = h[1];
     const uint8_t flags = h[2];
     a->ndim = h[3];
-    if (a->name_len < 1 || a->name_len > TF_WIRE_MAX_KEY) {
-        return TF_ERR_MALFORMED;
+    if (a->name_len < 1 || a->name_len > TINYFLEET_WIRE_MAX_KEY) {
+        return TINYFLEET_ERR_MALFORMED;
     }
-    if (a->dtype != TF_DTYPE_FLOAT32 && a->dtype != TF_DTYPE_INT8) {
-        return TF_ERR_MALFORMED;
+    if (a->dtype != TINYFLEET_DTYPE_FLOAT32 && a->dtype != TINYFLEET_DTYPE_INT8) {
+        return TINYFLEET_ERR_MALFORMED;
     }
     if (flags & ~1u) {
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
-    if (a->ndim > TF_WIRE_MAX_NDIM) {
-        return TF_ERR_MALFORMED;
+    if (a->ndim > TINYFLEET_WIRE_MAX_NDIM) {
+        return TINYFLEET_ERR_MALFORMED;
     }
     a->sparse = flags & 1u;
     const uint8_t *d = take(r, 4u * a->ndim);
     if (!d) {
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
     a->size = 1;
     for (uint8_t i = 0; i < a->ndim; ++i) {
@@ -203,19 +203,19 @@ static tf_status decode_array(reader *r, tf_wire_array *a)
     a->scale = 1.0f;
     a->zero_point = 0;
     uint32_t head_len = 4u + 4u * a->ndim;
-    if (a->dtype == TF_DTYPE_INT8) {
+    if (a->dtype == TINYFLEET_DTYPE_INT8) {
         const uint8_t *q = take(r, 8);
         if (!q) {
-            return TF_ERR_MALFORMED;
+            return TINYFLEET_ERR_MALFORMED;
         }
         uint32_t bits = rd32(q);
         memcpy(&a->scale, &bits, 4);
         a->zero_point = (int32_t)rd32(q + 4);
         if (a->zero_point < -128 || a->zero_point > 127) {
-            return TF_ERR_MALFORMED;
+            return TINYFLEET_ERR_MALFORMED;
         }
         if (!isfinite(a->scale) || !(a->scale > 0.0f)) {
-            return TF_ERR_MALFORMED;
+            return TINYFLEET_ERR_MALFORMED;
         }
         head_len += 8;
     }
@@ -223,79 +223,79 @@ static tf_status decode_array(reader *r, tf_wire_array *a)
     if (a->sparse) {
         const uint8_t *c = take(r, 4);
         if (!c) {
-            return TF_ERR_MALFORMED;
+            return TINYFLEET_ERR_MALFORMED;
         }
         count = rd32(c);
         if (count > a->size) {
-            return TF_ERR_MALFORMED;
+            return TINYFLEET_ERR_MALFORMED;
         }
         head_len += 4;
     }
     a->name = take(r, a->name_len);
     if (!a->name || !valid_utf8(a->name, a->name_len)) {
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
     if (!take_pad(r, head_len + a->name_len)) {
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
     if (count > 0xFFFFFFFFu) {
-        return TF_ERR_MALFORMED; /* cannot fit in any message */
+        return TINYFLEET_ERR_MALFORMED; /* cannot fit in any message */
     }
     a->count = (uint32_t)count;
     a->indices = NULL;
     if (a->sparse) {
         a->indices = take(r, 4ull * a->count);
         if (!a->indices) {
-            return TF_ERR_MALFORMED;
+            return TINYFLEET_ERR_MALFORMED;
         }
         for (uint32_t i = 0; i < a->count; ++i) {
             const uint32_t idx = rd32(a->indices + 4ull * i);
             if ((uint64_t)idx >= a->size || (i > 0 && idx <= rd32(a->indices + 4ull * (i - 1)))) {
-                return TF_ERR_MALFORMED;
+                return TINYFLEET_ERR_MALFORMED;
             }
         }
     }
-    const uint32_t item = a->dtype == TF_DTYPE_FLOAT32 ? 4u : 1u;
+    const uint32_t item = a->dtype == TINYFLEET_DTYPE_FLOAT32 ? 4u : 1u;
     a->values = take(r, (uint64_t)item * a->count);
     if (!a->values) {
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
-    return take_pad(r, (uint32_t)((uint64_t)item * a->count & 3u)) ? TF_OK : TF_ERR_MALFORMED;
+    return take_pad(r, (uint32_t)((uint64_t)item * a->count & 3u)) ? TINYFLEET_OK : TINYFLEET_ERR_MALFORMED;
 }
 
-tf_status tf_wire_decode(const uint8_t *buf, size_t len, uint32_t max_message_bytes,
-                         tf_wire_message *msg)
+tinyfleet_status tinyfleet_wire_decode(const uint8_t *buf, size_t len, uint32_t max_message_bytes,
+                         tinyfleet_wire_message *msg)
 {
     if ((!buf && len) || !msg) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
-    if (len < TF_WIRE_HEADER_BYTES) {
-        return TF_ERR_TRUNCATED;
+    if (len < TINYFLEET_WIRE_HEADER_BYTES) {
+        return TINYFLEET_ERR_TRUNCATED;
     }
     if (memcmp(buf, "TFLT", 4) != 0) {
-        return TF_ERR_BAD_MAGIC;
+        return TINYFLEET_ERR_BAD_MAGIC;
     }
-    if (buf[4] != TF_WIRE_VERSION) {
-        return TF_ERR_UNSUPPORTED_VERSION;
+    if (buf[4] != TINYFLEET_WIRE_VERSION) {
+        return TINYFLEET_ERR_UNSUPPORTED_VERSION;
     }
-    if (buf[5] < TF_MSG_TRAIN || buf[5] > TF_MSG_ERROR) {
-        return TF_ERR_BAD_MESSAGE_TYPE;
+    if (buf[5] < TINYFLEET_MSG_TRAIN || buf[5] > TINYFLEET_MSG_ERROR) {
+        return TINYFLEET_ERR_BAD_MESSAGE_TYPE;
     }
     const uint32_t body_len = rd32(buf + 16);
-    if (max_message_bytes < TF_WIRE_HEADER_BYTES ||
-        body_len > max_message_bytes - TF_WIRE_HEADER_BYTES) {
-        return TF_ERR_OVERSIZED;
+    if (max_message_bytes < TINYFLEET_WIRE_HEADER_BYTES ||
+        body_len > max_message_bytes - TINYFLEET_WIRE_HEADER_BYTES) {
+        return TINYFLEET_ERR_OVERSIZED;
     }
-    if ((uint64_t)len < (uint64_t)TF_WIRE_HEADER_BYTES + body_len) {
-        return TF_ERR_TRUNCATED;
+    if ((uint64_t)len < (uint64_t)TINYFLEET_WIRE_HEADER_BYTES + body_len) {
+        return TINYFLEET_ERR_TRUNCATED;
     }
-    if ((uint64_t)len > (uint64_t)TF_WIRE_HEADER_BYTES + body_len) {
-        return TF_ERR_MALFORMED;
+    if ((uint64_t)len > (uint64_t)TINYFLEET_WIRE_HEADER_BYTES + body_len) {
+        return TINYFLEET_ERR_MALFORMED;
     }
-    uint32_t crc = tf_crc32(buf, 28, 0);
-    crc = tf_crc32(buf + TF_WIRE_HEADER_BYTES, body_len, crc);
+    uint32_t crc = tinyfleet_crc32(buf, 28, 0);
+    crc = tinyfleet_crc32(buf + TINYFLEET_WIRE_HEADER_BYTES, body_len, crc);
     if (crc != rd32(buf + 28)) {
-        return TF_ERR_BAD_CRC;
+        return TINYFLEET_ERR_BAD_CRC;
     }
     memset(msg, 0, sizeof *msg);
     msg->type = buf[5];
@@ -305,27 +305,27 @@ tf_status tf_wire_decode(const uint8_t *buf, size_t len, uint32_t max_message_by
     msg->n_fields = buf[21];
     msg->n_arrays = buf[22];
     if (rd16(buf + 6) != 0 || buf[23] != 0 || rd32(buf + 24) != 0) {
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
-    if (msg->device_len < 1 || msg->device_len > TF_WIRE_MAX_DEVICE_ID) {
-        return TF_ERR_MALFORMED;
+    if (msg->device_len < 1 || msg->device_len > TINYFLEET_WIRE_MAX_DEVICE_ID) {
+        return TINYFLEET_ERR_MALFORMED;
     }
-    if (msg->n_fields > TF_WIRE_MAX_FIELDS || msg->n_arrays > TF_WIRE_MAX_ARRAYS) {
-        return TF_ERR_MALFORMED;
+    if (msg->n_fields > TINYFLEET_WIRE_MAX_FIELDS || msg->n_arrays > TINYFLEET_WIRE_MAX_ARRAYS) {
+        return TINYFLEET_ERR_MALFORMED;
     }
-    if (msg->type == TF_MSG_CHUNK && (msg->n_fields || msg->n_arrays)) {
-        return TF_ERR_MALFORMED;
+    if (msg->type == TINYFLEET_MSG_CHUNK && (msg->n_fields || msg->n_arrays)) {
+        return TINYFLEET_ERR_MALFORMED;
     }
-    reader r = {buf, TF_WIRE_HEADER_BYTES, TF_WIRE_HEADER_BYTES + body_len};
+    reader r = {buf, TINYFLEET_WIRE_HEADER_BYTES, TINYFLEET_WIRE_HEADER_BYTES + body_len};
     msg->device_id = take(&r, msg->device_len);
     if (!msg->device_id || !valid_utf8(msg->device_id, msg->device_len) ||
         !take_pad(&r, msg->device_len)) {
-        return TF_ERR_MALFORMED;
+        return TINYFLEET_ERR_MALFORMED;
     }
-    if (msg->type == TF_MSG_CHUNK) {
-        const uint8_t *p = take(&r, TF_WIRE_CHUNK_PREFIX);
+    if (msg->type == TINYFLEET_MSG_CHUNK) {
+        const uint8_t *p = take(&r, TINYFLEET_WIRE_CHUNK_PREFIX);
         if (!p) {
-            return TF_ERR_MALFORMED;
+            return TINYFLEET_ERR_MALFORMED;
         }
         msg->chunk_index = rd16(p);
         msg->chunk_count = rd16(p + 2);
@@ -335,20 +335,20 @@ tf_status tf_wire_decode(const uint8_t *buf, size_t len, uint32_t max_message_by
         msg->chunk_data = take(&r, msg->chunk_len);
         if (!(msg->chunk_index < msg->chunk_count && msg->chunk_count >= 1 &&
               msg->chunk_len >= 1)) {
-            return TF_ERR_MALFORMED;
+            return TINYFLEET_ERR_MALFORMED;
         }
         if ((uint64_t)msg->offset + msg->chunk_len > msg->total_len ||
-            msg->total_len < TF_WIRE_HEADER_BYTES) {
-            return TF_ERR_MALFORMED;
+            msg->total_len < TINYFLEET_WIRE_HEADER_BYTES) {
+            return TINYFLEET_ERR_MALFORMED;
         }
         if (msg->total_len > max_message_bytes) {
-            return TF_ERR_OVERSIZED;
+            return TINYFLEET_ERR_OVERSIZED;
         }
-        return TF_OK;
+        return TINYFLEET_OK;
     }
     for (uint8_t i = 0; i < msg->n_fields; ++i) {
-        tf_status st = decode_field(&r, &msg->fields[i]);
-        if (st != TF_OK) {
+        tinyfleet_status st = decode_field(&r, &msg->fields[i]);
+        if (st != TINYFLEET_OK) {
             return st;
         }
     }
@@ -356,13 +356,13 @@ tf_status tf_wire_decode(const uint8_t *buf, size_t len, uint32_t max_message_by
         for (uint8_t j = 0; j < i; ++j) {
             if (msg->fields[i].key_len == msg->fields[j].key_len &&
                 memcmp(msg->fields[i].key, msg->fields[j].key, msg->fields[i].key_len) == 0) {
-                return TF_ERR_MALFORMED;
+                return TINYFLEET_ERR_MALFORMED;
             }
         }
     }
     for (uint8_t i = 0; i < msg->n_arrays; ++i) {
-        tf_status st = decode_array(&r, &msg->arrays[i]);
-        if (st != TF_OK) {
+        tinyfleet_status st = decode_array(&r, &msg->arrays[i]);
+        if (st != TINYFLEET_OK) {
             return st;
         }
     }
@@ -370,11 +370,11 @@ tf_status tf_wire_decode(const uint8_t *buf, size_t len, uint32_t max_message_by
         for (uint8_t j = 0; j < i; ++j) {
             if (msg->arrays[i].name_len == msg->arrays[j].name_len &&
                 memcmp(msg->arrays[i].name, msg->arrays[j].name, msg->arrays[i].name_len) == 0) {
-                return TF_ERR_MALFORMED;
+                return TINYFLEET_ERR_MALFORMED;
             }
         }
     }
-    return r.pos == r.end ? TF_OK : TF_ERR_MALFORMED;
+    return r.pos == r.end ? TINYFLEET_OK : TINYFLEET_ERR_MALFORMED;
 }
 
 /* Bounded writer. */
@@ -404,25 +404,25 @@ static void put_bytes(writer *w, const uint8_t *src, size_t n)
     }
 }
 
-tf_status tf_wire_encode(const tf_wire_message *msg, uint8_t *out, size_t cap, size_t *out_len)
+tinyfleet_status tinyfleet_wire_encode(const tinyfleet_wire_message *msg, uint8_t *out, size_t cap, size_t *out_len)
 {
     if (!msg || !out || !out_len || (!msg->device_id && msg->device_len)) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
-    if (msg->type < TF_MSG_TRAIN || msg->type > TF_MSG_ERROR || msg->type == TF_MSG_CHUNK) {
-        return TF_ERR_RANGE;
+    if (msg->type < TINYFLEET_MSG_TRAIN || msg->type > TINYFLEET_MSG_ERROR || msg->type == TINYFLEET_MSG_CHUNK) {
+        return TINYFLEET_ERR_RANGE;
     }
-    if (msg->device_len < 1 || msg->device_len > TF_WIRE_MAX_DEVICE_ID ||
-        msg->n_fields > TF_WIRE_MAX_FIELDS || msg->n_arrays > TF_WIRE_MAX_ARRAYS) {
-        return TF_ERR_RANGE;
+    if (msg->device_len < 1 || msg->device_len > TINYFLEET_WIRE_MAX_DEVICE_ID ||
+        msg->n_fields > TINYFLEET_WIRE_MAX_FIELDS || msg->n_arrays > TINYFLEET_WIRE_MAX_ARRAYS) {
+        return TINYFLEET_ERR_RANGE;
     }
     writer w = {out, 0, cap, 0};
-    uint8_t *h = put(&w, TF_WIRE_HEADER_BYTES);
+    uint8_t *h = put(&w, TINYFLEET_WIRE_HEADER_BYTES);
     if (!h) {
-        return TF_ERR_BUFFER;
+        return TINYFLEET_ERR_BUFFER;
     }
     memcpy(h, "TFLT", 4);
-    h[4] = TF_WIRE_VERSION;
+    h[4] = TINYFLEET_WIRE_VERSION;
     h[5] = msg->type;
     wr32(h + 8, msg->round);
     wr32(h + 12, msg->msg_id);
@@ -432,7 +432,7 @@ tf_status tf_wire_encode(const tf_wire_message *msg, uint8_t *out, size_t cap, s
     put_bytes(&w, msg->device_id, msg->device_len);
     put(&w, pad4(msg->device_len));
     for (uint8_t i = 0; i < msg->n_fields; ++i) {
-        const tf_wire_field *f = &msg->fields[i];
+        const tinyfleet_wire_field *f = &msg->fields[i];
         uint8_t *fh = put(&w, 4);
         if (fh) {
             fh[0] = f->key_len;
@@ -444,9 +444,9 @@ tf_status tf_wire_encode(const tf_wire_message *msg, uint8_t *out, size_t cap, s
         put(&w, pad4(4u + f->key_len + f->value_len));
     }
     for (uint8_t i = 0; i < msg->n_arrays; ++i) {
-        const tf_wire_array *a = &msg->arrays[i];
-        if (a->ndim > TF_WIRE_MAX_NDIM) {
-            return TF_ERR_RANGE;
+        const tinyfleet_wire_array *a = &msg->arrays[i];
+        if (a->ndim > TINYFLEET_WIRE_MAX_NDIM) {
+            return TINYFLEET_ERR_RANGE;
         }
         uint8_t *ah = put(&w, 4u + 4u * a->ndim);
         uint32_t head_len = 4u + 4u * a->ndim;
@@ -459,7 +459,7 @@ tf_status tf_wire_encode(const tf_wire_message *msg, uint8_t *out, size_t cap, s
                 wr32(ah + 4 + 4 * d, a->dims[d]);
             }
         }
-        if (a->dtype == TF_DTYPE_INT8) {
+        if (a->dtype == TINYFLEET_DTYPE_INT8) {
             uint8_t *q = put(&w, 8);
             if (q) {
                 uint32_t bits;
@@ -481,24 +481,24 @@ tf_status tf_wire_encode(const tf_wire_message *msg, uint8_t *out, size_t cap, s
         if (a->sparse) {
             put_bytes(&w, a->indices, 4u * (size_t)a->count);
         }
-        const size_t item = a->dtype == TF_DTYPE_FLOAT32 ? 4u : 1u;
+        const size_t item = a->dtype == TINYFLEET_DTYPE_FLOAT32 ? 4u : 1u;
         put_bytes(&w, a->values, item * a->count);
         put(&w, pad4((uint32_t)(item * a->count)));
     }
     if (w.overflow) {
-        return TF_ERR_BUFFER;
+        return TINYFLEET_ERR_BUFFER;
     }
-    wr32(out + 16, (uint32_t)(w.pos - TF_WIRE_HEADER_BYTES));
-    uint32_t crc = tf_crc32(out, 28, 0);
-    crc = tf_crc32(out + TF_WIRE_HEADER_BYTES, w.pos - TF_WIRE_HEADER_BYTES, crc);
+    wr32(out + 16, (uint32_t)(w.pos - TINYFLEET_WIRE_HEADER_BYTES));
+    uint32_t crc = tinyfleet_crc32(out, 28, 0);
+    crc = tinyfleet_crc32(out + TINYFLEET_WIRE_HEADER_BYTES, w.pos - TINYFLEET_WIRE_HEADER_BYTES, crc);
     wr32(out + 28, crc);
     *out_len = w.pos;
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-int64_t tf_wire_field_int64(const tf_wire_field *f) { return (int64_t)rd64(f->value); }
+int64_t tinyfleet_wire_field_int64(const tinyfleet_wire_field *f) { return (int64_t)rd64(f->value); }
 
-double tf_wire_field_float64(const tf_wire_field *f)
+double tinyfleet_wire_field_float64(const tinyfleet_wire_field *f)
 {
     uint64_t bits = rd64(f->value);
     double v;
@@ -506,14 +506,14 @@ double tf_wire_field_float64(const tf_wire_field *f)
     return v;
 }
 
-uint32_t tf_wire_array_index(const tf_wire_array *a, uint32_t i)
+uint32_t tinyfleet_wire_array_index(const tinyfleet_wire_array *a, uint32_t i)
 {
     return a->indices ? rd32(a->indices + 4ull * i) : i;
 }
 
-float tf_wire_array_value(const tf_wire_array *a, uint32_t i)
+float tinyfleet_wire_array_value(const tinyfleet_wire_array *a, uint32_t i)
 {
-    if (a->dtype == TF_DTYPE_FLOAT32) {
+    if (a->dtype == TINYFLEET_DTYPE_FLOAT32) {
         uint32_t bits = rd32(a->values + 4ull * i);
         float v;
         memcpy(&v, &bits, 4);
@@ -523,13 +523,13 @@ float tf_wire_array_value(const tf_wire_array *a, uint32_t i)
     return (float)(q - a->zero_point) * a->scale;
 }
 
-tf_status tf_wire_array_dense(const tf_wire_array *a, float *out, uint32_t cap)
+tinyfleet_status tinyfleet_wire_array_dense(const tinyfleet_wire_array *a, float *out, uint32_t cap)
 {
     if (!a || (!out && cap)) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
     if (a->size > cap) {
-        return TF_ERR_BUFFER;
+        return TINYFLEET_ERR_BUFFER;
     }
     if (a->sparse) {
         for (uint64_t i = 0; i < a->size; ++i) {
@@ -537,13 +537,13 @@ tf_status tf_wire_array_dense(const tf_wire_array *a, float *out, uint32_t cap)
         }
     }
     for (uint32_t i = 0; i < a->count; ++i) {
-        out[tf_wire_array_index(a, i)] = tf_wire_array_value(a, i);
+        out[tinyfleet_wire_array_index(a, i)] = tinyfleet_wire_array_value(a, i);
     }
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-void tf_wire_assembler_init(tf_wire_assembler *as, uint8_t *buf, uint32_t max_message_bytes,
-                            tf_wire_span *spans, uint16_t max_chunks)
+void tinyfleet_wire_assembler_init(tinyfleet_wire_assembler *as, uint8_t *buf, uint32_t max_message_bytes,
+                            tinyfleet_wire_span *spans, uint16_t max_chunks)
 {
     memset(as, 0, sizeof *as);
     as->buf = buf;
@@ -552,20 +552,20 @@ void tf_wire_assembler_init(tf_wire_assembler *as, uint8_t *buf, uint32_t max_me
     as->max_chunks = max_chunks;
 }
 
-tf_status tf_wire_assembler_add(tf_wire_assembler *as, const uint8_t *payload, size_t len,
-                                tf_wire_message *msg, int *complete)
+tinyfleet_status tinyfleet_wire_assembler_add(tinyfleet_wire_assembler *as, const uint8_t *payload, size_t len,
+                                tinyfleet_wire_message *msg, int *complete)
 {
     if (!as || !msg || !complete || !as->buf || !as->spans) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
     *complete = 0;
-    tf_status st = tf_wire_decode(payload, len, as->max_message_bytes, msg);
-    if (st != TF_OK) {
+    tinyfleet_status st = tinyfleet_wire_decode(payload, len, as->max_message_bytes, msg);
+    if (st != TINYFLEET_OK) {
         return st;
     }
-    if (msg->type != TF_MSG_CHUNK) {
+    if (msg->type != TINYFLEET_MSG_CHUNK) {
         *complete = 1;
-        return TF_OK;
+        return TINYFLEET_OK;
     }
     const int same = as->active && as->msg_id == msg->msg_id &&
                      as->device_len == msg->device_len &&
@@ -573,7 +573,7 @@ tf_status tf_wire_assembler_add(tf_wire_assembler *as, const uint8_t *payload, s
     if (!same) {
         if (msg->chunk_count > as->max_chunks) {
             as->active = 0;
-            return TF_ERR_OVERSIZED; /* more chunks than this device can track */
+            return TINYFLEET_ERR_OVERSIZED; /* more chunks than this device can track */
         }
         as->active = 1;
         memcpy(as->device_id, msg->device_id, msg->device_len);
@@ -585,15 +585,15 @@ tf_status tf_wire_assembler_add(tf_wire_assembler *as, const uint8_t *payload, s
     }
     if (as->count != msg->chunk_count || as->total_len != msg->total_len) {
         as->active = 0;
-        return TF_ERR_CHUNK;
+        return TINYFLEET_ERR_CHUNK;
     }
     for (uint16_t i = 0; i < as->seen; ++i) {
         if (as->spans[i].index == msg->chunk_index) {
             if (as->spans[i].offset != msg->offset || as->spans[i].length != msg->chunk_len) {
                 as->active = 0;
-                return TF_ERR_CHUNK;
+                return TINYFLEET_ERR_CHUNK;
             }
-            return TF_OK; /* a redelivered chunk */
+            return TINYFLEET_OK; /* a redelivered chunk */
         }
     }
     memcpy(as->buf + msg->offset, msg->chunk_data, msg->chunk_len);
@@ -602,7 +602,7 @@ tf_status tf_wire_assembler_add(tf_wire_assembler *as, const uint8_t *payload, s
     as->spans[as->seen].length = msg->chunk_len;
     ++as->seen;
     if (as->seen < as->count) {
-        return TF_OK;
+        return TINYFLEET_OK;
     }
     as->active = 0;
     /* The spans must tile [0, total_len): walk them in offset order (n^2, n small). */
@@ -617,43 +617,43 @@ tf_status tf_wire_assembler_add(tf_wire_assembler *as, const uint8_t *payload, s
             }
         }
         if (!found) {
-            return TF_ERR_CHUNK;
+            return TINYFLEET_ERR_CHUNK;
         }
     }
     if (cursor != as->total_len) {
-        return TF_ERR_CHUNK;
+        return TINYFLEET_ERR_CHUNK;
     }
     const uint32_t msg_id = as->msg_id;
-    uint8_t device_id[TF_WIRE_MAX_DEVICE_ID];
+    uint8_t device_id[TINYFLEET_WIRE_MAX_DEVICE_ID];
     const uint8_t device_len = as->device_len;
     memcpy(device_id, as->device_id, device_len);
-    st = tf_wire_decode(as->buf, as->total_len, as->max_message_bytes, msg);
-    if (st != TF_OK) {
+    st = tinyfleet_wire_decode(as->buf, as->total_len, as->max_message_bytes, msg);
+    if (st != TINYFLEET_OK) {
         return st;
     }
-    if (msg->type == TF_MSG_CHUNK) {
-        return TF_ERR_MALFORMED;
+    if (msg->type == TINYFLEET_MSG_CHUNK) {
+        return TINYFLEET_ERR_MALFORMED;
     }
     if (msg->msg_id != msg_id || msg->device_len != device_len ||
         memcmp(msg->device_id, device_id, device_len) != 0) {
-        return TF_ERR_CHUNK;
+        return TINYFLEET_ERR_CHUNK;
     }
     *complete = 1;
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-const char *tf_wire_error_code(tf_status status)
+const char *tinyfleet_wire_error_code(tinyfleet_status status)
 {
     switch (status) {
-    case TF_OK: return "ok";
-    case TF_ERR_TRUNCATED: return "truncated";
-    case TF_ERR_BAD_MAGIC: return "bad_magic";
-    case TF_ERR_UNSUPPORTED_VERSION: return "unsupported_version";
-    case TF_ERR_BAD_MESSAGE_TYPE: return "bad_message_type";
-    case TF_ERR_OVERSIZED: return "oversized";
-    case TF_ERR_BAD_CRC: return "bad_crc";
-    case TF_ERR_MALFORMED: return "malformed";
-    case TF_ERR_CHUNK: return "chunk";
+    case TINYFLEET_OK: return "ok";
+    case TINYFLEET_ERR_TRUNCATED: return "truncated";
+    case TINYFLEET_ERR_BAD_MAGIC: return "bad_magic";
+    case TINYFLEET_ERR_UNSUPPORTED_VERSION: return "unsupported_version";
+    case TINYFLEET_ERR_BAD_MESSAGE_TYPE: return "bad_message_type";
+    case TINYFLEET_ERR_OVERSIZED: return "oversized";
+    case TINYFLEET_ERR_BAD_CRC: return "bad_crc";
+    case TINYFLEET_ERR_MALFORMED: return "malformed";
+    case TINYFLEET_ERR_CHUNK: return "chunk";
     default: return "error";
     }
 }

@@ -1,11 +1,11 @@
 /* tinyfleet firmware: the device loop that takes part in federated rounds.
  *
- * Serial protocol (every frame COBS + CRC-16, see tf_framing.h; first payload byte is
+ * Serial protocol (every frame COBS + CRC-16, see tinyfleet_framing.h; first payload byte is
  * the frame kind):
  *   host -> device  'T' + wire TRAIN message (docs/protocol.md): theta + round config
  *                   'S' + one sample: float32 x[in_dim], then float32 y[out_dim] (mse)
  *                       or int32 label (softmax_ce)
- *                   'I' + one raw sample: int8 input[TF_MODEL_INPUT_SIZE] for the
+ *                   'I' + one raw sample: int8 input[TINYFLEET_MODEL_INPUT_SIZE] for the
  *                       backbone (builds with a model only), then the target as for 'S'
  *                   'Q' quit (tests end the emulator this way)
  *   device -> host  'R' + wire REPLY message: phi (same name and shape as theta) and
@@ -14,18 +14,18 @@
  * Samples are learned from as they arrive (one SGD step each) and then dropped: the
  * device never stores its data, exactly TinyReptile's online round.
  */
-#ifndef TF_DEVICE_H
-#define TF_DEVICE_H
+#ifndef TINYFLEET_DEVICE_H
+#define TINYFLEET_DEVICE_H
 
-#include "tf_port.h"
-#include "tf_status.h"
+#include "tinyfleet_port.h"
+#include "tinyfleet_status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Run the device loop on `port` until a 'Q' frame (TF_OK) or a port error. */
-tf_status tf_device_run(const tf_port *port);
+/* Run the device loop on `port` until a 'Q' frame (TINYFLEET_OK) or a port error. */
+tinyfleet_status tinyfleet_device_run(const tinyfleet_port *port);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,7 @@
  * `tinyfleet bridge serial tcp:127.0.0.1:PORT` at it. */
 #include <stdio.h>
 
-#include "tf_device.h"
+#include "tinyfleet_device.h"
 
 #define UART0_BASE 0x40004000u
 #define UART_DATA (*(volatile uint32_t *)(UART0_BASE + 0x00u))
@@ -17,7 +17,7 @@
 #define UART_STATE_TXFULL 1u
 #define UART_STATE_RXFULL 2u
 
-static tf_status uart_write(void *ctx, const uint8_t *data, size_t len)
+static tinyfleet_status uart_write(void *ctx, const uint8_t *data, size_t len)
 {
     (void)ctx;
     for (size_t i = 0; i < len; ++i) {
@@ -25,10 +25,10 @@ static tf_status uart_write(void *ctx, const uint8_t *data, size_t len)
         }
         UART_DATA = data[i];
     }
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-static tf_status uart_read(void *ctx, uint8_t *data, size_t cap, size_t *got)
+static tinyfleet_status uart_read(void *ctx, uint8_t *data, size_t cap, size_t *got)
 {
     (void)ctx;
     size_t n = 0;
@@ -47,7 +47,7 @@ static tf_status uart_read(void *ctx, uint8_t *data, size_t cap, size_t *got)
         __asm volatile("wfi" ::: "memory");
     }
     *got = n;
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
 int main(void)
@@ -57,8 +57,8 @@ int main(void)
     /* Interrupts stay masked (PRIMASK): a pending one only ends WFI, no handler runs. */
     __asm volatile("cpsid i" ::: "memory");
     NVIC_ISER0 = 1u << UART0_RX_IRQ;
-    tf_port port = {NULL, uart_write, uart_read, NULL, NULL};
-    tf_status st = tf_device_run(&port);
-    printf("tf_device: %s\n", tf_status_name(st));
-    return st == TF_OK ? 0 : 1;
+    tinyfleet_port port = {NULL, uart_write, uart_read, NULL, NULL};
+    tinyfleet_status st = tinyfleet_device_run(&port);
+    printf("tinyfleet_device: %s\n", tinyfleet_status_name(st));
+    return st == TINYFLEET_OK ? 0 : 1;
 }

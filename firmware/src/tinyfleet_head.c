@@ -1,13 +1,13 @@
-/* The float32 MLP head; see tf_head.h. Build with -ffp-contract=off so that the
+/* The float32 MLP head; see tinyfleet_head.h. Build with -ffp-contract=off so that the
  * compiler does not fuse multiply-adds and the results track NumPy's float32. */
-#include "tf_head.h"
+#include "tinyfleet_head.h"
 
 #include <math.h>
 #include <stddef.h>
 
-int32_t tf_head_num_params(int32_t n_layers, const int32_t *sizes)
+int32_t tinyfleet_head_num_params(int32_t n_layers, const int32_t *sizes)
 {
-    if (!sizes || n_layers < 1 || n_layers > TF_HEAD_MAX_LAYERS) {
+    if (!sizes || n_layers < 1 || n_layers > TINYFLEET_HEAD_MAX_LAYERS) {
         return 0;
     }
     int32_t total = 0;
@@ -20,9 +20,9 @@ int32_t tf_head_num_params(int32_t n_layers, const int32_t *sizes)
     return total;
 }
 
-int32_t tf_head_scratch_floats(int32_t n_layers, const int32_t *sizes)
+int32_t tinyfleet_head_scratch_floats(int32_t n_layers, const int32_t *sizes)
 {
-    if (tf_head_num_params(n_layers, sizes) == 0) {
+    if (tinyfleet_head_num_params(n_layers, sizes) == 0) {
         return 0;
     }
     int32_t acts = 0;
@@ -38,25 +38,25 @@ int32_t tf_head_scratch_floats(int32_t n_layers, const int32_t *sizes)
     return acts + 2 * widest;
 }
 
-tf_status tf_head_init(tf_head *head, int32_t n_layers, const int32_t *sizes,
-                       tf_activation activation, tf_loss loss, float *params,
+tinyfleet_status tinyfleet_head_init(tinyfleet_head *head, int32_t n_layers, const int32_t *sizes,
+                       tinyfleet_activation activation, tinyfleet_loss loss, float *params,
                        int32_t params_capacity, float *scratch, int32_t scratch_capacity)
 {
     if (!head || !sizes || !params || !scratch) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
-    const int32_t n_params = tf_head_num_params(n_layers, sizes);
+    const int32_t n_params = tinyfleet_head_num_params(n_layers, sizes);
     if (n_params == 0) {
-        return TF_ERR_SHAPE;
+        return TINYFLEET_ERR_SHAPE;
     }
-    if (activation != TF_ACT_TANH && activation != TF_ACT_RELU) {
-        return TF_ERR_RANGE;
+    if (activation != TINYFLEET_ACT_TANH && activation != TINYFLEET_ACT_RELU) {
+        return TINYFLEET_ERR_RANGE;
     }
-    if (loss != TF_LOSS_MSE && loss != TF_LOSS_SOFTMAX_CE) {
-        return TF_ERR_RANGE;
+    if (loss != TINYFLEET_LOSS_MSE && loss != TINYFLEET_LOSS_SOFTMAX_CE) {
+        return TINYFLEET_ERR_RANGE;
     }
-    if (params_capacity < n_params || scratch_capacity < tf_head_scratch_floats(n_layers, sizes)) {
-        return TF_ERR_BUFFER;
+    if (params_capacity < n_params || scratch_capacity < tinyfleet_head_scratch_floats(n_layers, sizes)) {
+        return TINYFLEET_ERR_BUFFER;
     }
     head->n_layers = n_layers;
     for (int32_t i = 0; i <= n_layers; ++i) {
@@ -66,11 +66,11 @@ tf_status tf_head_init(tf_head *head, int32_t n_layers, const int32_t *sizes,
     head->loss = loss;
     head->params = params;
     head->scratch = scratch;
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
 /* Activations of layer i (i >= 1) live in scratch; layer 0 is the caller's x. */
-static float *tf_head_acts(const tf_head *head, int32_t layer)
+static float *tinyfleet_head_acts(const tinyfleet_head *head, int32_t layer)
 {
     float *p = head->scratch;
     for (int32_t i = 1; i < layer; ++i) {
@@ -79,7 +79,7 @@ static float *tf_head_acts(const tf_head *head, int32_t layer)
     return p;
 }
 
-static void tf_head_forward_all(const tf_head *head, const float *x)
+static void tinyfleet_head_forward_all(const tinyfleet_head *head, const float *x)
 {
     const float *w = head->params;
     const float *h_in = x;
@@ -87,7 +87,7 @@ static void tf_head_forward_all(const tf_head *head, const float *x)
         const int32_t fan_in = head->sizes[layer];
         const int32_t fan_out = head->sizes[layer + 1];
         const float *b = w + fan_in * fan_out;
-        float *h_out = tf_head_acts(head, layer + 1);
+        float *h_out = tinyfleet_head_acts(head, layer + 1);
         const int hidden = layer < head->n_layers - 1;
         for (int32_t o = 0; o < fan_out; ++o) {
             float z = 0.0f;
@@ -96,7 +96,7 @@ static void tf_head_forward_all(const tf_head *head, const float *x)
             }
             z += b[o];
             if (hidden) {
-                z = head->activation == TF_ACT_TANH ? tanhf(z) : (z > 0.0f ? z : 0.0f);
+                z = head->activation == TINYFLEET_ACT_TANH ? tanhf(z) : (z > 0.0f ? z : 0.0f);
             }
             h_out[o] = z;
         }
@@ -105,26 +105,26 @@ static void tf_head_forward_all(const tf_head *head, const float *x)
     }
 }
 
-tf_status tf_head_forward(const tf_head *head, const float *x, float *out)
+tinyfleet_status tinyfleet_head_forward(const tinyfleet_head *head, const float *x, float *out)
 {
     if (!head || !x || !out || !head->params || !head->scratch) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
-    tf_head_forward_all(head, x);
+    tinyfleet_head_forward_all(head, x);
     const int32_t n_out = head->sizes[head->n_layers];
-    const float *z = tf_head_acts(head, head->n_layers);
+    const float *z = tinyfleet_head_acts(head, head->n_layers);
     for (int32_t o = 0; o < n_out; ++o) {
         out[o] = z[o];
     }
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
 /* dL/dz at the output into delta; returns the loss. */
-static float tf_head_output_delta(const tf_head *head, const float *z, const float *target,
+static float tinyfleet_head_output_delta(const tinyfleet_head *head, const float *z, const float *target,
                                   int32_t label, float *delta)
 {
     const int32_t n_out = head->sizes[head->n_layers];
-    if (head->loss == TF_LOSS_MSE) {
+    if (head->loss == TINYFLEET_LOSS_MSE) {
         const float scale = (float)(2.0 / (double)n_out);
         float sum_sq = 0.0f;
         for (int32_t o = 0; o < n_out; ++o) {
@@ -153,40 +153,40 @@ static float tf_head_output_delta(const tf_head *head, const float *z, const flo
     return -logf(p);
 }
 
-tf_status tf_head_sgd_step(tf_head *head, const float *x, const float *target, int32_t label,
+tinyfleet_status tinyfleet_head_sgd_step(tinyfleet_head *head, const float *x, const float *target, int32_t label,
                            float lr, float *loss_out)
 {
     if (!head || !x || !head->params || !head->scratch) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
     const int32_t n_layers = head->n_layers;
     const int32_t n_out = head->sizes[n_layers];
-    if (head->loss == TF_LOSS_MSE && !target) {
-        return TF_ERR_NULL;
+    if (head->loss == TINYFLEET_LOSS_MSE && !target) {
+        return TINYFLEET_ERR_NULL;
     }
-    if (head->loss == TF_LOSS_SOFTMAX_CE && (label < 0 || label >= n_out)) {
-        return TF_ERR_RANGE;
+    if (head->loss == TINYFLEET_LOSS_SOFTMAX_CE && (label < 0 || label >= n_out)) {
+        return TINYFLEET_ERR_RANGE;
     }
-    tf_head_forward_all(head, x);
+    tinyfleet_head_forward_all(head, x);
 
-    float *delta = tf_head_acts(head, n_layers + 1);
+    float *delta = tinyfleet_head_acts(head, n_layers + 1);
     int32_t widest = 0;
     for (int32_t i = 0; i <= n_layers; ++i) {
         widest = head->sizes[i] > widest ? head->sizes[i] : widest;
     }
     float *delta_below = delta + widest;
     const float loss =
-        tf_head_output_delta(head, tf_head_acts(head, n_layers), target, label, delta);
+        tinyfleet_head_output_delta(head, tinyfleet_head_acts(head, n_layers), target, label, delta);
 
     /* Offsets of each layer's W in params, walking down from the top. */
-    int32_t offset = tf_head_num_params(n_layers, head->sizes);
+    int32_t offset = tinyfleet_head_num_params(n_layers, head->sizes);
     for (int32_t layer = n_layers - 1; layer >= 0; --layer) {
         const int32_t fan_in = head->sizes[layer];
         const int32_t fan_out = head->sizes[layer + 1];
         offset -= fan_in * fan_out + fan_out;
         float *w = head->params + offset;
         float *b = w + fan_in * fan_out;
-        const float *h_in = layer == 0 ? x : tf_head_acts(head, layer);
+        const float *h_in = layer == 0 ? x : tinyfleet_head_acts(head, layer);
         if (layer > 0) {
             /* delta_below = (delta @ W^T) * act'(h_in), with the weights before the step. */
             for (int32_t i = 0; i < fan_in; ++i) {
@@ -196,7 +196,7 @@ tf_status tf_head_sgd_step(tf_head *head, const float *x, const float *target, i
                 }
                 const float h = h_in[i];
                 const float grad =
-                    head->activation == TF_ACT_TANH ? 1.0f - h * h : (h > 0.0f ? 1.0f : 0.0f);
+                    head->activation == TINYFLEET_ACT_TANH ? 1.0f - h * h : (h > 0.0f ? 1.0f : 0.0f);
                 delta_below[i] = s * grad;
             }
         }
@@ -217,5 +217,5 @@ tf_status tf_head_sgd_step(tf_head *head, const float *x, const float *target, i
         *loss_out = loss;
     }
     (void)n_out;
-    return TF_OK;
+    return TINYFLEET_OK;
 }

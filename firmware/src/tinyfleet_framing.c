@@ -1,7 +1,7 @@
-/* COBS + CRC-16 framing; see tf_framing.h. */
-#include "tf_framing.h"
+/* COBS + CRC-16 framing; see tinyfleet_framing.h. */
+#include "tinyfleet_framing.h"
 
-uint16_t tf_crc16_ccitt(const uint8_t *data, size_t len, uint16_t crc)
+uint16_t tinyfleet_crc16_ccitt(const uint8_t *data, size_t len, uint16_t crc)
 {
     for (size_t i = 0; i < len; ++i) {
         crc ^= (uint16_t)((uint16_t)data[i] << 8);
@@ -12,14 +12,14 @@ uint16_t tf_crc16_ccitt(const uint8_t *data, size_t len, uint16_t crc)
     return crc;
 }
 
-size_t tf_frame_max_encoded(size_t payload_len)
+size_t tinyfleet_frame_max_encoded(size_t payload_len)
 {
     const size_t body = payload_len + 2;
     return body + body / 254 + 1 + 1;
 }
 
 /* COBS over two concatenated segments (payload, then the CRC bytes). */
-static tf_status tf_cobs_encode2(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len,
+static tinyfleet_status tinyfleet_cobs_encode2(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len,
                                  uint8_t *out, size_t cap, size_t *out_len)
 {
     const size_t total = a_len + b_len;
@@ -27,7 +27,7 @@ static tf_status tf_cobs_encode2(const uint8_t *a, size_t a_len, const uint8_t *
     size_t w = 1;
     uint8_t code = 1;
     if (cap < 1) {
-        return TF_ERR_BUFFER;
+        return TINYFLEET_ERR_BUFFER;
     }
     for (size_t i = 0; i < total; ++i) {
         const uint8_t byte = i < a_len ? a[i] : b[i - a_len];
@@ -36,12 +36,12 @@ static tf_status tf_cobs_encode2(const uint8_t *a, size_t a_len, const uint8_t *
             code = 1;
             code_at = w++;
             if (code_at >= cap) {
-                return TF_ERR_BUFFER;
+                return TINYFLEET_ERR_BUFFER;
             }
             continue;
         }
         if (w >= cap) {
-            return TF_ERR_BUFFER;
+            return TINYFLEET_ERR_BUFFER;
         }
         out[w++] = byte;
         if (++code == 0xFF) {
@@ -49,104 +49,104 @@ static tf_status tf_cobs_encode2(const uint8_t *a, size_t a_len, const uint8_t *
             code = 1;
             code_at = w++;
             if (code_at >= cap) {
-                return TF_ERR_BUFFER;
+                return TINYFLEET_ERR_BUFFER;
             }
         }
     }
     out[code_at] = code;
     *out_len = w;
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-tf_status tf_cobs_encode(const uint8_t *in, size_t len, uint8_t *out, size_t cap,
+tinyfleet_status tinyfleet_cobs_encode(const uint8_t *in, size_t len, uint8_t *out, size_t cap,
                          size_t *out_len)
 {
     if ((!in && len) || !out || !out_len) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
-    return tf_cobs_encode2(in, len, NULL, 0, out, cap, out_len);
+    return tinyfleet_cobs_encode2(in, len, NULL, 0, out, cap, out_len);
 }
 
-tf_status tf_cobs_decode(const uint8_t *in, size_t len, uint8_t *out, size_t cap,
+tinyfleet_status tinyfleet_cobs_decode(const uint8_t *in, size_t len, uint8_t *out, size_t cap,
                          size_t *out_len)
 {
     if ((!in && len) || !out_len || (!out && cap)) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
     size_t r = 0;
     size_t w = 0;
     while (r < len) {
         const uint8_t code = in[r++];
         if (code == 0) {
-            return TF_ERR_CORRUPT;
+            return TINYFLEET_ERR_CORRUPT;
         }
         for (uint8_t i = 1; i < code; ++i) {
             if (r >= len) {
-                return TF_ERR_TRUNCATED;
+                return TINYFLEET_ERR_TRUNCATED;
             }
             if (in[r] == 0) {
-                return TF_ERR_CORRUPT;
+                return TINYFLEET_ERR_CORRUPT;
             }
             if (w >= cap) {
-                return TF_ERR_BUFFER;
+                return TINYFLEET_ERR_BUFFER;
             }
             out[w++] = in[r++];
         }
         if (code != 0xFF && r < len) {
             if (w >= cap) {
-                return TF_ERR_BUFFER;
+                return TINYFLEET_ERR_BUFFER;
             }
             out[w++] = 0;
         }
     }
     *out_len = w;
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-tf_status tf_frame_encode(const uint8_t *payload, size_t len, uint8_t *out, size_t cap,
+tinyfleet_status tinyfleet_frame_encode(const uint8_t *payload, size_t len, uint8_t *out, size_t cap,
                           size_t *out_len)
 {
     if ((!payload && len) || !out || !out_len) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
-    const uint16_t crc = tf_crc16_ccitt(payload, len, 0xFFFFu);
+    const uint16_t crc = tinyfleet_crc16_ccitt(payload, len, 0xFFFFu);
     const uint8_t crc_bytes[2] = {(uint8_t)(crc >> 8), (uint8_t)(crc & 0xFFu)};
     size_t n = 0;
-    tf_status st = tf_cobs_encode2(payload, len, crc_bytes, 2, out, cap, &n);
-    if (st != TF_OK) {
+    tinyfleet_status st = tinyfleet_cobs_encode2(payload, len, crc_bytes, 2, out, cap, &n);
+    if (st != TINYFLEET_OK) {
         return st;
     }
     if (n >= cap) {
-        return TF_ERR_BUFFER;
+        return TINYFLEET_ERR_BUFFER;
     }
     out[n++] = 0;
     *out_len = n;
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-tf_status tf_frame_decode(const uint8_t *frame, size_t len, uint8_t *payload, size_t cap,
+tinyfleet_status tinyfleet_frame_decode(const uint8_t *frame, size_t len, uint8_t *payload, size_t cap,
                           size_t *payload_len)
 {
     if ((!frame && len) || !payload || !payload_len) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
     size_t n = 0;
-    tf_status st = tf_cobs_decode(frame, len, payload, cap, &n);
-    if (st != TF_OK) {
+    tinyfleet_status st = tinyfleet_cobs_decode(frame, len, payload, cap, &n);
+    if (st != TINYFLEET_OK) {
         return st;
     }
     if (n < 2) {
-        return TF_ERR_TRUNCATED;
+        return TINYFLEET_ERR_TRUNCATED;
     }
     const uint16_t want = (uint16_t)(((uint16_t)payload[n - 2] << 8) | payload[n - 1]);
-    if (tf_crc16_ccitt(payload, n - 2, 0xFFFFu) != want) {
-        return TF_ERR_CORRUPT;
+    if (tinyfleet_crc16_ccitt(payload, n - 2, 0xFFFFu) != want) {
+        return TINYFLEET_ERR_CORRUPT;
     }
     *payload_len = n - 2;
-    return TF_OK;
+    return TINYFLEET_OK;
 }
 
-void tf_frame_rx_init(tf_frame_rx *rx, uint8_t *buf, size_t cap)
+void tinyfleet_frame_rx_init(tinyfleet_frame_rx *rx, uint8_t *buf, size_t cap)
 {
     rx->buf = buf;
     rx->cap = cap;
@@ -154,10 +154,10 @@ void tf_frame_rx_init(tf_frame_rx *rx, uint8_t *buf, size_t cap)
     rx->overflow = 0;
 }
 
-tf_status tf_frame_rx_push(tf_frame_rx *rx, uint8_t byte, size_t *payload_len)
+tinyfleet_status tinyfleet_frame_rx_push(tinyfleet_frame_rx *rx, uint8_t byte, size_t *payload_len)
 {
     if (!rx || !rx->buf || !payload_len) {
-        return TF_ERR_NULL;
+        return TINYFLEET_ERR_NULL;
     }
     if (byte != 0) {
         if (rx->len < rx->cap) {
@@ -165,18 +165,18 @@ tf_status tf_frame_rx_push(tf_frame_rx *rx, uint8_t byte, size_t *payload_len)
         } else {
             rx->overflow = 1;
         }
-        return TF_ERR_TRUNCATED;
+        return TINYFLEET_ERR_TRUNCATED;
     }
     const size_t len = rx->len;
     const int overflow = rx->overflow;
     rx->len = 0;
     rx->overflow = 0;
     if (overflow) {
-        return TF_ERR_BUFFER;
+        return TINYFLEET_ERR_BUFFER;
     }
     if (len == 0) {
-        return TF_ERR_TRUNCATED; /* back-to-back delimiters: nothing to decode */
+        return TINYFLEET_ERR_TRUNCATED; /* back-to-back delimiters: nothing to decode */
     }
     /* COBS decodes in place: the write index never passes the read index. */
-    return tf_frame_decode(rx->buf, len, rx->buf, rx->cap, payload_len);
+    return tinyfleet_frame_decode(rx->buf, len, rx->buf, rx->cap, payload_len);
 }

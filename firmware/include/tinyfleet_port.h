@@ -1,13 +1,13 @@
 /* tinyfleet firmware: the port interface. Everything board-specific (serial I/O,
  * time, logging) sits behind these function pointers, so the library itself is
  * plain C99 without any OS or HAL. */
-#ifndef TF_PORT_H
-#define TF_PORT_H
+#ifndef TINYFLEET_PORT_H
+#define TINYFLEET_PORT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tf_status.h"
+#include "tinyfleet_status.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -16,15 +16,15 @@ extern "C" {
 typedef struct {
     void *ctx; /* passed back to every callback */
     /* Write all `len` bytes to the serial link. */
-    tf_status (*write)(void *ctx, const uint8_t *data, size_t len);
+    tinyfleet_status (*write)(void *ctx, const uint8_t *data, size_t len);
     /* Read up to `cap` bytes without blocking longer than the port's poll time;
      * *got receives the count (0 when nothing arrived). */
-    tf_status (*read)(void *ctx, uint8_t *data, size_t cap, size_t *got);
+    tinyfleet_status (*read)(void *ctx, uint8_t *data, size_t cap, size_t *got);
     /* Monotonic milliseconds (wraps). */
     uint32_t (*millis)(void *ctx);
     /* Optional human-readable log line; may be NULL. */
     void (*log)(void *ctx, const char *line);
-} tf_port;
+} tinyfleet_port;
 
 #ifdef __cplusplus
 }

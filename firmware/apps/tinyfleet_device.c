@@ -1,0 +1,258 @@
+/* The device loop; see tinyfleet_device.h. Head shape from tinyfleet_device_config.h (generated). */
+#include "tinyfleet_device.h"
+
+#include <string.h>
+
+#include "tinyfleet_codec.h"
+#include "tinyfleet_device_config.h"
+#include "tinyfleet_framing.h"
+#include "tinyfleet_head.h"
+#ifdef TINYFLEET_HAVE_MODEL
+#include "tinyfleet_model.h"
+#endif
+
+static const int32_t g_sizes[TINYFLEET_DEVICE_HEAD_LAYERS + 1] = TINYFLEET_DEVICE_HEAD_SIZES;
+#define N_IN (g_sizes[0])
+#define N_OUT (g_sizes[TINYFLEET_DEVICE_HEAD_LAYERS])
+
+static float g_params[TINYFLEET_DEVICE_HEAD_PARAMS];
+static float g_scratch[TINYFLEET_DEVICE_HEAD_SCRATCH];
+static float g_x[TINYFLEET_DEVICE_HEAD_MAX_WIDTH];
+static float g_y[TINYFLEET_DEVICE_HEAD_MAX_WIDTH];
+static uint8_t g_rx[TINYFLEET_DEVICE_MAX_MESSAGE + 16];
+static uint8_t g_msg[TINYFLEET_DEVICE_MAX_MESSAGE];
+static uint8_t g_frame[TINYFLEET_DEVICE_MAX_MESSAGE + TINYFLEET_DEVICE_MAX_MESSAGE / 254 + 8];
+#ifdef TINYFLEET_HAVE_MODEL
+static int8_t g_in[TINYFLEET_MODEL_INPUT_SIZE];
+static int8_t g_emb[TINYFLEET_MODEL_OUTPUT_SIZE];
+#endif
+
+typedef struct {
+    int training;
+    uint32_t k, remaining;
+    float lr;
+    double loss_sum;
+    uint32_t round, msg_id;
+    uint8_t device_id[TINYFLEET_WIRE_MAX_DEVICE_ID];
+    uint8_t device_len;
+    uint8_t name[TINYFLEET_WIRE_MAX_KEY];
+    uint8_t name_len;
+    uint8_t ndim;
+    uint32_t dims[TINYFLEET_WIRE_MAX_NDIM];
+} tinyfleet_round;
+
+static tinyfleet_round g_round;
+static tinyfleet_head g_head;
+
+static tinyfleet_status send_frame(const tinyfleet_port *port, uint8_t kind, const uint8_t *body, size_t len)
+{
+    if (len + 1 > sizeof g_msg) {
+        return TINYFLEET_ERR_BUFFER;
+    }
+    /* The body may already sit in g_msg + 1 (the reply is encoded there). */
+    if (body != g_msg + 1) {
+        memmove(g_msg + 1, body, len);
+    }
+    g_msg[0] = kind;
+    size_t n = 0;
+    tinyfleet_status st = tinyfleet_frame_encode(g_msg, len + 1, g_frame, sizeof g_frame, &n);
+    return st != TINYFLEET_OK ? st : port->write(port->ctx, g_frame, n);
+}
+
+static tinyfleet_status refuse(const tinyfleet_port *port, const char *reason)
+{
+    g_round.training = 0;
+    return send_frame(port, 'E', (const uint8_t *)reason, strlen(reason));
+}
+
+static int key_is(const tinyfleet_wire_field *f, const char *key)
+{
+    return f->key_len == strlen(key) && memcmp(f->key, key, f->key_len) == 0;
+}
+
+static tinyfleet_status send_reply(const tinyfleet_port *port)
+{
+    tinyfleet_wire_message reply;
+    memset(&reply, 0, sizeof reply);
+    reply.type = TINYFLEET_MSG_REPLY;
+    reply.round = g_round.round;
+    reply.msg_id = g_round.msg_id;
+    reply.device_id = g_round.device_id;
+    reply.device_len = g_round.device_len;
+    const double loss = g_round.k ? g_round.loss_sum / (double)g_round.k : 0.0;
+    uint8_t loss_bytes[8], steps_bytes[8];
+    uint64_t bits;
+    memcpy(&bits, &loss, 8);
+    for (int i = 0; i < 8; ++i) {
+        loss_bytes[i] = (uint8_t)(bits >> (8 * i));
+        steps_bytes[i] = (uint8_t)((uint64_t)g_round.k >> (8 * i));
+    }
+    reply.n_fields = 2;
+    reply.fields[0] = (tinyfleet_wire_field){(const uint8_t *)"loss", 4, TINYFLEET_FIELD_FLOAT64, 8, loss_bytes};
+    reply.fields[1] =
+        (tinyfleet_wire_field){(const uint8_t *)"sgd-steps", 9, TINYFLEET_FIELD_INT64, 8, steps_bytes};
+    reply.n_arrays = 1;
+    tinyfleet_wire_array *a = &reply.arrays[0];
+    a->name = g_round.name;
+    a->name_len = g_round.name_len;
+    a->dtype = TINYFLEET_DTYPE_FLOAT32;
+    a->ndim = g_round.ndim;
+    memcpy(a->dims, g_round.dims, sizeof a->dims);
+    a->size = TINYFLEET_DEVICE_HEAD_PARAMS;
+    a->count = TINYFLEET_DEVICE_HEAD_PARAMS;
+    a->scale = 1.0f;
+    /* float32 little-endian on the wire: the Cortex-M4 and x86 hosts are little-endian. */
+    a->values = (const uint8_t *)g_params;
+    size_t n = 0;
+    tinyfleet_status st = tinyfleet_wire_encode(&reply, g_msg + 1, sizeof g_msg - 1, &n);
+    g_round.training = 0;
+    return st != TINYFLEET_OK ? st : send_frame(port, 'R', g_msg + 1, n);
+}
+
+static tinyfleet_status on_task(const tinyfleet_port *port, const uint8_t *data, size_t len)
+{
+    tinyfleet_wire_message task;
+    tinyfleet_status st = tinyfleet_wire_decode(data, len, TINYFLEET_DEVICE_MAX_MESSAGE, &task);
+    if (st != TINYFLEET_OK) {
+        return refuse(port, tinyfleet_wire_error_code(st));
+    }
+    if (task.type != TINYFLEET_MSG_TRAIN || task.n_arrays != 1) {
+        return refuse(port, "expected a TRAIN task with one parameter array");
+    }
+    int64_t k = -1;
+    double lr = -1.0;
+    for (uint8_t i = 0; i < task.n_fields; ++i) {
+        const tinyfleet_wire_field *f = &task.fields[i];
+        if (key_is(f, "k") && f->type == TINYFLEET_FIELD_INT64) {
+            k = tinyfleet_wire_field_int64(f);
+        } else if (key_is(f, "inner-lr") && f->type == TINYFLEET_FIELD_FLOAT64) {
+            lr = tinyfleet_wire_field_float64(f);
+        } else if (key_is(f, "algorithm") &&
+                   !(f->type == TINYFLEET_FIELD_STRING && f->value_len == 6 &&
+                     memcmp(f->value, "online", 6) == 0)) {
+            return refuse(port, "this firmware runs online rounds only");
+        }
+    }
+    if (k < 0 || k > 1000000 || !(lr >= 0.0)) {
+        return refuse(port, "task lacks k or inner-lr");
+    }
+    const tinyfleet_wire_array *theta = &task.arrays[0];
+    if (theta->size != TINYFLEET_DEVICE_HEAD_PARAMS ||
+        tinyfleet_wire_array_dense(theta, g_params, TINYFLEET_DEVICE_HEAD_PARAMS) != TINYFLEET_OK) {
+        return refuse(port, "parameter array does not fit this head");
+    }
+    g_round.training = 1;
+    g_round.k = (uint32_t)k;
+    g_round.remaining = (uint32_t)k;
+    g_round.lr = (float)lr;
+    g_round.loss_sum = 0.0;
+    g_round.round = task.round;
+    g_round.msg_id = task.msg_id;
+    memcpy(g_round.device_id, task.device_id, task.device_len);
+    g_round.device_len = task.device_len;
+    memcpy(g_round.name, theta->name, theta->name_len);
+    g_round.name_len = theta->name_len;
+    g_round.ndim = theta->ndim;
+    memcpy(g_round.dims, theta->dims, sizeof g_round.dims);
+    return g_round.k == 0 ? send_reply(port) : TINYFLEET_OK;
+}
+
+static tinyfleet_status on_sample(const tinyfleet_port *port, const uint8_t *data, size_t len, int raw)
+{
+    if (!g_round.training) {
+        return refuse(port, "sample without a task");
+    }
+    size_t x_bytes = (size_t)N_IN * 4;
+#ifdef TINYFLEET_HAVE_MODEL
+    if (raw) {
+        x_bytes = TINYFLEET_MODEL_INPUT_SIZE;
+    }
+#else
+    if (raw) {
+        return refuse(port, "this firmware has no backbone");
+    }
+#endif
+    const size_t y_bytes = TINYFLEET_DEVICE_HEAD_LOSS == TINYFLEET_LOSS_MSE ? (size_t)N_OUT * 4 : 4;
+    if (len != x_bytes + y_bytes) {
+        return refuse(port, "sample has the wrong size");
+    }
+    if (!raw) {
+        memcpy(g_x, data, x_bytes);
+    }
+#ifdef TINYFLEET_HAVE_MODEL
+    else {
+        if (TINYFLEET_MODEL_OUTPUT_SIZE != N_IN) {
+            return refuse(port, "backbone output does not match the head input");
+        }
+        memcpy(g_in, data, x_bytes);
+        tinyfleet_status st = tinyfleet_model_invoke(g_in, g_emb);
+        if (st != TINYFLEET_OK) {
+            return refuse(port, tinyfleet_status_name(st));
+        }
+        /* Dequantise exactly as the Python backbone does: (float(q) - zp) * scale. */
+        for (int32_t i = 0; i < N_IN; ++i) {
+            g_x[i] = ((float)g_emb[i] - (float)TINYFLEET_MODEL_OUTPUT_ZERO_POINT) * TINYFLEET_MODEL_OUTPUT_SCALE;
+        }
+    }
+#endif
+    int32_t label = 0;
+    if (TINYFLEET_DEVICE_HEAD_LOSS == TINYFLEET_LOSS_MSE) {
+        memcpy(g_y, data + x_bytes, y_bytes);
+    } else {
+        memcpy(&label, data + x_bytes, 4);
+    }
+    float loss = 0.0f;
+    tinyfleet_status st = tinyfleet_head_sgd_step(&g_head, g_x, g_y, label, g_round.lr, &loss);
+    if (st != TINYFLEET_OK) {
+        return refuse(port, tinyfleet_status_name(st));
+    }
+    g_round.loss_sum += (double)loss;
+    return --g_round.remaining == 0 ? send_reply(port) : TINYFLEET_OK;
+}
+
+tinyfleet_status tinyfleet_device_run(const tinyfleet_port *port)
+{
+    if (!port || !port->read || !port->write) {
+        return TINYFLEET_ERR_NULL;
+    }
+    tinyfleet_status st = tinyfleet_head_init(&g_head, TINYFLEET_DEVICE_HEAD_LAYERS, g_sizes, TINYFLEET_DEVICE_HEAD_ACTIVATION,
+                                TINYFLEET_DEVICE_HEAD_LOSS, g_params, TINYFLEET_DEVICE_HEAD_PARAMS, g_scratch,
+                                TINYFLEET_DEVICE_HEAD_SCRATCH);
+    if (st != TINYFLEET_OK) {
+        return st;
+    }
+    tinyfleet_frame_rx rx;
+    tinyfleet_frame_rx_init(&rx, g_rx, sizeof g_rx);
+    uint8_t chunk[64];
+    for (;;) {
+        size_t got = 0;
+        st = port->read(port->ctx, chunk, sizeof chunk, &got);
+        if (st != TINYFLEET_OK) {
+            return st;
+        }
+        for (size_t i = 0; i < got; ++i) {
+            size_t len = 0;
+            st = tinyfleet_frame_rx_push(&rx, chunk[i], &len);
+            if (st == TINYFLEET_ERR_TRUNCATED) {
+                continue; /* frame still incomplete */
+            }
+            if (st != TINYFLEET_OK || len == 0) {
+                continue; /* line noise: drop the frame, keep listening */
+            }
+            const uint8_t kind = g_rx[0];
+            if (kind == 'Q') {
+                return TINYFLEET_OK;
+            }
+            if (kind == 'T') {
+                st = on_task(port, g_rx + 1, len - 1);
+            } else if (kind == 'S' || kind == 'I') {
+                st = on_sample(port, g_rx + 1, len - 1, kind == 'I');
+            } else {
+                st = refuse(port, "unknown frame kind");
+            }
+            if (st == TINYFLEET_ERR_IO) {
+                return st;
+            }
+        }
+    }
+}
