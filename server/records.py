@@ -10,10 +10,11 @@ The MQTT gateway relays the same content as wire messages.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from io import BytesIO
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from tinyfleet.errors import UsageError
 
@@ -26,15 +27,51 @@ def encode_train_content(theta: np.ndarray, config: Mapping[str, Any]) -> Record
     """The request content: ArrayRecord "arrays" = [theta], ConfigRecord "config"."""
     return RecordDict(
         {
-            ARRAYS_KEY: ArrayRecord([np.asarray(theta, dtype=np.float32)]),
+            ARRAYS_KEY: vector_record(theta),
             CONFIG_KEY: ConfigRecord(dict(config)),  # type: ignore[arg-type]
         }
     )
 
 
 def single_vector(record: ArrayRecord) -> np.ndarray:
-    """The one float array an ArrayRecord of this contract carries."""
-    arrays = record.to_numpy_ndarrays()
-    if len(arrays) != 1:
-        raise UsageError(f"expected one parameter array, got {len(arrays)}")
-    return np.asarray(arrays[0])
+    """The one float array an ArrayRecord of this contract carries (a fresh copy)."""
+    if len(record) != 1:
+        raise UsageError(f"expected one parameter array, got {len(record)}")
+    array = next(iter(record.values()))
+    data, header = array.data, _npy_header(array.dtype, tuple(array.shape))
+    if array.stype == _NUMPY_STYPE and data[: len(header)] == header:
+        # The bytes np.save writes for this dtype and shape: read the payload directly
+        # (np.load parses the header with ast.literal_eval on every call).
+        return (
+            np.frombuffer(data, dtype=array.dtype, offset=len(header)).reshape(array.shape).copy()
+        )
+    return np.asarray(array.numpy())
+
+
+def vector_record(vector: np.ndarray) -> ArrayRecord:
+    """``ArrayRecord([vector])`` (float32): the same bytes Flower's ``np.save`` path
+    writes, from a cached ``.npy`` header plus the raw little-endian values."""
+    arr = np.ascontiguousarray(vector, dtype=np.float32)
+    shape = tuple(int(d) for d in arr.shape)
+    record = ArrayRecord()  # item by item: ArrayRecord(dict) would copy every Array again
+    record["0"] = Array(
+        "float32", shape, _NUMPY_STYPE, _npy_header("float32", shape) + arr.tobytes()
+    )
+    return record
+
+
+_NUMPY_STYPE = "numpy.ndarray"  # flwr's SType.NUMPY
+_NPY_HEADERS: dict[tuple[str, tuple[int, ...]], bytes] = {}
+
+
+def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
+    """What ``np.save`` writes before the values of a C-ordered array (cached)."""
+    key = (dtype, shape)
+    header = _NPY_HEADERS.get(key)
+    if header is None:
+        empty = np.zeros(shape, dtype=dtype)
+        buffer = BytesIO()
+        np.save(buffer, empty, allow_pickle=False)
+        header = buffer.getvalue()[: len(buffer.getvalue()) - empty.nbytes]
+        _NPY_HEADERS[key] = header
+    return header

@@ -44,7 +44,13 @@ from tinyfleet.device.wire.contract import (
     RoundPlan,
 )
 from tinyfleet.errors import UsageError
-from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY
+from tinyfleet.server.records import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    METRICS_KEY,
+    single_vector,
+    vector_record,
+)
 from tinyfleet.server.sampling import DeviceSampler, SeededSampler
 from tinyfleet.server.validation import update_problem
 
@@ -213,7 +219,7 @@ class FleetStrategy(Strategy):
                 self.counters.grad_evals_total += int(metrics.get(METRIC_GRAD_EVALS, 0))
                 self.counters.bytes_up_total += int(metrics.get(METRIC_BYTES_UP, phi.nbytes))
             new_theta = self.update(server_round, theta, accepted)
-            new_arrays = ArrayRecord([new_theta])
+            new_arrays = vector_record(new_theta)
             self._last_arrays, self._last_theta = new_arrays, new_theta
         losses = [m.get(METRIC_LOSS, float("nan")) for _, m, _ in accepted]
         summary = MetricRecord(
@@ -275,17 +281,21 @@ class FleetStrategy(Strategy):
             return None
         content = reply.content
         try:
-            arrays = content[self.arrayrecord_key].to_numpy_ndarrays()  # type: ignore[union-attr]
+            record = content[self.arrayrecord_key]
             metrics = (
                 dict(content[self.metricrecord_key]) if self.metricrecord_key in content else {}
             )
         except (KeyError, AttributeError, TypeError, ValueError) as error:
             LOG.warning("round reply from node %s rejected: %s", source, error)
             return None
-        if len(arrays) != 1:
-            LOG.warning("round reply from node %s rejected: %d arrays", source, len(arrays))
+        if not isinstance(record, ArrayRecord) or len(record) != 1:
+            LOG.warning("round reply from node %s rejected: not one parameter array", source)
             return None
-        phi = np.asarray(arrays[0])
+        try:
+            phi = single_vector(record)
+        except (TypeError, ValueError, UsageError) as error:  # not a numpy payload, garbled
+            LOG.warning("round reply from node %s rejected: %s", source, error)
+            return None
         problem = update_problem(phi, shape)
         if problem is not None:
             LOG.warning("round reply from node %s rejected: %s", source, problem)
@@ -368,7 +378,6 @@ def _mean(vectors: list[np.ndarray]) -> np.ndarray:
 
 
 def _vector_of(arrays: ArrayRecord) -> np.ndarray:
-    values = arrays.to_numpy_ndarrays()
-    if len(values) != 1:
-        raise UsageError(f"the global model must be one flat array, got {len(values)}")
-    return np.asarray(values[0], dtype=np.float32)
+    if len(arrays) != 1:
+        raise UsageError(f"the global model must be one flat array, got {len(arrays)}")
+    return np.asarray(single_vector(arrays), dtype=np.float32)

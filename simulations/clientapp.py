@@ -7,12 +7,18 @@ replies with phi and the round's metrics. The MQTT gateway relays the same conte
 
 from __future__ import annotations
 
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from tinyfleet.device.head import HeadSpec
 from tinyfleet.device.rounds import StreamForDevice, run_configured_round
-from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY, single_vector
+from tinyfleet.server.records import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    METRICS_KEY,
+    single_vector,
+    vector_record,
+)
 
 
 def handle_train(
@@ -32,7 +38,7 @@ def handle_train(
     )
     reply = RecordDict(
         {
-            ARRAYS_KEY: ArrayRecord([phi]),
+            ARRAYS_KEY: vector_record(phi),
             METRICS_KEY: MetricRecord(metrics),
         }
     )

@@ -110,3 +110,22 @@ def test_seeded_sampler_is_reproducible_and_respects_eligibility():
     only_even = SeededSampler(100, 7, eligible=lambda r: range(0, 100, 2))
     assert all(i % 2 == 0 for i in only_even.select(1, 20))
     assert SeededSampler(10, 0, eligible=lambda r: []).select(1, 3) == []
+
+
+def test_vector_record_is_flowers_own_record_and_reads_back() -> None:
+    """The fast record path writes the bytes ``ArrayRecord([v])`` writes, and reads any
+    Flower-made record (also one it cannot take the fast path for) exactly."""
+    from flwr.app import Array, ArrayRecord
+
+    from tinyfleet.server.records import single_vector, vector_record
+
+    v = np.random.default_rng(0).normal(size=1761).astype(np.float32)
+    ours, flowers = vector_record(v), ArrayRecord([v])
+    assert list(ours.keys()) == list(flowers.keys()) == ["0"]
+    a, b = ours["0"], flowers["0"]
+    assert (a.dtype, tuple(a.shape), a.stype, a.data) == (b.dtype, tuple(b.shape), b.stype, b.data)
+    assert single_vector(flowers).tobytes() == v.tobytes()
+    doubles = ArrayRecord([v.astype(np.float64)])  # another header: np.load's path
+    assert single_vector(doubles).dtype == np.float64
+    fortran = ArrayRecord({"0": Array(np.asfortranarray(np.ones((3, 2), np.float32)))})
+    assert np.array_equal(single_vector(fortran), np.ones((3, 2), np.float32))
