@@ -37,7 +37,7 @@ PREFIXES: dict[str, Namespace] = {
     "schema": SCHEMA,
     "prov": PROV,
     "om": OM,
-    "skos": SKOS,
+    "skos": Namespace(str(SKOS)),
 }
 
 #: SPARQL prologue with every prefix above (plus rdf/rdfs/xsd), for ad-hoc queries; one
