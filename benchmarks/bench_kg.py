@@ -1,28 +1,40 @@
-"""Knowledge-graph benchmark: load rate and inventory-query latency at fleet scale.
+"""Knowledge-graph benchmark through the real SPARQL server (``oxigraph serve``).
 
-Oxigraph (the default store) is measured beside rdflib's plain in-memory store in the
-same run, on the same generated inventory (tinyfleet.ontology.fleetgen: real boards,
-random sensors, a dozen firmware builds) plus one or two deployments per device.
+Generates an inventory (ontology.fleetgen: 80 products x 12 firmware builds, 20 models,
+one deployment per device and a second for every 10th), then, against a managed
+``oxigraph serve`` on an on-disk store:
 
-Queries (named queries of ontology/queries):
-  sensor+ram  devices with >= 256 KiB RAM and a microphone that can run model M
-              (devices-with-sensor-for-model)
-  versions    model version per device, from the latest deployment (model-version-per-device)
-  eligible    the capability profiles that can run and train model M (eligible-profiles);
-              `KnowledgeGraph.eligible()` (the server's hot path) adds their devices
+  load       raw bulk rate (`oxigraph load`, the server's own bulk loader) and the
+             validated write path on the running server (KnowledgeGraph.remote(...).add_all:
+             SHACL, replace, DELETE/INSERT DATA) on --validated devices
+  memory     peak resident memory of the Oxigraph server and of this process
+  eligible   KnowledgeGraph.eligible(model, limit=100) (count + first page) and the full
+             id list, p50/p99 over --repeats for each of the 20 models
+  clients    --clients concurrent clients through `tinyfleet kg serve` (the front) for
+             --seconds, then again with one hostile client running a cross join the whole
+             time: throughput and p50/p99 of the others
 
-Usage: python benchmarks/bench_kg.py [--devices 100000] [--repeats 15] [--rdflib-repeats 3]
+Usage: python benchmarks/bench_kg.py [--devices 100000] [--validated 2000] [--repeats 30]
+       [--clients 20] [--seconds 10]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import multiprocessing
+import json
+import random
 import statistics
+import subprocess
+import sys
+import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from rdflib import Graph
 
@@ -30,170 +42,221 @@ from tinyfleet.ontology.extract_device import device_to_rdf
 from tinyfleet.ontology.extract_model import card_to_rdf
 from tinyfleet.ontology.fleetgen import generate_cards, generate_devices
 from tinyfleet.ontology.named_queries import get_named_query
+from tinyfleet.ontology.oxigraph_process import ManagedOxigraph
 from tinyfleet.ontology.provenance import deployment_to_rdf
 from tinyfleet.ontology.store import KnowledgeGraph
 
-
-def ntriples(graphs: list[Graph]) -> str:
-    lines: list[str] = []
-    for graph in graphs:
-        lines.extend(f"{s.n3()} {p.n3()} {o.n3()} ." for s, p, o in graph)
-    return "\n".join(lines) + "\n"
+PLACEHOLDER = "dev-PLACEHOLDER"
+CROSS = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }"
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, int]:
-    """p50 wall time in ms over ``repeats`` runs (after one warm-up) and the result size."""
-    size = len(fn())
+def nt(graph: Graph) -> str:
+    return "".join(f"{s.n3()} {p.n3()} {o.n3()} .\n" for s, p, o in graph)
+
+
+def inventory(count: int) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """N-Triples of ``count`` devices, 20 models and deployments.
+
+    device_to_rdf runs once per distinct (product, build) description; each device's
+    triples are that template with its id substituted (ids appear only in its IRIs and
+    schema:identifier), which keeps generation seconds instead of minutes at 100k.
+    """
+    devices, cards = generate_devices(count, seed=1), generate_cards(20, seed=1)
+    templates: dict[str, str] = {}
+    parts = [nt(card_to_rdf(c)) for c in cards]
+    deployed = [
+        nt(deployment_to_rdf(PLACEHOLDER, f"{c['name']}@{c['version']}", 1.78e9)) for c in cards
+    ]
+    again = nt(deployment_to_rdf(PLACEHOLDER, "model-00@1", 1.78e9 + 60))
+    for i, d in enumerate(devices):
+        key = json.dumps({k: v for k, v in d.items() if k != "device_id"}, sort_keys=True)
+        if key not in templates:
+            templates[key] = nt(device_to_rdf({**d, "device_id": PLACEHOLDER}))
+        parts.append(templates[key].replace(PLACEHOLDER, d["device_id"]))
+        parts.append(deployed[i % len(cards)].replace(PLACEHOLDER, d["device_id"]))
+        if i % 10 == 0:
+            parts.append(again.replace(PLACEHOLDER, d["device_id"]))
+    return "".join(parts), devices, cards
+
+
+def rss_peak_mb(pid: int | str) -> float:
+    """Peak resident memory (VmHWM) of a process in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
+    """p50, p99 (ms) over ``repeats`` runs after one warm-up, and the last result."""
+    result = fn()
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        result = fn()
         samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples), size
+    return (*percentiles(samples), result)
 
 
-def measure(
-    backend: str,
-    data: str,
-    queries: dict[str, str],
-    repeats: int,
-    model_id: str,
-    report: Callable[[str, Any], None] = lambda key, value: None,
-    all_models: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """Load ``data`` into a fresh store of ``backend`` and time each query."""
-    gc.collect()
-    kg = KnowledgeGraph.memory(backend)
-    start = time.perf_counter()
-    if backend == "oxigraph":
-        kg.graph.parse(data=data, format="ox-ntriples")  # oxrdflib's native parser
-    else:
-        kg.graph.parse(data=data, format="nt")
-    load_s = time.perf_counter() - start
+def post(url: str, body: bytes, content_type: str, timeout: float = 600) -> bytes:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return bytes(response.read())
+
+
+def bulk_load(location: Path, data: str) -> None:
+    """The raw rate: Oxigraph's own bulk loader (``oxigraph load``) into the store directory."""
+    from tinyfleet.ontology.oxigraph_process import find_oxigraph
+
     triples = data.count("\n")
-    row: dict[str, Any] = {"load_s": load_s, "rate": triples / load_s}
-    report("load_s", load_s)
-    report("rate", triples / load_s)
-    for name, text in queries.items():
-        row[name] = timed(lambda text=text: kg.select(text)[1], repeats)  # type: ignore[misc]
-        report(name, row[name])
-    if backend == "oxigraph":
-        row["eligible()"] = timed(lambda: kg.eligible(model_id).devices, repeats)
-        per_model = []
-        for model in all_models:
-            per_model.append((model, *timed(lambda m=model: kg.eligible(m).devices, repeats)))  # type: ignore[misc]
-        row["per_model"] = per_model
-    return row
+    dump = location.parent / "inventory.nt"
+    dump.write_text(data)
+    start = time.perf_counter()
+    subprocess.run(
+        [find_oxigraph(), "load", "--location", str(location), "--file", str(dump)], check=True
+    )
+    raw_s = time.perf_counter() - start
+    dump.unlink()
+    print(
+        f"raw bulk load (oxigraph load): {triples:,} triples in {raw_s:.1f} s = {triples / raw_s:,.0f} triples/s"
+    )
 
 
-def _rdflib_child(
-    data: str, queries: dict[str, str], repeats: int, model_id: str, queue: Any
+def validated_load(server: ManagedOxigraph, devices: list[dict[str, Any]], validated: int) -> None:
+    """The validated write path on the running server: SHACL, replace, DELETE/INSERT DATA."""
+    from tinyfleet.ontology.loaders import describe_json
+
+    kg = KnowledgeGraph.remote(server.url)
+    descriptions = [describe_json(d) for d in devices[:validated]]
+    size = sum(len(d.graph) for d in descriptions)
+    start = time.perf_counter()
+    for first in range(0, len(descriptions), 500):
+        batch = descriptions[first : first + 500]
+        kg.add_all((d.graph, d.replace) for d in batch)
+    valid_s = time.perf_counter() - start
+    print(
+        f"validated write path (SHACL + replace + DELETE/INSERT DATA): {validated} devices, "
+        f"{size:,} triples in {valid_s:.1f} s = {size / valid_s:,.0f} triples/s"
+    )
+
+
+def eligible(server: ManagedOxigraph, cards: list[dict[str, Any]], repeats: int) -> None:
+    kg = KnowledgeGraph.remote(server.url)
+    print(f"\nKnowledgeGraph.eligible() per model through the server ({repeats} runs, ms):")
+    print(
+        f"{'model':12s} {'eligible':>8s} {'page p50':>9s} {'page p99':>9s} {'all p50':>8s} {'all p99':>8s}"
+    )
+    worst = [0.0, 0.0]
+    for card in cards:
+        model = f"{card['name']}@{card['version']}"
+        p50, p99, page = timed(lambda m=model: kg.eligible(m, limit=100), repeats)  # type: ignore[misc]
+        a50, a99, _ = timed(lambda m=model: kg.eligible(m), max(3, repeats // 3))  # type: ignore[misc]
+        worst = [max(worst[0], p50), max(worst[1], p99)]
+        print(f"{model:12s} {page.total:8d} {p50:9.1f} {p99:9.1f} {a50:8.1f} {a99:8.1f}")
+    verdict = "met" if worst[0] < 50 and worst[1] < 150 else "NOT met"
+    print(
+        f"target page p50 < 50 ms and p99 < 150 ms for every model: {verdict} (worst {worst[0]:.1f} / {worst[1]:.1f})"
+    )
+
+
+def _client(url: str, queries: list[str], stop: threading.Event, latencies: list[float]) -> None:
+    rng = random.Random(len(latencies))
+    while not stop.is_set():
+        body = urlencode({"query": rng.choice(queries)}).encode()
+        start = time.perf_counter()
+        try:
+            post(url, body, "application/x-www-form-urlencoded", timeout=60)
+        except urllib.error.HTTPError:
+            continue
+        latencies.append((time.perf_counter() - start) * 1000)
+
+
+def clients(
+    server: ManagedOxigraph, cards: list[dict[str, Any]], count: int, seconds: float, devices: int
 ) -> None:
-    measure("rdflib", data, queries, repeats, model_id, lambda k, v: queue.put((k, v)))
+    command = [sys.executable, "-m", "tinyfleet.cli", "kg", "serve", "--store", server.url]
+    front = subprocess.Popen(
+        [*command, "--port", "0", "--timeout", "5"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert front.stdout is not None
+        url = front.stdout.readline().split()[2]
+        queries = [
+            get_named_query("eligible-profiles").bind({"model": f"{c['name']}@{c['version']}"})
+            for c in cards
+        ]
+        queries += [
+            f"SELECT ?r WHERE {{ <https://w3id.org/tinyfleet/id/device/dev-{i:06d}> tfo:ramBytes ?r }}"
+            for i in range(0, devices, max(1, devices // 50))
+        ]
+        print(
+            f"\n{count} concurrent clients through the front for {seconds:.0f} s (eligible-profiles / device lookups):"
+        )
+        baseline = 0.0
+        for hostile in (False, True):
+            stop = threading.Event()
+            lats: list[list[float]] = [[] for _ in range(count)]
+            threads = [
+                threading.Thread(target=_client, args=(url, queries, stop, lats[i]))
+                for i in range(count)
+            ]
+            if hostile:
+                threads.append(threading.Thread(target=_client, args=(url, [CROSS], stop, [])))
+            for thread in threads:
+                thread.start()
+            time.sleep(seconds)
+            stop.set()
+            for thread in threads:
+                thread.join()
+            merged = [x for lat in lats for x in lat]
+            p50, p99 = percentiles(merged)
+            label = "with a hostile cross join" if hostile else "without hostile client"
+            print(
+                f"  {label:26s} {len(merged) / seconds:8.0f} queries/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms"
+            )
+            if not hostile:
+                baseline = p99
+            else:
+                verdict = "met" if p99 < 2 * baseline else "NOT met"
+                print(f"  target p99 < 2x without hostile: {verdict} ({p99 / baseline:.2f}x)")
+    finally:
+        front.terminate()
+        front.wait(timeout=20)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--rdflib-repeats", type=int, default=1)
-    parser.add_argument("--rdflib-timeout", type=float, default=300, help="seconds for rdflib")
+    parser.add_argument("--validated", type=int, default=2_000, help="devices via the SHACL path")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
-
     t0 = time.perf_counter()
-    devices = generate_devices(args.devices, seed=1)
-    cards = generate_cards(20, seed=1)
-    graphs = [device_to_rdf(d) for d in devices] + [card_to_rdf(c) for c in cards]
-    for i, d in enumerate(devices):  # one deployment each, a second one for every 10th
-        card = cards[i % len(cards)]
-        graphs.append(
-            deployment_to_rdf(d["device_id"], f"{card['name']}@{card['version']}", 1.78e9)
-        )
-        if i % 10 == 0:
-            graphs.append(deployment_to_rdf(d["device_id"], "model-00@1", 1.78e9 + 60))
-    data = ntriples(graphs)
-    del graphs
-    triples = data.count("\n")
+    data, devices, cards = inventory(args.devices)
     print(
-        f"inventory: {args.devices} devices, 20 models, {triples} triples "
-        f"(generated in {time.perf_counter() - t0:.1f} s)"
+        f"inventory: {args.devices:,} devices, 20 models, {data.count(chr(10)):,} triples (generated in {time.perf_counter() - t0:.1f} s)"
     )
-
-    # microphone model for the sensor+ram query; the model with the most eligible devices
-    mic = next(c for c in cards if c["sensor"] == "microphone")
-    mic_id = f"{mic['name']}@{mic['version']}"
-    queries = {
-        "sensor+ram": get_named_query("devices-with-sensor-for-model").bind(
-            {"model": mic_id, "sensor": "microphone", "min_ram_kb": "256"}
-        ),
-        "versions": get_named_query("model-version-per-device").bind({}),
-        "eligible": get_named_query("eligible-profiles").bind({"model": mic_id}),
-    }
-
-    results: dict[str, dict[str, Any]] = {
-        "oxigraph": measure(
-            "oxigraph",
-            data,
-            queries,
-            args.repeats,
-            mic_id,
-            all_models=tuple(f"{c['name']}@{c['version']}" for c in cards),
-        )
-    }
-    # rdflib's engine can take minutes per query at this scale (FILTER NOT EXISTS is
-    # evaluated per row): run it in a child process and stop it after --rdflib-timeout s.
-    queue: multiprocessing.Queue = multiprocessing.Queue()
-    child = multiprocessing.Process(
-        target=_rdflib_child, args=(data, queries, args.rdflib_repeats, mic_id, queue)
-    )
-    child.start()
-    rdflib_row: dict[str, Any] = {}
-    deadline = time.monotonic() + args.rdflib_timeout
-    while len(rdflib_row) < 2 + len(queries) and time.monotonic() < deadline:
-        try:
-            key, value = queue.get(timeout=max(0.1, deadline - time.monotonic()))
-            rdflib_row[key] = value
-        except Exception:
-            break
-    if child.is_alive():
-        child.terminate()
-    child.join()
-    results["rdflib"] = rdflib_row
-    for backend, row in results.items():
-        if "load_s" in row:
-            print(f"{backend:9s} load {row['load_s']:7.2f} s  {row['rate']:>10,.0f} triples/s")
-
-    print(f"\np50 latency (ms) at {args.devices} devices, model {mic_id}:")
-    print(f"{'query':28s} {'oxigraph':>10s} {'rdflib-mem':>11s} {'speed-up':>9s} {'rows':>7s}")
-    for name in queries:
-        ox_ms, rows = results["oxigraph"][name]
-        direct, _ = results["oxigraph"][name + " (pyoxigraph)"]
-        if name in results["rdflib"]:
-            rl_ms, rl_rows = results["rdflib"][name]
-            assert rows == rl_rows, f"{name}: backends disagree ({rows} vs {rl_rows} rows)"
-            rl_text, ratio, ratio_direct = (
-                f"{rl_ms:11.1f}",
-                f"{rl_ms / ox_ms:8.1f}x",
-                f"{rl_ms / direct:8.1f}x",
+    with tempfile.TemporaryDirectory() as tmp:
+        bulk_load(Path(tmp) / "kg", data)
+        del data
+        with ManagedOxigraph(Path(tmp) / "kg", timeout_s=5) as server:
+            assert server.pid is not None
+            validated_load(server, devices, args.validated)
+            print(f"peak RSS after load: oxigraph {rss_peak_mb(server.pid):,.0f} MB")
+            eligible(server, cards, args.repeats)
+            clients(server, cards, args.clients, args.seconds, args.devices)
+            ox, me = rss_peak_mb(server.pid), rss_peak_mb("self")
+            verdict = "met" if ox + me < 4096 else "NOT met"
+            print(
+                f"\npeak RSS: oxigraph server {ox:,.0f} MB + bench (generator, clients) {me:,.0f} MB"
+                f" = {ox + me:,.0f} MB (target < 4 GB: {verdict})"
             )
-        else:
-            rl_text, ratio, ratio_direct = f"{'> timeout':>11s}", f"{'':9s}", f"{'':9s}"
-        print(f"{name + ' (via rdflib API)':28s} {ox_ms:10.1f} {rl_text} {ratio} {rows:7d}")
-        print(f"{name + ' (pyoxigraph direct)':28s} {direct:10.1f} {'':11s} {ratio_direct}")
-    hot, rows = results["oxigraph"]["eligible()"]
-    print(f"{'KnowledgeGraph.eligible()':28s} {hot:10.1f} {'':11s} {'':9s} {rows:7d}")
-    if "rate" in results["rdflib"]:
-        ratio = results["oxigraph"]["rate"] / results["rdflib"]["rate"]
-        print(f"\nload rate ratio oxigraph/rdflib: {ratio:.1f}x")
-    per_model = results["oxigraph"]["per_model"]
-    print("\nKnowledgeGraph.eligible() p50 per model (ms, eligible devices):")
-    print("  " + ", ".join(f"{m} {ms:.0f} ({n})" for m, ms, n in per_model))
-    fast = sum(1 for _m, ms, _n in per_model if ms < 50)
-    print(
-        f"  {fast}/{len(per_model)} models under 50 ms; median {statistics.median(ms for _m, ms, _n in per_model):.1f} ms"
-    )
-    target = "met" if hot < 50 else "NOT met"
-    print(f"target p50 < 50 ms for matchmaking at {args.devices} devices: {target} ({hot:.1f} ms)")
 
 
 if __name__ == "__main__":

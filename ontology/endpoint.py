@@ -16,16 +16,21 @@ loopback, or any SPARQL 1.1 server given by URL) evaluates every query.
   (:meth:`KnowledgeGraph.update`) and applied only if it conforms (else 400 with the
   shapes' messages). Writes are serialised; reads run concurrently.
 * Malformed requests (non-numeric Content-Length, invalid UTF-8, unknown paths) get a 4xx.
+* A page for people at ``/`` (``web/index.html``): a query editor with the named queries
+  (``/named-queries``; run through ``/named?name=N&param=value``, bound server-side with
+  typed parameters) and an inventory view (devices, models, versions, last rounds).
 """
 
 from __future__ import annotations
 
 import hmac
 import http.client
+import json
 import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -33,6 +38,7 @@ from tinyfleet.ontology.errors import KnowledgeGraphError
 from tinyfleet.ontology.query_guard import MAX_NESTING, MAX_QUERY_BYTES, check_query
 from tinyfleet.ontology.store import KnowledgeGraph, with_prologue
 
+PAGE = Path(__file__).with_name("web") / "index.html"
 CANCELLED = b"The SPARQL operation has been cancelled"  # oxigraph's mid-stream timeout mark
 MAX_UPDATE_BYTES = 64 * 1024 * 1024
 MAX_RESULT_BYTES = 64 * 1024 * 1024
@@ -121,9 +127,18 @@ class FrontHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         try:
             url = urlsplit(self.path)
-            if url.path not in QUERY_PATHS:
-                raise BadRequest(404, "not found: the SPARQL endpoint is /sparql\n")
+            if url.path in ("/", "/index.html"):
+                self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
+                return
+            if url.path == "/named-queries":
+                self._send(200, named_catalogue(), "application/json")
+                return
             params = self._form(url.query)
+            if url.path == "/named":
+                self._query(bind_named(params))
+                return
+            if url.path not in QUERY_PATHS:
+                raise BadRequest(404, "not found: the SPARQL endpoint is /sparql, the page is /")
             if "query" not in params:
                 raise BadRequest(400, "missing 'query' parameter")
             self._query(params["query"][0])
@@ -206,6 +221,44 @@ class FrontHandler(BaseHTTPRequestHandler):
         except KnowledgeGraphError as error:
             raise BadRequest(400, str(error)) from None
         self._send(200, f"ok: {added} triples added, {removed} removed\n")
+
+
+def named_catalogue() -> str:
+    """The named queries as JSON for the page: name, summary, parameters and body."""
+    from tinyfleet.ontology.named_queries import named_queries
+
+    return json.dumps(
+        [
+            {
+                "name": q.name,
+                "summary": q.summary,
+                "body": "\n".join(
+                    line for line in q.body.splitlines() if not line.startswith("#")
+                ).strip(),
+                "parameters": [
+                    {
+                        "name": p.name,
+                        "type": p.type,
+                        "default": p.default,
+                        "description": p.description,
+                    }
+                    for p in q.parameters
+                ],
+            }
+            for q in named_queries().values()
+        ]
+    )
+
+
+def bind_named(params: dict[str, list[str]]) -> str:
+    """``/named?name=N&param=value...``: the named query bound with typed parameters."""
+    from tinyfleet.ontology.named_queries import get_named_query
+
+    values = {key: value[0] for key, value in params.items() if key != "name"}
+    try:
+        return get_named_query(params.get("name", [""])[0]).bind(values)
+    except KnowledgeGraphError as error:
+        raise BadRequest(400, str(error)) from None
 
 
 def make_server(

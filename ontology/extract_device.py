@@ -16,10 +16,12 @@ from typing import Any
 from urllib.parse import quote
 
 from rdflib import RDF, RDFS, Graph, Literal, URIRef
+from rdflib.namespace import SKOS
 
 from tinyfleet.ontology.errors import DescriptionError
 from tinyfleet.ontology.jsonfields import Fields, shape_text
 from tinyfleet.ontology.namespaces import (
+    NNET_LAYER_TYPES,
     S3N,
     SCHEMA,
     SOSA,
@@ -51,6 +53,8 @@ def add_operators(graph: Graph, subject: URIRef, predicate: URIRef, names: list[
         graph.add((subject, predicate, op))
         graph.add((op, RDF.type, TFO.Operator))
         graph.add((op, RDFS.label, Literal(name)))
+        if name in NNET_LAYER_TYPES:  # the same layer type in the nnet: schema
+            graph.add((op, SKOS.exactMatch, NNET_LAYER_TYPES[name]))
 
 
 def device_to_rdf(description: Any) -> Graph:
@@ -125,7 +129,7 @@ def device_to_rdf(description: Any) -> Graph:
 def _add_sensor(g: Graph, owner: URIRef, sensor: URIRef, modality: str, shape: str | None) -> None:
     g.add((owner, TFO.hasSensor, sensor))
     g.add((sensor, RDF.type, SOSA.Sensor))
-    g.add((sensor, TFO.modality, modality_iri(modality)))
+    g.add((sensor, SOSA.observes, modality_iri(modality)))
     if shape is not None:
         g.add((sensor, TFO.sampleShape, Literal(shape)))
 
@@ -178,7 +182,7 @@ def derive_profile(graph: Graph, dev: URIRef) -> Graph:
     max_arena = graph.value(dev, TFO.maxArenaBytes)
     sensors: list[tuple[str, str | None]] = []
     for sensor in graph.objects(dev, TFO.hasSensor):
-        modality = graph.value(sensor, TFO.modality)
+        modality = graph.value(sensor, SOSA.observes)
         if modality is None:
             continue
         shape = graph.value(sensor, TFO.sampleShape)

@@ -105,6 +105,8 @@ def card_to_rdf(card: Any) -> Graph:
 
 def _tensor(g: Graph, node: URIRef, tensor: Fields) -> None:
     g.add((node, RDF.type, TFO.TensorSpec))
+    role = NNET.NetworkInput if str(node).endswith("/input") else NNET.NetworkOutput
+    g.add((node, RDF.type, role))
     shape = tensor.shape("shape", required=True)
     assert shape is not None
     g.add((node, TFO.tensorShape, Literal(shape_text(shape))))
@@ -134,7 +136,7 @@ def _layers(g: Graph, m: URIRef, layers: list[Fields]) -> None:
         g.add((node, RDF.type, NNET.Layer))
         g.add((node, NNET.hasIndex, Literal(index)))
         g.add((node, NNET.hasLayerType, operator_iri(op)))
-        for key, predicate in (("input_shapes", NNET.shapeIn), ("output_shapes", TFO.outputShapes)):
+        for key, predicate in (("input_shapes", NNET.shapeIn), ("output_shapes", NNET.shapeOut)):
             shapes = layer.data.get(key)
             if isinstance(shapes, list) and all(isinstance(s, list) for s in shapes):
                 g.add((node, predicate, Literal(";".join(shape_text(s) for s in shapes))))

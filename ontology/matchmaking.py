@@ -96,20 +96,26 @@ def eligible(kg: KnowledgeGraph, model: str, limit: int | None = None, offset: i
     """
     if (limit is not None and limit < 0) or offset < 0:
         raise KnowledgeGraphError("limit and offset must not be negative")
-    model_id = resolve_model_id(kg, model)
+    # name@version goes straight to the rule; its existence is checked only if nothing passes
+    model_id = model if "@" in model else resolve_model_id(kg, model)
     _names, rows = kg.select(get_named_query("eligible-profiles").bind({"model": model_id}))
     if not rows:
-        return Eligible(model_id, 0, (), offset)
+        return Eligible(resolve_model_id(kg, model_id), 0, (), offset)
     values = " ".join(row[0].n3() for row in rows)
-    match = f"VALUES ?profile {{ {values} }} ?d <{TFO.hasCapabilityProfile}> ?profile ."
+    link = f"<{TFO.hasCapabilityProfile}>"
     if limit is None:
-        _names, found = kg.select(f"SELECT ?d WHERE {{ {match} }}")
+        _names, found = kg.select(f"SELECT ?d WHERE {{ VALUES ?p {{ {values} }} ?d {link} ?p }}")
         devices = sorted(_device_id(row[0]) for row in found)[offset:]
         return Eligible(model_id, len(devices) + offset, tuple(devices), offset)
-    _names, counted = kg.select(f"SELECT (COUNT(?d) AS ?n) WHERE {{ {match} }}")
-    total = int(counted[0][0].toPython())
-    page = f"SELECT ?d WHERE {{ {match} }} ORDER BY ?d LIMIT {limit} OFFSET {offset}"
-    devices = [_device_id(row[0]) for row in kg.select(page)[1]]
+    # the total and one sorted page in one request
+    _names, found = kg.select(
+        f"SELECT ?n ?d WHERE {{"
+        f" {{ SELECT (COUNT(?d0) AS ?n) WHERE {{ VALUES ?p {{ {values} }} ?d0 {link} ?p }} }}"
+        f" OPTIONAL {{ {{ SELECT ?d WHERE {{ VALUES ?p {{ {values} }} ?d {link} ?p }}"
+        f" ORDER BY ?d LIMIT {limit} OFFSET {offset} }} }} }} ORDER BY ?d"
+    )
+    total = int(str(found[0][0])) if found else 0
+    devices = [_device_id(row[1]) for row in found if row[1] is not None]
     return Eligible(model_id, total, tuple(devices), offset)
 
 

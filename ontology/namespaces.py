@@ -11,6 +11,7 @@ import hashlib
 from urllib.parse import quote
 
 from rdflib import Graph, Namespace, URIRef
+from rdflib.namespace import SKOS
 
 TFO = Namespace("https://w3id.org/tinyfleet/ontology#")
 TFS = Namespace("https://w3id.org/tinyfleet/shapes#")
@@ -36,6 +37,7 @@ PREFIXES: dict[str, Namespace] = {
     "schema": SCHEMA,
     "prov": PROV,
     "om": OM,
+    "skos": Namespace(str(SKOS)),
 }
 
 #: SPARQL prologue with every prefix above (plus rdf/rdfs/xsd), for ad-hoc queries; one
@@ -91,6 +93,23 @@ def model_id(name: str, version: str) -> str:
 def model_iri(name: str, version: str) -> URIRef:
     """IRI of one version of a model."""
     return ID[f"model/{_key(name)}/{_key(version)}"]
+
+
+# TFLite builtin operators that the nnet: schema names as layer types (skos:exactMatch).
+NNET_LAYER_TYPES = {
+    "AVERAGE_POOL_2D": NNET.AveragePool2D,
+    "CONV_2D": NNET.Conv2D,
+    "DEPTHWISE_CONV_2D": NNET.DepthwiseConv2D,
+    "DEQUANTIZE": NNET.Dequantize,
+    "FULLY_CONNECTED": NNET.FullyConnected,
+    "LOGISTIC": NNET.Logistic,
+    "MAX_POOL_2D": NNET.MaxPool2D,
+    "QUANTIZE": NNET.Quantize,
+    "RELU": NNET.Relu,
+    "RESHAPE": NNET.Reshape,
+    "RESIZE_NEAREST_NEIGHBOR": NNET.ResizeNearestNeighbor,
+    "SOFTMAX": NNET.Softmax,
+}
 
 
 def operator_iri(name: str) -> URIRef:

@@ -107,8 +107,9 @@ def round_to_rdf(round_record: Mapping[str, Any]) -> Graph:
         if value is not None:
             g.add((r, predicate, Literal(value)))
 
-    version_in = _version(g, task_id, f.text("model_version_in"))
-    version_out = _version(g, task_id, f.text("model_version_out"))
+    of = model_iri(*split_model_id(model)) if model is not None else None
+    version_in = _version(g, task_id, f.text("model_version_in"), of)
+    version_out = _version(g, task_id, f.text("model_version_out"), of)
     if version_in is not None:
         g.add((r, PROV.used, version_in))
     if version_out is not None:
@@ -124,19 +125,22 @@ def round_to_rdf(round_record: Mapping[str, Any]) -> Graph:
             raise DescriptionError(f"round record: metric {name!r} must be a number")
         node = URIRef(f"{r}/metric/{quote(str(name), safe='-._~')}")
         g.add((r, TFO.hasMetric, node))
-        g.add((node, RDF.type, TFO.Metric))
+        g.add((node, RDF.type, SCHEMA.PropertyValue))
         g.add((node, SCHEMA.name, Literal(str(name))))
         g.add((node, SCHEMA.value, Literal(float(value), datatype=XSD.double)))
     return g
 
 
-def _version(g: Graph, task_id: str, version: str | None) -> URIRef | None:
+def _version(g: Graph, task_id: str, version: str | None, of: URIRef | None) -> URIRef | None:
+    """A model version node; ``of`` (the model it holds parameters for) if known."""
     if version is None:
         return None
     node = model_version_iri(task_id, version)
     g.add((node, RDF.type, TFO.ModelVersion))
     g.add((node, RDF.type, PROV.Entity))
     g.add((node, SCHEMA.version, Literal(version)))
+    if of is not None:
+        g.add((node, PROV.specializationOf, of))
     return node
 
 

@@ -33,6 +33,7 @@ Triple = tuple[Any, Any, Any]
 CHUNK = 50_000
 TOKEN_ENV = "TINYFLEET_KG_TOKEN"
 _JSON = "application/sparql-results+json"
+CANCELLED = b"The SPARQL operation has been cancelled"
 _NT = "application/n-triples"
 
 
@@ -53,14 +54,15 @@ class SparqlProtocolStore(Store):
         self.timeout = timeout
 
     # ------------------------------------------------------------------ HTTP
-    def _post(self, url: str, body: str, content_type: str, accept: str) -> tuple[str, bytes]:
+    def _post(self, url: str, text: str, content_type: str, accept: str) -> tuple[str, bytes]:
         headers = {"Content-Type": content_type, "Accept": accept}
         if self.token and url == self.update_url:
             headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(url, data=body.encode("utf-8"), headers=headers)
+        request = urllib.request.Request(url, data=text.encode("utf-8"), headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.headers.get("Content-Type") or "", response.read()
+                body: bytes = response.read()
+                kind = response.headers.get("Content-Type") or ""
         except urllib.error.HTTPError as error:
             detail = " ".join(error.read().decode("utf-8", "replace").split())[:400]
             if error.code == 400 and url == self.query_url:
@@ -68,6 +70,9 @@ class SparqlProtocolStore(Store):
             raise KnowledgeGraphError(f"{url}: HTTP {error.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as error:
             raise KnowledgeGraphError(f"cannot reach the SPARQL server {url}: {error}") from None
+        if body.endswith(CANCELLED):  # Oxigraph's timeout cuts the body of a 200 answer
+            raise KnowledgeGraphError(f"{url}: the query was cancelled by the server's timeout")
+        return kind, body
 
     def query(  # type: ignore[override]
         self, query: Any, initNs: Any, initBindings: Any, queryGraph: Any, **kwargs: Any

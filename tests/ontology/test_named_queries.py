@@ -30,10 +30,10 @@ TURTLE = """
 
 dev:a-1 a tfo:Device ; tfo:hasCapabilityProfile :pa ; schema:identifier "a-1" ; tfo:board "Board A" ; tfo:ramBytes 262144 ; tfo:flashBytes 1048576 ;
    tfo:hasMicrocontroller [ schema:name "MCU-A" ] ; tfo:hasFirmware :F1 ;
-   tfo:hasSensor [ tfo:modality tfo:microphone ], [ tfo:modality tfo:camera ; tfo:sampleShape "1x8x8x1" ] .
+   tfo:hasSensor [ sosa:observes tfo:microphone ], [ sosa:observes tfo:camera ; tfo:sampleShape "1x8x8x1" ] .
 dev:b-1 a tfo:Device ; tfo:hasCapabilityProfile :pb ; schema:identifier "b-1" ; tfo:board "Board B" ; tfo:ramBytes 65536 ; tfo:flashBytes 524288 ;
    tfo:maxArenaBytes 4096 ; tfo:hasMicrocontroller [ schema:name "MCU-B" ] ; tfo:hasFirmware :F2 ;
-   tfo:hasSensor [ tfo:modality tfo:camera ; tfo:sampleShape "1x96x96x1" ] .
+   tfo:hasSensor [ sosa:observes tfo:camera ; tfo:sampleShape "1x96x96x1" ] .
 dev:c-1 a tfo:Device ; tfo:hasCapabilityProfile :pc ; schema:identifier "c-1" ; tfo:board "Board C" ; tfo:ramBytes 131072 ; tfo:flashBytes 16384 ;
    tfo:hasMicrocontroller [ schema:name "MCU-C" ] ; tfo:hasFirmware :F1 .
 

@@ -171,4 +171,4 @@ def test_unknown_sensor_modality_is_refused() -> None:
     description = example("device-pico-0001.json")
     description["sensors"] = ["sonar"]
     messages = {v.message for v in violations(device_to_rdf(description))}
-    assert any(m.startswith("A sensor needs exactly one tfo:modality") for m in messages)
+    assert any(m.startswith("A sensor needs exactly one sosa:observes") for m in messages)

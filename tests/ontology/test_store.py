@@ -86,7 +86,7 @@ def test_republished_description_replaces_the_old_one(kg: KnowledgeGraph) -> Non
     kg.add(device_to_rdf(description), replace=[device_iri("nano33-0001")])
     _names, rows = kg.select(
         'SELECT ?ram ?m WHERE { ?d schema:identifier "nano33-0001" ; tfo:ramBytes ?ram ;'
-        " tfo:hasSensor/tfo:modality ?m }"
+        " tfo:hasSensor/sosa:observes ?m }"
     )
     assert [(r.toPython(), str(m)) for r, m in rows] == [
         (131072, "https://w3id.org/tinyfleet/ontology#camera")
@@ -112,7 +112,7 @@ def test_valid_update_changes_matchmaking(kg: KnowledgeGraph) -> None:
     assert "nucleo-f446re-0001" not in kg.eligible("presence-head@1").devices
     added, removed = kg.update(
         "INSERT { ?d tfo:hasSensor <https://w3id.org/tinyfleet/id/device/nucleo-f446re-0001/sensor/co2> ."
-        " <https://w3id.org/tinyfleet/id/device/nucleo-f446re-0001/sensor/co2> a sosa:Sensor ; tfo:modality tfo:co2 }"
+        " <https://w3id.org/tinyfleet/id/device/nucleo-f446re-0001/sensor/co2> a sosa:Sensor ; sosa:observes tfo:co2 }"
         ' WHERE { ?d schema:identifier "nucleo-f446re-0001" }'
     )
     # 3 sensor triples, plus the device moving to its new capability profile (derived)
