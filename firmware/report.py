@@ -75,14 +75,14 @@ def map_sections(map_text: str) -> dict[str, tuple[int, int]]:
     return sections
 
 
-def flash_and_ram(map_text: str) -> tuple[int, int]:
+def flash_and_ram(map_text: str, ram_origin: int = RAM_ORIGIN) -> tuple[int, int]:
     """(flash, RAM) bytes: flash holds code, constants and .data's initial values;
     RAM holds .data, .bss (arena, head buffers) and the stack."""
     flash = ram = 0
     for name, (addr, size) in map_sections(map_text).items():
         if name.startswith((".debug", ".comment", ".ARM.attributes")):
             continue
-        if addr >= RAM_ORIGIN:
+        if addr >= ram_origin:
             ram += size
             if name == ".data":
                 flash += size
