@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyfleet.device.tflite_model import Operator, Subgraph, Tensor, TFLiteModel, load_tflite
+from tinyfleet.device.tflite_model import Operator, Subgraph, Tensor, TFLiteModel, read_tflite
 from tinyfleet.errors import InputFileError
 from tinyfleet.firmware.quantize import (
     activation_range,
@@ -346,19 +346,24 @@ tinyfleet_status tinyfleet_model_invoke(const int8_t *input, int8_t *output)
     )
 
 
-def generate_from_file(
-    path: str | Path, out_dir: str | Path, ram_bytes: int = INT32_MAX
-) -> GeneratedModel:
-    """Read ``path`` (a .tflite), generate, and write ``tinyfleet_model.[ch]`` into ``out_dir``."""
+def generate_model_file(path: str | Path, ram_bytes: int = INT32_MAX) -> GeneratedModel:
+    """Read ``path`` (a .tflite), validate and generate, in memory (nothing written)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as error:
         raise InputFileError(f"cannot read {path}: {error.strerror or error}") from None
-    model = load_tflite(path)
-    generated = generate_model(
-        model, name=path.name, sha256=hashlib.sha256(data).hexdigest(), ram_bytes=ram_bytes
-    )
+    model = read_tflite(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    return generate_model(model, name=path.name, sha256=sha256, ram_bytes=ram_bytes)
+
+
+def generate_from_file(
+    path: str | Path, out_dir: str | Path, ram_bytes: int = INT32_MAX
+) -> GeneratedModel:
+    """Read ``path`` (a .tflite), generate, and write ``tinyfleet_model.[ch]`` into
+    ``out_dir``; an invalid model raises before anything is written."""
+    generated = generate_model_file(path, ram_bytes)
     generated.write(out_dir)
     return generated
 
