@@ -13,9 +13,12 @@ static inline int32_t tinyfleet_srdhm(int32_t a, int32_t b)
     if (a == b && a == INT32_MIN) {
         return INT32_MAX;
     }
-    int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t nudge = ab >= 0 ? (1LL << 30) : (1 - (1LL << 30));
-    return (int32_t)((ab + nudge) / (1LL << 31));
+    /* gemmlowp writes (ab + nudge) / 2^31 with nudge = ab >= 0 ? 2^30 : 1 - 2^30 and
+     * division truncating toward zero. For ab < 0 truncation is (n + 2^31 - 1) >> 31,
+     * which with that nudge is (ab + 2^30) >> 31, the same as for ab >= 0: one
+     * branch-free form (GCC's >> of a negative value is arithmetic). */
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    return (int32_t)((ab + (1LL << 30)) >> 31);
 }
 
 /* gemmlowp's RoundingDivideByPOT: divide by 2^exponent, round half away from zero. */
