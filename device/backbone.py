@@ -60,7 +60,7 @@ class Int8Backbone:
     flash_bytes
         Size of the model file.
     macs
-        Multiply-accumulates of one inference (see :mod:`tinyfleet.device.modelcard`).
+        Multiply-accumulates of one inference (see :mod:`tinyfleet.device.tooling.modelcard`).
     input_quant, output_quant
         Per-tensor :class:`~tinyfleet.device.tooling.tflite_model.Quantization` of input/output.
     """

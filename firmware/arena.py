@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tinyfleet.device.tooling.tflite_model import Subgraph
+
 ALIGNMENT = 16
 
 
@@ -57,3 +59,22 @@ def plan_arena(buffers: Sequence[Buffer]) -> ArenaPlan:
         placed.append((buf, offset))
     size = max((off + b.size for b, off in placed), default=0)
     return ArenaPlan(offsets=offsets, size=_align(size))
+
+
+def tensor_lifetimes(graph: Subgraph) -> list[Buffer]:
+    """Lifetimes of the non-constant tensors in operator-index units."""
+    n_ops = len(graph.operators)
+    first: dict[int, int] = {i: -1 for i in graph.inputs}
+    last: dict[int, int] = {}
+    for op in graph.operators:
+        for t in op.outputs:
+            first.setdefault(t, op.index)
+        for t in op.inputs:
+            if t >= 0 and not graph.tensor(t).is_constant:
+                last[t] = op.index
+    for t in graph.outputs:
+        last[t] = n_ops
+    buffers = []
+    for t, start in first.items():
+        buffers.append(Buffer(t, graph.tensor(t).nbytes, start, max(last.get(t, start), start)))
+    return buffers

@@ -11,6 +11,12 @@ from typing import Any
 from tinyfleet.errors import InputFileError, UsageError
 
 DEFAULT_BUILD_ROOT = Path("build")
+# The target table's names, listed here so that `--help` needs no import of it.
+TARGET_NAMES = (
+    "host", "qemu-mps2-an385", "qemu-mps2-an386", "qemu-mps2-an500", "qemu-mps2-an505",
+    "qemu-mps3-an547", "nano33ble",
+)  # fmt: skip
+QEMU_TARGET_NAMES = tuple(t for t in TARGET_NAMES if t.startswith("qemu-"))
 
 
 def register(subparsers: Any) -> None:
@@ -44,12 +50,18 @@ def register(subparsers: Any) -> None:
         help="build the firmware with CMake for a target",
         description=(
             "Configure and build firmware/ with CMake. host: native binary (tests); "
-            "qemu-mps2-an386: Cortex-M4F ELF for QEMU with semihosting; nano33ble: "
+            "qemu-mps2-an385 (Cortex-M3), -an386 (M4F), -an500 (M7), qemu-mps2-an505 (M33), "
+            "qemu-mps3-an547 (M55): ELFs for QEMU with semihosting; nano33ble: "
             "Cortex-M4F image for the Arduino Nano 33 BLE Sense plus an Arduino library "
             "folder (flash it yourself, see docs/firmware.md)."
         ),
     )
-    build.add_argument("--target", required=True, choices=("host", "qemu-mps2-an386", "nano33ble"))
+    build.add_argument("--target", required=True, choices=TARGET_NAMES)
+    build.add_argument(
+        "--kernels",
+        choices=("reference", "dsp"),
+        help="int8 kernel set (default: the target's: dsp where the core has the DSP extension)",
+    )
     build.add_argument(
         "--model",
         type=Path,
@@ -109,6 +121,18 @@ def register(subparsers: Any) -> None:
         "models", type=Path, nargs="+", help="int8 .tflite models or model_card.json files"
     )
     rep.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rep.add_argument(
+        "--target",
+        action="append",
+        choices=QEMU_TARGET_NAMES,
+        help="QEMU target to measure on (repeatable; default qemu-mps2-an386, the Nano's core)",
+    )
+    rep.add_argument(
+        "--kernels",
+        choices=("reference", "dsp", "both"),
+        default="both",
+        help="kernel set(s) to measure (default both; a core without DSP gets reference only)",
+    )
     rep.add_argument("--head-sizes", help="head layer sizes, e.g. 32,16,5")
     rep.add_argument("--activation", default="relu", choices=("relu", "tanh"))
     rep.add_argument("--loss", default="softmax_ce", choices=("softmax_ce", "mse"))
@@ -138,10 +162,12 @@ def _build_dir(args: argparse.Namespace, target: str) -> Path:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from tinyfleet.firmware.codegen import generate_from_file
+    from tinyfleet.firmware.codegen import generate_model_file
     from tinyfleet.firmware.device_config import write_device_config
     from tinyfleet.firmware.report import _resolve, flash_and_ram
+    from tinyfleet.firmware.targets import get_target
     from tinyfleet.firmware.toolchain import FIRMWARE_DIR, cmake_build
+    from tinyfleet.firmware.validate import check_head_input
 
     if args.sanitize and args.target != "host":
         raise UsageError("--sanitize works with --target host only")
@@ -155,13 +181,21 @@ def _build(args: argparse.Namespace) -> int:
         head = _head_spec(args)
     if tflite is not None:
         model_dir = build_dir / "model"
-        generate_from_file(tflite, model_dir)
+        generated = generate_model_file(tflite, ram_bytes=get_target(args.target).ram_bytes)
+        if head is not None:  # checked before anything is written
+            check_head_input(generated.output_size, head.input_dim)
+        generated.write(model_dir)
     config_dir = None
     if head is not None and args.target != "nano33ble":
         config_dir = build_dir / "device"
         write_device_config(head, config_dir)
     result = cmake_build(
-        args.target, build_dir, model_dir, sanitize=args.sanitize, device_config_dir=config_dir
+        args.target,
+        build_dir,
+        model_dir,
+        sanitize=args.sanitize,
+        device_config_dir=config_dir,
+        kernels=args.kernels,
     )
     print(f"built {args.target} in {result.build_dir}")
     if result.job_runner:
@@ -169,7 +203,7 @@ def _build(args: argparse.Namespace) -> int:
     if result.device:
         print(f"  device loop (serial bridge): {result.device}")
     if result.map_file:
-        flash, ram = flash_and_ram(result.map_file.read_text())
+        flash, ram = flash_and_ram(result.map_file.read_text(), get_target(args.target).ram_origin)
         print(f"  flash {flash} B, RAM {ram} B (linker map {result.map_file})")
     if args.target == "nano33ble":
         lib = result.build_dir / "arduino" / "tinyfleet"
@@ -265,11 +299,18 @@ def _run_qemu_device(elf: Path, uart_port: int) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from tinyfleet.firmware.report import format_table, report_model
+    from tinyfleet.firmware.targets import DEFAULT_QEMU_TARGET, TARGETS
 
     head = _head_spec(args) if args.head_sizes else None
     for model in args.models:
         _require_file(model)
-    rows = [report_model(model, head) for model in args.models]
+    rows = []
+    for target in args.target or [DEFAULT_QEMU_TARGET]:
+        sets = ("reference", "dsp") if args.kernels == "both" else (args.kernels,)
+        if TARGETS[target].kernels == "reference":
+            sets = ("reference",)  # no DSP extension: the DSP kernels would not be faster
+        for kernels in sets:
+            rows += [report_model(m, head, target=target, kernels=kernels) for m in args.models]
     if args.json:
         print(json.dumps([row.to_dict() for row in rows], indent=2))
     else:

@@ -23,28 +23,23 @@ from tinyfleet.device.tooling.tflite_model import (
     Subgraph,
     Tensor,
     TFLiteModel,
-    load_tflite,
+    read_tflite,
 )
-from tinyfleet.errors import InputFileError, TinyfleetError
-from tinyfleet.firmware.arena import Buffer, plan_arena
+from tinyfleet.errors import InputFileError
 from tinyfleet.firmware.quantize import (
     activation_range,
     per_channel_multipliers,
     window_padding,
 )
-
-SUPPORTED_OPERATORS = (
-    "AVERAGE_POOL_2D",
-    "CONV_2D",
-    "DEPTHWISE_CONV_2D",
-    "FULLY_CONNECTED",
-    "MAX_POOL_2D",
-    "RESHAPE",
+from tinyfleet.firmware.validate import (
+    INT32_MAX,
+    SUPPORTED_OPERATORS,
+    UnsupportedModelError,
+    scratch_id,
+    validate_model,
 )
 
-
-class UnsupportedModelError(TinyfleetError):
-    """The model uses an operator, type or option the generated firmware cannot run."""
+__all__ = ["SUPPORTED_OPERATORS", "GeneratedModel", "UnsupportedModelError", "generate_model"]
 
 
 @dataclass(frozen=True)
@@ -209,8 +204,11 @@ class _Lowering:
             q = self.requant(op, inp, filt, out, oc)
             f = self.weights(op, filt)
             b = self.bias(op, ins[2] if len(ins) > 2 else None, oc)
+            sid = scratch_id(op.index)
+            scratch = self.ptr(sid) if sid in self.offsets else "NULL"
             self.call(
-                f"tinyfleet_conv2d_s8({w}, {q}, {self.ptr(inp.index)}, {f}, {b}, {self.ptr(out.index)})"
+                f"tinyfleet_conv2d_s8({w}, {q}, {self.ptr(inp.index)}, {f}, {b}, "
+                f"{self.ptr(out.index)}, {scratch})"
             )
         elif op.op == "DEPTHWISE_CONV_2D":
             filt = ins[1]
@@ -267,53 +265,22 @@ class _Lowering:
             )
 
 
-def _lifetimes(graph: Subgraph) -> list[Buffer]:
-    """Lifetimes of the non-constant tensors in operator-index units."""
-    n_ops = len(graph.operators)
-    first: dict[int, int] = {i: -1 for i in graph.inputs}
-    last: dict[int, int] = {}
-    for op in graph.operators:
-        for t in op.outputs:
-            first.setdefault(t, op.index)
-        for t in op.inputs:
-            if t >= 0 and not graph.tensor(t).is_constant:
-                last[t] = op.index
-    for t in graph.outputs:
-        last[t] = n_ops
-    buffers = []
-    for t, start in first.items():
-        buffers.append(Buffer(t, graph.tensor(t).nbytes, start, max(last.get(t, start), start)))
-    return buffers
-
-
 def _c_identifier(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", text)
 
 
-def generate_model(model: TFLiteModel, name: str = "model", sha256: str = "") -> GeneratedModel:
-    """Lower the model's main subgraph to C; raises :class:`UnsupportedModelError`."""
-    if len(model.subgraphs) != 1:
-        raise UnsupportedModelError(f"model has {len(model.subgraphs)} subgraphs; expected 1")
+def generate_model(
+    model: TFLiteModel, name: str = "model", sha256: str = "", ram_bytes: int = INT32_MAX
+) -> GeneratedModel:
+    """Validate (:func:`~tinyfleet.firmware.validate.validate_model`), then lower the
+    main subgraph to C; raises :class:`UnsupportedModelError` before writing anything.
+    ``ram_bytes`` is the target's RAM, which the arena must fit."""
+    plan = validate_model(model, ram_bytes)
     graph = model.main
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise UnsupportedModelError("model must have exactly one input and one output tensor")
-    unsupported = sorted({op.op for op in graph.operators} - set(SUPPORTED_OPERATORS))
-    if unsupported:
-        raise UnsupportedModelError(
-            f"unsupported operator {', '.join(unsupported)}; the firmware supports "
-            + ", ".join(SUPPORTED_OPERATORS)
-        )
     inp, out = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
-    for t in (inp, out):
-        if t.dtype != "int8":
-            raise UnsupportedModelError(
-                f"model {('input' if t is inp else 'output')} {t.name!r} is {t.dtype}; "
-                "export with int8 input and output"
-            )
     in_scale, in_zp = _per_tensor(inp, graph.operators[0])
     out_scale, out_zp = _per_tensor(out, graph.operators[-1])
 
-    plan = plan_arena(_lifetimes(graph))
     emit = _Emitter()
     lowering = _Lowering(graph, emit, "tinyfleet_model_arena")
     lowering.offsets = plan.offsets
@@ -386,15 +353,24 @@ tinyfleet_status tinyfleet_model_invoke(const int8_t *input, int8_t *output)
     )
 
 
-def generate_from_file(path: str | Path, out_dir: str | Path) -> GeneratedModel:
-    """Read ``path`` (a .tflite), generate, and write ``tinyfleet_model.[ch]`` into ``out_dir``."""
+def generate_model_file(path: str | Path, ram_bytes: int = INT32_MAX) -> GeneratedModel:
+    """Read ``path`` (a .tflite), validate and generate, in memory (nothing written)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as error:
         raise InputFileError(f"cannot read {path}: {error.strerror or error}") from None
-    model = load_tflite(path)
-    generated = generate_model(model, name=path.name, sha256=hashlib.sha256(data).hexdigest())
+    model = read_tflite(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    return generate_model(model, name=path.name, sha256=sha256, ram_bytes=ram_bytes)
+
+
+def generate_from_file(
+    path: str | Path, out_dir: str | Path, ram_bytes: int = INT32_MAX
+) -> GeneratedModel:
+    """Read ``path`` (a .tflite), generate, and write ``tinyfleet_model.[ch]`` into
+    ``out_dir``; an invalid model raises before anything is written."""
+    generated = generate_model_file(path, ram_bytes)
     generated.write(out_dir)
     return generated
 

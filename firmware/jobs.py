@@ -79,10 +79,10 @@ def parse_head_result(data: bytes, spec: HeadSpec, n_samples: int) -> tuple[np.n
     )
 
 
-def qemu_command(elf: str | Path, icount: bool = False) -> list[str]:
-    """``qemu-system-arm`` for the mps2-an386 (Cortex-M4F) with semihosting."""
+def qemu_command(elf: str | Path, icount: bool = False, machine: str = "mps2-an386") -> list[str]:
+    """``qemu-system-arm`` for one machine of the target table, with semihosting."""
     cmd = [
-        QEMU, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "null",
+        QEMU, "-M", machine, "-nographic", "-monitor", "none", "-serial", "null",
         "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
     ]  # fmt: skip
     if icount:
@@ -92,14 +92,24 @@ def qemu_command(elf: str | Path, icount: bool = False) -> list[str]:
 
 
 def run_job(
-    runner: str | Path, job: bytes, qemu: bool = False, icount: bool = False, timeout: float = 300
+    runner: str | Path,
+    job: bytes,
+    qemu: bool = False,
+    icount: bool = False,
+    timeout: float = 300,
+    machine: str = "mps2-an386",
 ) -> tuple[bytes, str]:
-    """Run one job with the host binary or the QEMU ELF; returns (result bytes, stdout)."""
+    """Run one job with the host binary or the QEMU ELF; returns (result bytes, stdout).
+
+    Anything but a clean exit that wrote a result is a :class:`JobError` with the
+    output's last lines: a fault in QEMU exits 99 with the startup code's message, and
+    an exit 0 without a result file (the silent failure) is an error too.
+    """
     with tempfile.TemporaryDirectory(prefix="tinyfleet_job_") as tmp:
         work = Path(tmp)
         (work / JOB_FILE).write_bytes(job)
         if qemu:
-            cmd = qemu_command(Path(runner).resolve(), icount=icount)
+            cmd = qemu_command(Path(runner).resolve(), icount=icount, machine=machine)
         else:
             cmd = [str(Path(runner).resolve()), JOB_FILE, RESULT_FILE]
         if shutil.which(cmd[0]) is None and not Path(cmd[0]).exists():
@@ -111,4 +121,9 @@ def run_job(
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
             raise JobError(f"job runner exited {proc.returncode}: {' | '.join(tail)}")
         result = work / RESULT_FILE
-        return (result.read_bytes() if result.exists() else b""), proc.stdout
+        if not result.exists():
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+            raise JobError(
+                f"job runner exited 0 without a result: {' | '.join(tail) or 'no output'}"
+            )
+        return result.read_bytes(), proc.stdout

@@ -1,12 +1,19 @@
 """Memory and cost report per model: linked flash/RAM, arena, head buffers, instructions.
 
-For each model the firmware is generated and linked for the emulated Cortex-M4F (the
-same code a Nano 33 BLE Sense runs), with the head's buffers sized exactly; flash and
-RAM come from the linker map, instructions per inference and per SGD step are counted
-in QEMU under ``-icount`` (deterministic; QEMU has no cycle model, so these are
-instructions, not time). TFLM's own figures for the same model (tensor arena measured
-with the TFLM Python interpreter, size of the .tflite it would keep in flash) sit
-beside ours.
+For each model the firmware is generated and linked for one QEMU target of the target
+table (default the Cortex-M4F, the core a Nano 33 BLE Sense has) and one kernel set,
+with the head's buffers sized exactly; flash and RAM come from the linker map,
+instructions per inference and per SGD step are counted in QEMU under ``-icount``
+(deterministic; QEMU has no cycle model, so these are instructions, not time). TFLM's
+own figures for the same model (tensor arena measured with the TFLM Python
+interpreter, size of the .tflite it would keep in flash) sit beside ours.
+
+Energy on the Nano 33 BLE Sense's nRF52840 is estimated as instructions x
+:data:`NRF52840_NJ_PER_CYCLE`, taking one instruction as one cycle (a lower bound:
+loads and taken branches take 2 cycles on a Cortex-M4): the nRF52840 Product
+Specification v1.7, section 5.4.1 "CPU", gives 52 uA/MHz (3.3 mA at 64 MHz) running
+CoreMark from flash with the DC/DC regulator at 3 V, i.e. 3 V x 52 uA / 1 MHz =
+0.156 nJ per cycle.
 """
 
 from __future__ import annotations
@@ -22,12 +29,16 @@ import numpy as np
 
 from tinyfleet.device.boards import NANO33BLE
 from tinyfleet.device.head import HeadSpec, MLPHead
-from tinyfleet.errors import InputFileError
+from tinyfleet.errors import InputFileError, UsageError
 from tinyfleet.firmware.codegen import generate_from_file
 from tinyfleet.firmware.jobs import bench_job, run_job
+from tinyfleet.firmware.targets import DEFAULT_QEMU_TARGET, get_target
 from tinyfleet.firmware.toolchain import cmake_build
+from tinyfleet.firmware.validate import check_head_input
 
 RAM_ORIGIN = 0x20000000
+#: nRF52840 PS v1.7 s5.4.1: 52 uA/MHz (CoreMark, flash, DC/DC) at 3 V
+NRF52840_NJ_PER_CYCLE = 3.0 * 52e-6 / 1e6 * 1e9
 
 
 #: The boards a report checks a model against (rows of the one board table).
@@ -39,6 +50,8 @@ class ModelReport:
     """One row of ``tinyfleet firmware report`` (bytes and instruction counts)."""
 
     model: str
+    target: str
+    kernels: str
     operators: tuple[str, ...]
     flash_bytes: int
     ram_bytes: int
@@ -51,11 +64,22 @@ class ModelReport:
     insns_per_inference: int
     insns_per_sgd_step: int
     fits: dict[str, bool]
+    macs_per_inference: int = 0
+    #: nRF52840 estimate (module docstring): microjoules
+    energy_uj_per_inference: float = 0.0
+    energy_uj_per_sgd_step: float = 0.0
+
+    @property
+    def insns_per_mac(self) -> float:
+        return (
+            self.insns_per_inference / self.macs_per_inference if self.macs_per_inference else 0.0
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["operators"] = list(self.operators)
         data["head_layer_sizes"] = list(self.head_layer_sizes)
+        data["insns_per_mac"] = round(self.insns_per_mac, 3)
         return data
 
 
@@ -70,14 +94,14 @@ def map_sections(map_text: str) -> dict[str, tuple[int, int]]:
     return sections
 
 
-def flash_and_ram(map_text: str) -> tuple[int, int]:
+def flash_and_ram(map_text: str, ram_origin: int = RAM_ORIGIN) -> tuple[int, int]:
     """(flash, RAM) bytes: flash holds code, constants and .data's initial values;
     RAM holds .data, .bss (arena, head buffers) and the stack."""
     flash = ram = 0
     for name, (addr, size) in map_sections(map_text).items():
         if name.startswith((".debug", ".comment", ".ARM.attributes")):
             continue
-        if addr >= RAM_ORIGIN:
+        if addr >= ram_origin:
             ram += size
             if name == ".data":
                 flash += size
@@ -121,21 +145,36 @@ def _resolve(model: Path) -> tuple[Path | None, HeadSpec | None]:
     return (model.parent / str(tflite) if tflite else None), spec
 
 
-def report_model(model: str | Path, head: HeadSpec | None = None, reps: int = 3) -> ModelReport:
-    """Generate, link for the Cortex-M4F, and measure one model in QEMU.
+def report_model(
+    model: str | Path,
+    head: HeadSpec | None = None,
+    reps: int = 3,
+    target: str = DEFAULT_QEMU_TARGET,
+    kernels: str | None = None,
+) -> ModelReport:
+    """Generate, link for ``target`` with ``kernels`` (default: the target's set), and
+    measure one model in QEMU.
 
     ``model`` is a ``.tflite`` or a ``model_card.json``; a float-head card (no backbone)
-    is measured with a pass-through stand-in for the backbone.
+    is measured with a pass-through stand-in for the backbone. A head whose input size
+    is not the backbone's output size is an error.
     """
     from tinyfleet.device.tooling.arena import measure_arena_bytes
+    from tinyfleet.device.tooling.modelcard import layer_costs
+    from tinyfleet.device.tooling.tflite_model import load_tflite
     from tinyfleet.firmware.codegen import generate_passthrough
 
+    row = get_target(target)
+    if row.qemu_machine is None:
+        raise UsageError(f"target {target} does not run in QEMU; choose a qemu-* target")
+    kernels = kernels or row.kernels
     tflite, card_head = _resolve(Path(model))
     with tempfile.TemporaryDirectory(prefix="tinyfleet_report_") as tmp:
         work = Path(tmp)
         if tflite is not None:
-            generated = generate_from_file(tflite, work / "model")
+            generated = generate_from_file(tflite, work / "model", ram_bytes=row.ram_bytes)
             spec = head or card_head or head_from_card(tflite, generated.output_size)
+            check_head_input(generated.output_size, spec.input_dim)
         else:
             assert card_head is not None
             spec = head or card_head
@@ -148,9 +187,11 @@ def report_model(model: str | Path, head: HeadSpec | None = None, reps: int = 3)
             "TINYFLEET_JOB_MAX_SCRATCH": sum(sizes[1:]) + 2 * max(sizes),
             "TINYFLEET_JOB_MAX_SAMPLES": 1,
         }
-        build = cmake_build("qemu-mps2-an386", work / "build", work / "model", defines=defines)
+        build = cmake_build(
+            target, work / "build", work / "model", defines=defines, kernels=kernels
+        )
         assert build.job_runner is not None and build.map_file is not None
-        flash, ram = flash_and_ram(build.map_file.read_text())
+        flash, ram = flash_and_ram(build.map_file.read_text(), row.ram_origin)
         learner = MLPHead(spec, seed=0)
         x = np.linspace(-1.0, 1.0, spec.input_dim, dtype=np.float32)
         y: object = np.zeros(spec.output_dim, np.float32) if spec.loss == "mse" else 0
@@ -159,6 +200,7 @@ def report_model(model: str | Path, head: HeadSpec | None = None, reps: int = 3)
             bench_job(spec, learner.get_vector(), 0.01, x, y, reps),
             qemu=True,
             icount=True,
+            machine=row.qemu_machine,
         )
     insns = np.frombuffer(result, dtype="<u4")
     data = tflite.read_bytes() if tflite is not None else b""
@@ -170,8 +212,12 @@ def report_model(model: str | Path, head: HeadSpec | None = None, reps: int = 3)
             tflm_arena = measure_arena_bytes(data)
         except Exception:  # noqa: BLE001 - the TFLM figure is a comparison, not a requirement
             tflm_arena = None
+    macs = sum(c.macs for c in layer_costs(load_tflite(tflite))) if tflite is not None else 0
+    per_inf = int(insns[0]) if data else 0
     return ModelReport(
         model=str(model),
+        target=target,
+        kernels=kernels,
         operators=generated.operators,
         flash_bytes=flash,
         ram_bytes=ram,
@@ -181,8 +227,11 @@ def report_model(model: str | Path, head: HeadSpec | None = None, reps: int = 3)
         tflite_bytes=len(data),
         head_layer_sizes=sizes,
         head_train_bytes=head_train_bytes(spec),
-        insns_per_inference=int(insns[0]) if data else 0,
+        insns_per_inference=per_inf,
         insns_per_sgd_step=int(insns[1]),
+        macs_per_inference=macs,
+        energy_uj_per_inference=per_inf * NRF52840_NJ_PER_CYCLE / 1000,
+        energy_uj_per_sgd_step=int(insns[1]) * NRF52840_NJ_PER_CYCLE / 1000,
         fits={
             key: flash <= board.flash_bytes and ram <= board.ram_bytes
             for key, board in BOARDS.items()
@@ -197,16 +246,23 @@ def _short(model: str) -> str:
 
 def format_table(rows: list[ModelReport]) -> str:
     header = (
-        f"{'model':<28} {'flash':>8} {'ram':>8} {'arena':>7} {'tflm_arena':>10} "
-        f"{'tflite':>8} {'head_ram':>8} {'insns/inf':>10} {'insns/sgd':>10}  fits"
+        f"{'model':<24} {'target':<16} {'kernels':<9} {'flash':>7} {'ram':>7} {'arena':>6} "
+        f"{'tflm_arena':>10} {'head_ram':>8} {'insns/inf':>10} {'insns/MAC':>9} "
+        f"{'insns/sgd':>9} {'uJ/inf':>7} {'uJ/sgd':>7}  fits"
     )
     lines = [header]
     for r in rows:
         fits = ",".join(k for k, ok in r.fits.items() if ok) or "none"
         lines.append(
-            f"{_short(r.model):<28} {r.flash_bytes:>8} {r.ram_bytes:>8} {r.arena_bytes:>7} "
+            f"{_short(r.model):<24} {r.target:<16} {r.kernels:<9} {r.flash_bytes:>7} "
+            f"{r.ram_bytes:>7} {r.arena_bytes:>6} "
             f"{r.tflm_arena_bytes if r.tflm_arena_bytes is not None else '-':>10} "
-            f"{r.tflite_bytes:>8} {r.head_train_bytes:>8} {r.insns_per_inference:>10} "
-            f"{r.insns_per_sgd_step:>10}  {fits}"
+            f"{r.head_train_bytes:>8} {r.insns_per_inference:>10} {r.insns_per_mac:>9.2f} "
+            f"{r.insns_per_sgd_step:>9} {r.energy_uj_per_inference:>7.2f} "
+            f"{r.energy_uj_per_sgd_step:>7.2f}  {fits}"
         )
+    lines.append(
+        f"energy: nRF52840 at {NRF52840_NJ_PER_CYCLE:.3f} nJ/cycle (PS v1.7 s5.4.1, 52 uA/MHz "
+        "at 3 V), one instruction counted as one cycle (a lower bound)"
+    )
     return "\n".join(lines)

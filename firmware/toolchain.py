@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinyfleet.errors import MissingToolError, TinyfleetError, UsageError
+from tinyfleet.firmware.targets import TARGETS, cmake_args, get_target
 
 FIRMWARE_DIR = Path(__file__).resolve().parent
-TARGETS = ("host", "qemu-mps2-an386", "nano33ble")
 QEMU = "qemu-system-arm"
 
 
@@ -22,7 +22,7 @@ def missing_tools(target: str) -> list[str]:
     """Programs the target needs that are not on PATH (empty when all are there)."""
     needed = ["cmake"]
     needed.append("cc" if target == "host" else "arm-none-eabi-gcc")
-    if target == "qemu-mps2-an386":
+    if target in TARGETS and TARGETS[target].qemu_machine:
         needed.append(QEMU)
     return [tool for tool in needed if shutil.which(tool) is None]
 
@@ -63,6 +63,7 @@ def cmake_build(
     sanitize: bool = False,
     defines: dict[str, int] | None = None,
     device_config_dir: str | Path | None = None,
+    kernels: str | None = None,
 ) -> BuildResult:
     """Configure and build ``firmware/`` for ``target`` in ``build_dir``.
 
@@ -70,10 +71,12 @@ def cmake_build(
     with a model). ``sanitize`` adds ASan/UBSan (host only). ``defines`` sets the job
     runner's buffer capacities (``TINYFLEET_JOB_MAX_PARAMS`` ...). ``device_config_dir`` holds
     ``tinyfleet_device_config.h`` (:func:`tinyfleet.firmware.device.write_device_config`); with
-    it the device loop ``tinyfleet_device`` is built too.
+    it the device loop ``tinyfleet_device`` is built too. ``kernels`` (``reference`` or
+    ``dsp``) overrides the target's kernel set from the target table.
     """
-    if target not in TARGETS:
-        raise UsageError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    row = get_target(target)
+    if kernels not in (None, "reference", "dsp"):
+        raise UsageError(f"unknown kernel set {kernels!r}; choose reference or dsp")
     if sanitize and target != "host":
         raise UsageError("sanitizers are available for the host target only")
     require_tools(target)
@@ -85,7 +88,7 @@ def cmake_build(
         str(FIRMWARE_DIR),
         "-B",
         str(build),
-        f"-DTINYFLEET_TARGET={target}",
+        *cmake_args(row, kernels),
         f"-DTINYFLEET_SANITIZE={'ON' if sanitize else 'OFF'}",
         f"-DTINYFLEET_MODEL_DIR={Path(model_dir).resolve() if model_dir else ''}",
         "-DCMAKE_BUILD_TYPE=Release",

@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tinyfleet.device.tooling.tflite_model import TFLiteModel, read_tflite
 from tinyfleet.errors import InputFileError
 
@@ -80,7 +78,28 @@ for index in range(int(sys.argv[3])):
 interpreter.invoke()
 print("OK")
 """
+# Also in a child process: a corrupt model can crash TFLM at any arena size, and a
+# crash must be an error message (tinyfleet inspect, report), not a dead Python.
+_RECORD = _PROBE.replace('print("OK")', "interpreter.print_allocations()")
 _ARENA_ALIGN = 16
+
+
+def _recorded_arena(path: Path, arena: int, n_inputs: int) -> int:
+    """TFLM's RecordingMicroAllocator total for the model at ``path``, in a child."""
+    result = subprocess.run(
+        [sys.executable, "-c", _RECORD, str(path), str(arena), str(n_inputs)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    match = _ARENA_TOTAL.search(result.stdout + result.stderr)
+    if result.returncode != 0 or match is None:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        why = f"signal {-result.returncode}" if result.returncode < 0 else (lines or ["?"])[-1]
+        raise InputFileError(f"TFLM cannot run the model ({why})")
+    return int(match.group(1))
+
+
 _ARENA_CACHE: dict[str, int] = {}
 
 
@@ -97,18 +116,11 @@ def measure_arena_bytes(model_bytes: bytes) -> int:
     if key in _ARENA_CACHE:
         return _ARENA_CACHE[key]
     model = read_tflite(model_bytes)
-    interpreter = interpreter_for(model_bytes, model)
-    _invoke_on_zeros(interpreter, model)
-    with captured_fd(2) as captured:
-        interpreter.print_allocations()
-    match = _ARENA_TOTAL.search(b"".join(captured))
-    if match is None:
-        raise RuntimeError("TFLM did not report its arena usage (RecordingMicroAllocator)")
-    recorded = int(match.group(1))
     n_inputs = len(model.main.inputs)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(model_bytes)
+        recorded = _recorded_arena(path, _generous_arena(model, model_bytes), n_inputs)
 
         def works(size: int) -> bool:
             result = subprocess.run(
@@ -135,24 +147,3 @@ def measure_arena_bytes(model_bytes: bytes) -> int:
                 low = mid + 1
     _ARENA_CACHE[key] = high * _ARENA_ALIGN
     return _ARENA_CACHE[key]
-
-
-def _invoke_on_zeros(interpreter: Any, model: TFLiteModel) -> None:
-    try:
-        for index, tensor in enumerate(model.main.input_tensors()):
-            if not _is_numpy_dtype(tensor.dtype):
-                raise InputFileError(f"unsupported model input type {tensor.dtype}")
-            interpreter.set_input(np.zeros(tensor.shape, dtype=tensor.dtype), index)
-        interpreter.invoke()
-    except (RuntimeError, ValueError) as error:
-        text = str(error).strip()
-        first = text.splitlines()[0] if text else type(error).__name__
-        raise InputFileError(f"TFLM cannot run the model: {first}") from None
-
-
-def _is_numpy_dtype(name: str) -> bool:
-    try:
-        np.dtype(name)
-    except TypeError:
-        return False
-    return True

@@ -40,8 +40,11 @@ typedef struct {
     int32_t pad_h, pad_w; /* top/left padding */
 } tinyfleet_window;
 
-tinyfleet_status tinyfleet_conv2d_s8(const tinyfleet_window *w, const tinyfleet_requant *q, const int8_t *input,
-                       const int8_t *filter, const int32_t *bias, int8_t *output);
+/* scratch: NULL, or at least 2 * k_h * k_w * in_c bytes the DSP kernels im2col into
+ * (the generator plans it inside the arena; 1x1 convolutions need none). */
+tinyfleet_status tinyfleet_conv2d_s8(const tinyfleet_window *w, const tinyfleet_requant *q,
+                                     const int8_t *input, const int8_t *filter,
+                                     const int32_t *bias, int8_t *output, int8_t *scratch);
 
 tinyfleet_status tinyfleet_depthwise_conv2d_s8(const tinyfleet_window *w, int32_t depth_multiplier,
                                  const tinyfleet_requant *q, const int8_t *input,

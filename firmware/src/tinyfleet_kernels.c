@@ -3,46 +3,11 @@
 
 #include <string.h>
 
-/* gemmlowp's SaturatingRoundingDoublingHighMul: (a*b*2 + 2^31 nudge) >> 32. */
-static int32_t tinyfleet_srdhm(int32_t a, int32_t b)
-{
-    if (a == b && a == INT32_MIN) {
-        return INT32_MAX;
-    }
-    int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t nudge = ab >= 0 ? (1LL << 30) : (1 - (1LL << 30));
-    return (int32_t)((ab + nudge) / (1LL << 31));
-}
-
-/* gemmlowp's RoundingDivideByPOT: divide by 2^exponent, round half away from zero. */
-static int32_t tinyfleet_rounding_divide_by_pot(int32_t x, int32_t exponent)
-{
-    const int32_t mask = (int32_t)((1LL << exponent) - 1);
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> exponent) + (remainder > threshold ? 1 : 0);
-}
+#include "tinyfleet_kernels_internal.h"
 
 int32_t tinyfleet_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift)
 {
-    const int32_t left_shift = shift > 0 ? shift : 0;
-    const int32_t right_shift = shift > 0 ? 0 : -shift;
-    /* TFLM computes x * (1 << left_shift) in int32; wrap like it does without UB. */
-    const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
-    return tinyfleet_rounding_divide_by_pot(tinyfleet_srdhm(shifted, multiplier), right_shift);
-}
-
-static int8_t tinyfleet_requantize(int32_t acc, const tinyfleet_requant *q, int32_t channel)
-{
-    acc = tinyfleet_multiply_by_quantized_multiplier(acc, q->multiplier[channel], q->shift[channel]);
-    acc += q->output_offset;
-    if (acc < q->act_min) {
-        acc = q->act_min;
-    }
-    if (acc > q->act_max) {
-        acc = q->act_max;
-    }
-    return (int8_t)acc;
+    return tinyfleet_mbqm(x, multiplier, shift);
 }
 
 static tinyfleet_status tinyfleet_check_window(const tinyfleet_window *w)
@@ -55,8 +20,9 @@ static tinyfleet_status tinyfleet_check_window(const tinyfleet_window *w)
     return TINYFLEET_OK;
 }
 
-tinyfleet_status tinyfleet_conv2d_s8(const tinyfleet_window *w, const tinyfleet_requant *q, const int8_t *input,
-                       const int8_t *filter, const int32_t *bias, int8_t *output)
+tinyfleet_status tinyfleet_conv2d_s8(const tinyfleet_window *w, const tinyfleet_requant *q,
+                                     const int8_t *input, const int8_t *filter,
+                                     const int32_t *bias, int8_t *output, int8_t *scratch)
 {
     if (!w || !q || !input || !filter || !output || !q->multiplier || !q->shift) {
         return TINYFLEET_ERR_NULL;
@@ -65,6 +31,13 @@ tinyfleet_status tinyfleet_conv2d_s8(const tinyfleet_window *w, const tinyfleet_
     if (st != TINYFLEET_OK) {
         return st;
     }
+#ifdef TINYFLEET_KERNELS_DSP
+    if (tinyfleet_conv2d_s8_dsp(w, q, input, filter, bias, output, scratch)) {
+        return TINYFLEET_OK;
+    }
+#else
+    (void)scratch; /* only the DSP kernels im2col into it */
+#endif
     for (int32_t oy = 0; oy < w->out_h; ++oy) {
         const int32_t iy0 = oy * w->stride_h - w->pad_h;
         for (int32_t ox = 0; ox < w->out_w; ++ox) {
@@ -112,6 +85,11 @@ tinyfleet_status tinyfleet_depthwise_conv2d_s8(const tinyfleet_window *w, int32_
     if (depth_multiplier < 1 || w->out_c != w->in_c * depth_multiplier) {
         return TINYFLEET_ERR_SHAPE;
     }
+#ifdef TINYFLEET_KERNELS_DSP
+    if (tinyfleet_depthwise_conv2d_s8_dsp(w, depth_multiplier, q, input, filter, bias, output)) {
+        return TINYFLEET_OK;
+    }
+#endif
     for (int32_t oy = 0; oy < w->out_h; ++oy) {
         const int32_t iy0 = oy * w->stride_h - w->pad_h;
         for (int32_t ox = 0; ox < w->out_w; ++ox) {
@@ -156,6 +134,10 @@ tinyfleet_status tinyfleet_fully_connected_s8(int32_t in_features, int32_t out_f
     if (in_features < 1 || out_features < 1) {
         return TINYFLEET_ERR_SHAPE;
     }
+#ifdef TINYFLEET_KERNELS_DSP
+    tinyfleet_fully_connected_s8_dsp(in_features, out_features, q, input, filter, bias, output);
+    return TINYFLEET_OK;
+#endif
     for (int32_t o = 0; o < out_features; ++o) {
         const int8_t *f = filter + o * in_features;
         int32_t acc = 0;

@@ -149,30 +149,41 @@ def _require(target: str) -> None:
         pytest.skip(f"toolchain for {target} absent: {', '.join(missing)} not on PATH")
 
 
+BuildFn = Callable[[str, str, str], BuildResult]
+
+
+@pytest.fixture(scope="session")
+def firmware_build(
+    fixture_models: dict[str, FixtureModel], tmp_path_factory: pytest.TempPathFactory
+) -> BuildFn:
+    """``build(model, target, kernels)``: the job runner for one fixture model, target
+    of the target table and kernel set, built once per session on first use (host
+    builds with ASan + UBSan)."""
+    root = tmp_path_factory.mktemp("fw_builds")
+    cache: dict[tuple[str, str, str], BuildResult] = {}
+
+    def build(name: str, target: str, kernels: str) -> BuildResult:
+        key = (name, target, kernels)
+        if key not in cache:
+            _require(target)
+            cache[key] = cmake_build(
+                target,
+                root / "-".join(key),
+                fixture_models[name].model_dir,
+                sanitize=target == "host",
+                kernels=kernels,
+            )
+        return cache[key]
+
+    return build
+
+
 @pytest.fixture(scope="session")
 def host_builds(
-    fixture_models: dict[str, FixtureModel], tmp_path_factory: pytest.TempPathFactory
+    fixture_models: dict[str, FixtureModel], firmware_build: BuildFn
 ) -> dict[str, BuildResult]:
-    """Host builds (ASan + UBSan) of the job runner for every fixture model."""
-    _require("host")
-    root = tmp_path_factory.mktemp("fw_host")
-    return {
-        name: cmake_build("host", root / name, m.model_dir, sanitize=True)
-        for name, m in fixture_models.items()
-    }
-
-
-@pytest.fixture(scope="session")
-def qemu_builds(
-    fixture_models: dict[str, FixtureModel], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, BuildResult]:
-    """Cortex-M4F builds of the job runner, one ELF per fixture model."""
-    _require("qemu-mps2-an386")
-    root = tmp_path_factory.mktemp("fw_qemu")
-    return {
-        name: cmake_build("qemu-mps2-an386", root / name, m.model_dir)
-        for name, m in fixture_models.items()
-    }
+    """Host builds (ASan + UBSan, reference kernels) of the job runner per fixture model."""
+    return {name: firmware_build(name, "host", "reference") for name in fixture_models}
 
 
 def have(tool: str) -> bool:
@@ -182,7 +193,8 @@ def have(tool: str) -> bool:
 @pytest.fixture(scope="session")
 def plain_runners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Job runners without a backbone (pass-through stand-in), needing no TensorFlow:
-    ``{"host": ASan/UBSan binary, "qemu": Cortex-M4F ELF}`` for the toolchains present."""
+    ``{"host": ASan/UBSan binary, "qemu": Cortex-M4F ELF, "qemu-mps2-an385": Cortex-M3
+    ELF, "qemu-mps2-an505": Cortex-M33 ELF}`` for the toolchains present."""
     from tinyfleet.firmware.codegen import generate_passthrough
 
     root = tmp_path_factory.mktemp("fw_plain")
@@ -196,4 +208,9 @@ def plain_runners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         build = cmake_build("qemu-mps2-an386", root / "qemu", root / "model")
         assert build.job_runner is not None
         runners["qemu"] = build.job_runner
+    for target in ("qemu-mps2-an385", "qemu-mps2-an505"):
+        if not missing_tools(target):
+            build = cmake_build(target, root / target, root / "model")
+            assert build.job_runner is not None
+            runners[target] = build.job_runner
     return runners

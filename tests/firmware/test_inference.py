@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tinyfleet.firmware.jobs import inference_job, run_job
+from tinyfleet.firmware.targets import TARGETS
 
 MODELS = ("convnet", "nobias", "strided", "digits")
 pytestmark = pytest.mark.tf  # the models are built with TensorFlow
@@ -41,9 +42,40 @@ def test_host_inference_is_bit_exact(name: str, fixture_models: Any, host_builds
     _check(model, result)
 
 
-@pytest.mark.qemu
+@pytest.mark.firmware
 @pytest.mark.parametrize("name", MODELS)
-def test_qemu_inference_is_bit_exact(name: str, fixture_models: Any, qemu_builds: Any) -> None:
+def test_host_dsp_kernels_are_bit_exact(
+    name: str, fixture_models: Any, firmware_build: Any
+) -> None:
+    # the DSP kernels' indexing under ASan/UBSan, with C stand-ins for SMLAD/SXTB16
     model = fixture_models[name]
-    result, _ = run_job(qemu_builds[name].job_runner, inference_job(model.inputs), qemu=True)
+    build = firmware_build(name, "host", "dsp")
+    result, _ = run_job(build.job_runner, inference_job(model.inputs))
+    _check(model, result)
+
+
+# (target, kernel set): M3 has no DSP extension, so reference only; the others run
+# both sets. M7 and M55 add minutes, so they are in the slow set.
+QEMU_MATRIX = [
+    ("qemu-mps2-an385", "reference"),
+    ("qemu-mps2-an386", "reference"),
+    ("qemu-mps2-an386", "dsp"),
+    ("qemu-mps2-an505", "dsp"),
+    pytest.param("qemu-mps2-an505", "reference", marks=pytest.mark.slow),
+    pytest.param("qemu-mps2-an500", "dsp", marks=pytest.mark.slow),
+    pytest.param("qemu-mps3-an547", "dsp", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize(("target", "kernels"), QEMU_MATRIX)
+@pytest.mark.parametrize("name", MODELS)
+def test_qemu_inference_is_bit_exact(
+    name: str, target: str, kernels: str, fixture_models: Any, firmware_build: Any
+) -> None:
+    model = fixture_models[name]
+    build = firmware_build(name, target, kernels)
+    machine = TARGETS[target].qemu_machine
+    assert machine is not None
+    result, _ = run_job(build.job_runner, inference_job(model.inputs), qemu=True, machine=machine)
     _check(model, result)

@@ -1,16 +1,19 @@
 /* QEMU port of the job runner: SysTick as an instruction counter.
  *
  * Under `qemu-system-arm -icount shift=0` every instruction advances virtual time by
- * exactly 1 ns, and the mps2 SysTick counts the 25 MHz system clock, so one tick is
- * 40 instructions, deterministically (QEMU has no cycle model: these are
- * instructions, not cycles). Without -icount the figures are meaningless. */
+ * exactly 1 ns, and SysTick counts the board's system clock (TINYFLEET_SYSTICK_HZ from
+ * the target table: 25 MHz on mps2, so one tick is 40 instructions), deterministically
+ * (QEMU has no cycle model: these are instructions, not cycles). Without -icount the
+ * figures are meaningless. */
 #include "tinyfleet_job_port.h"
 
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 
-#define TINYFLEET_INSNS_PER_TICK 40u
+#ifndef TINYFLEET_SYSTICK_HZ
+#define TINYFLEET_SYSTICK_HZ 25000000u
+#endif
 
 void tinyfleet_job_port_init(void)
 {
@@ -24,5 +27,6 @@ uint32_t tinyfleet_job_port_counter(void) { return SYST_CVR; }
 uint32_t tinyfleet_job_port_insns(uint32_t start, uint32_t end)
 {
     /* SysTick counts down and wraps at 24 bits. */
-    return ((start - end) & 0x00FFFFFFu) * TINYFLEET_INSNS_PER_TICK;
+    const uint64_t ticks = (start - end) & 0x00FFFFFFu;
+    return (uint32_t)(ticks * 1000000000ull / TINYFLEET_SYSTICK_HZ);
 }

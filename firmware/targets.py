@@ -1,0 +1,116 @@
+"""Every build target in one table: CPU/FPU flags, memory map, startup, kernels, QEMU.
+
+CMake gets its per-target settings from here (:func:`cmake_args`), the QEMU command
+line and the instruction counter's clock come from here, and the generator checks the
+arena against ``ram_bytes``. Adding a core is adding a row.
+
+Memory maps are QEMU 7.2's: the mps2 boards (an385/an386/an500) boot from SSRAM at
+0x0 with data SSRAM at 0x20000000; the TrustZone boards (an505, an547) boot in Secure
+state from the secure alias of their code RAM (0x10000000), with data RAM at a secure
+alias too. RAM is capped at 256 KB everywhere, the reference board's (Nano 33 BLE
+Sense), so that whatever links in QEMU also fits the board.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinyfleet.errors import UsageError
+
+KB = 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    """One row: a core on a QEMU machine or a board."""
+
+    name: str
+    core: str
+    cpu_flags: tuple[str, ...]
+    #: QEMU machine (``-M``), None for the host and for boards
+    qemu_machine: str | None
+    #: ``dsp``: SMLAD/SXTB16 kernels (cores with the DSP extension); ``reference``: plain C
+    kernels: str
+    flash_origin: int
+    flash_bytes: int
+    ram_origin: int
+    ram_bytes: int
+    #: SysTick clock in Hz: under -icount shift=0 one instruction is one ns, so one
+    #: tick is 1e9/clock instructions (QEMU's board clocks, see hw/arm/mps2*.c)
+    systick_hz: int = 25_000_000
+    #: startup source and linker script (``@...@`` filled from this row) under firmware/
+    startup: str = "ports/qemu/startup.c"
+    ldscript: str = "ports/qemu/cortex_m.ld.in"
+    #: the UART device loop exists only where its port driver does (CMSDK UART0 at 0x40004000)
+    device_loop: bool = False
+
+
+_M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("host", "host CPU", (), None, "reference", 0, 0, 0, (1 << 31) - 1),
+        Target(
+            "qemu-mps2-an385", "Cortex-M3", ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
+            "mps2-an385", "reference", 0x0, 1024 * KB, 0x20000000, 256 * KB,
+        ),
+        Target(
+            "qemu-mps2-an386", "Cortex-M4F", _M4F, "mps2-an386", "dsp",
+            0x0, 1024 * KB, 0x20000000, 256 * KB, device_loop=True,
+        ),
+        Target(
+            "qemu-mps2-an500", "Cortex-M7",
+            ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
+            "mps2-an500", "dsp", 0x0, 1024 * KB, 0x20000000, 256 * KB,
+        ),
+        Target(
+            "qemu-mps2-an505", "Cortex-M33",
+            ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
+            "mps2-an505", "dsp", 0x10000000, 1024 * KB, 0x38000000, 256 * KB,
+            systick_hz=20_000_000,
+        ),
+        Target(
+            "qemu-mps3-an547", "Cortex-M55",
+            ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
+            "mps3-an547", "dsp", 0x10000000, 512 * KB, 0x30000000, 256 * KB,
+            systick_hz=32_000_000,
+        ),
+        Target(
+            "nano33ble", "Cortex-M4F (nRF52840)", _M4F, None, "dsp",
+            0x0, 1024 * KB, 0x20000000, 256 * KB,
+            startup="ports/arduino/startup_nrf52840.c", ldscript="ports/arduino/nrf52840.ld",
+        ),
+    )
+}  # fmt: skip
+QEMU_TARGETS = tuple(name for name, t in TARGETS.items() if t.qemu_machine)
+DEFAULT_QEMU_TARGET = "qemu-mps2-an386"
+
+
+def get_target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise UsageError(f"unknown target {name!r}; choose from {', '.join(TARGETS)}") from None
+
+
+def cmake_args(target: Target, kernels: str | None = None) -> list[str]:
+    """``-D`` options that carry one row into firmware/CMakeLists.txt."""
+    args = [
+        f"-DTINYFLEET_TARGET={target.name}",
+        f"-DTINYFLEET_KERNELS={kernels or target.kernels}",
+    ]
+    if target.name == "host":
+        return args
+    return args + [
+        "-DTINYFLEET_CPU_FLAGS=" + ";".join(target.cpu_flags),
+        f"-DTINYFLEET_STARTUP={target.startup}",
+        f"-DTINYFLEET_LDSCRIPT={target.ldscript}",
+        f"-DTINYFLEET_FLASH_ORIGIN={target.flash_origin:#x}",
+        f"-DTINYFLEET_FLASH_BYTES={target.flash_bytes}",
+        f"-DTINYFLEET_RAM_ORIGIN={target.ram_origin:#x}",
+        f"-DTINYFLEET_RAM_BYTES={target.ram_bytes}",
+        f"-DTINYFLEET_SYSTICK_HZ={target.systick_hz}",
+        f"-DTINYFLEET_SEMIHOSTING={'ON' if target.qemu_machine else 'OFF'}",
+        f"-DTINYFLEET_DEVICE_LOOP={'ON' if target.device_loop else 'OFF'}",
+    ]
