@@ -69,6 +69,8 @@ void tinyfleet_fully_connected_s8_dsp(int32_t in_features, int32_t out_features,
                                       const tinyfleet_requant *q, const int8_t *input,
                                       const int8_t *filter, const int32_t *bias,
                                       int8_t *output);
+int tinyfleet_max_pool2d_s8_dsp(const tinyfleet_window *w, int32_t act_min, int32_t act_max,
+                                const int8_t *input, int8_t *output);
 #endif
 
 #endif
