@@ -126,3 +126,27 @@ def test_mutant_is_one_line_exit_2(
             assert len(err) == 1 and err[0].startswith("tinyfleet: error:")
             return
     pytest.fail("no rejected mutant in 200")
+
+
+_INSPECT = "from tinyfleet.cli import main; import sys; sys.exit(main(['inspect', sys.argv[1]]))"
+
+
+def _inspect_mutants(n: int, models: Any, tmp: Path) -> None:
+    # each in its own process: a crash (signal) must show up as such, not kill pytest
+    rng = np.random.default_rng(99)
+    for i in range(n):
+        path = tmp / f"i{i}.tflite"
+        path.write_bytes(_mutate(models[MODELS[i % len(MODELS)]].path.read_bytes(), rng))
+        proc = subprocess.run([sys.executable, "-c", _INSPECT, str(path)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert proc.returncode in (0, 2), f"{path}: exit {proc.returncode}\n{proc.stderr[-1500:]}"
+        assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
+
+
+def test_inspect_never_crashes_on_mutants(fixture_models: Any, tmp_path: Path) -> None:
+    _inspect_mutants(6, fixture_models, tmp_path)
+
+
+@pytest.mark.slow
+def test_inspect_never_crashes_on_300_mutants(fixture_models: Any, tmp_path: Path) -> None:
+    _inspect_mutants(300, fixture_models, tmp_path)

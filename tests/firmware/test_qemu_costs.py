@@ -39,7 +39,13 @@ def test_report_json(fixture_models: Any, capsys: pytest.CaptureFixture[str]) ->
     paths = [str(fixture_models[name].path) for name in ("convnet", "strided")]
     assert main(["firmware", "report", *paths, "--json", "--head-sizes", "5,8,5"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 2
+    assert [(r["model"], r["kernels"]) for r in rows] == [
+        (p, k) for k in ("reference", "dsp") for p in paths
+    ]
+    for ref, dsp in zip(rows[:2], rows[2:], strict=True):
+        assert dsp["insns_per_inference"] < ref["insns_per_inference"]
+        assert dsp["arena_bytes"] == ref["arena_bytes"] and dsp["macs_per_inference"] > 0
+        assert dsp["energy_uj_per_inference"] > 0
     for row in rows:
         assert row["fits"] == {"nano33ble": True}
         assert 0 < row["flash_bytes"] <= 1 << 20 and 0 < row["ram_bytes"] <= 256 * 1024
@@ -64,7 +70,7 @@ def test_report_float_head_card(tmp_path: Any, capsys: pytest.CaptureFixture[str
             }
         )
     )
-    assert main(["firmware", "report", str(card), "--json"]) == 0
+    assert main(["firmware", "report", str(card), "--json", "--kernels", "reference"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["head_layer_sizes"] == [1, 40, 40, 1] and row["arena_bytes"] == 0
     assert row["insns_per_inference"] == 0 and row["insns_per_sgd_step"] > 10_000
