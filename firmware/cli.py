@@ -252,7 +252,8 @@ def _build(args: argparse.Namespace) -> int:
         shutil.copytree(FIRMWARE_DIR / "ports" / "arduino" / "tinyfleet", lib)
         src = lib / "src"
         src.mkdir(exist_ok=True)
-        for path in [*(FIRMWARE_DIR / "include").glob("*.h"), *(FIRMWARE_DIR / "src").glob("*.c")]:
+        sources = [*(FIRMWARE_DIR / "include").glob("*.h"), *(FIRMWARE_DIR / "src").glob("*.[ch]")]
+        for path in sources:
             shutil.copy(path, src / path.name)
         if model_dir is not None:
             for path in model_dir.iterdir():

@@ -7,6 +7,12 @@
 
 #include "tinyfleet_kernels.h"
 
+/* An Arduino sketch passes no -D flags of ours: the DSP kernels are used wherever the
+ * core has the extension (the Nano 33 BLE Sense's Cortex-M4F does). */
+#if defined(ARDUINO) && defined(__ARM_FEATURE_DSP) && !defined(TINYFLEET_KERNELS_DSP)
+#define TINYFLEET_KERNELS_DSP 1
+#endif
+
 /* gemmlowp's SaturatingRoundingDoublingHighMul: (a*b*2 + 2^31 nudge) >> 32. */
 static inline int32_t tinyfleet_srdhm(int32_t a, int32_t b)
 {

@@ -91,8 +91,12 @@ def test_nano33ble_build_links_for_the_board(
     assert "Arduino library" in text
     library = out / "arduino" / "tinyfleet"
     assert (library / "library.properties").exists()
-    assert {"tinyfleet_model.c", "tinyfleet_kernels.c", "tinyfleet.h"} <= {
-        p.name for p in (library / "src").iterdir()
-    }
+    assert {
+        "tinyfleet_model.c",
+        "tinyfleet_kernels.c",
+        "tinyfleet_kernels_dsp.c",
+        "tinyfleet_kernels_internal.h",
+        "tinyfleet.h",
+    } <= {p.name for p in (library / "src").iterdir()}
     elf = out / "tinyfleet_job_runner.elf"
     assert elf.read_bytes()[:4] == b"\x7fELF" and elf.read_bytes()[18] == 40  # EM_ARM
