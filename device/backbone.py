@@ -106,6 +106,8 @@ def _recorded_arena(path: Path, arena: int, n_inputs: int) -> int:
         why = f"signal {-result.returncode}" if result.returncode < 0 else (lines or ["?"])[-1]
         raise InputFileError(f"TFLM cannot run the model ({why})")
     return int(match.group(1))
+
+
 _ARENA_CACHE: dict[str, int] = {}
 
 
