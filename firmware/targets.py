@@ -85,6 +85,8 @@ TARGETS: dict[str, Target] = {
     )
 }  # fmt: skip
 QEMU_TARGETS = tuple(name for name, t in TARGETS.items() if t.qemu_machine)
+#: the most RAM any device target has: the arena limit when no target is named
+MAX_DEVICE_RAM = max(t.ram_bytes for name, t in TARGETS.items() if name != "host")
 DEFAULT_QEMU_TARGET = "qemu-mps2-an386"
 
 
