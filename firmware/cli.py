@@ -102,7 +102,14 @@ def register(subparsers: Any) -> None:
     run.add_argument("--uart-port", type=int, default=4444, help="TCP port of the UART")
     run.add_argument("--inputs", type=int, default=100, help="random inputs (default 100)")
     run.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    run.add_argument("--build-dir", type=Path, help="default: build/firmware-qemu-mps2-an386")
+    run.add_argument(
+        "--target",
+        default="qemu-mps2-an386",
+        choices=QEMU_TARGET_NAMES,
+        help="QEMU target for --model (default qemu-mps2-an386, the Cortex-M4F)",
+    )
+    run.add_argument("--kernels", choices=("reference", "dsp"), help="default: the target's")
+    run.add_argument("--build-dir", type=Path, help="default: build/firmware-<target>")
     run.set_defaults(func=_run_qemu)
 
     rep = sub.add_parser(
@@ -212,7 +219,8 @@ def _build(args: argparse.Namespace) -> int:
         shutil.copytree(FIRMWARE_DIR / "ports" / "arduino" / "tinyfleet", lib)
         src = lib / "src"
         src.mkdir(exist_ok=True)
-        for path in [*(FIRMWARE_DIR / "include").glob("*.h"), *(FIRMWARE_DIR / "src").glob("*.c")]:
+        sources = [*(FIRMWARE_DIR / "include").glob("*.h"), *(FIRMWARE_DIR / "src").glob("*.[ch]")]
+        for path in sources:
             shutil.copy(path, src / path.name)
         if model_dir is not None:
             for path in model_dir.iterdir():
@@ -228,6 +236,7 @@ def _run_qemu(args: argparse.Namespace) -> int:
     from tinyfleet.firmware.codegen import generate_from_file
     from tinyfleet.firmware.golden import tflm_outputs
     from tinyfleet.firmware.jobs import bench_job, inference_job, run_job
+    from tinyfleet.firmware.targets import get_target
     from tinyfleet.firmware.toolchain import cmake_build
 
     if args.device is not None:
@@ -237,13 +246,15 @@ def _run_qemu(args: argparse.Namespace) -> int:
     _require_file(args.model)
     if args.inputs < 1:
         raise UsageError("--inputs must be >= 1")
-    build_dir = _build_dir(args, "qemu-mps2-an386")
-    gen = generate_from_file(args.model, build_dir / "model")
-    result = cmake_build("qemu-mps2-an386", build_dir, build_dir / "model")
+    row = get_target(args.target)
+    assert row.qemu_machine is not None
+    build_dir = _build_dir(args, args.target)
+    gen = generate_from_file(args.model, build_dir / "model", ram_bytes=row.ram_bytes)
+    result = cmake_build(args.target, build_dir, build_dir / "model", kernels=args.kernels)
     assert result.job_runner is not None
     rng = np.random.default_rng(args.seed)
     inputs = rng.integers(-128, 128, size=(args.inputs, gen.input_size), dtype=np.int8)
-    raw, _ = run_job(result.job_runner, inference_job(inputs), qemu=True)
+    raw, _ = run_job(result.job_runner, inference_job(inputs), qemu=True, machine=row.qemu_machine)
     outputs = np.frombuffer(raw, dtype=np.int8).reshape(args.inputs, gen.output_size)
     golden = tflm_outputs(args.model.read_bytes(), inputs)
     exact = int(np.sum(np.all(outputs == golden, axis=1)))
@@ -254,9 +265,13 @@ def _run_qemu(args: argparse.Namespace) -> int:
                   np.zeros(gen.output_size, np.float32), 0, 2),
         qemu=True,
         icount=True,
+        machine=row.qemu_machine,
     )  # fmt: skip
     insns = np.frombuffer(bench, dtype="<u4")
-    print(f"{exact}/{args.inputs} inferences bit-exact with TFLM on qemu-system-arm mps2-an386")
+    print(
+        f"{exact}/{args.inputs} inferences bit-exact with TFLM on qemu-system-arm "
+        f"{row.qemu_machine} ({row.core}, {args.kernels or row.kernels} kernels)"
+    )
     print(f"instructions per inference: {int(insns[0])}")
     return 0 if exact == args.inputs else 1
 

@@ -31,8 +31,8 @@ from tinyfleet.firmware.quantize import (
     per_channel_multipliers,
     window_padding,
 )
+from tinyfleet.firmware.targets import MAX_DEVICE_RAM
 from tinyfleet.firmware.validate import (
-    INT32_MAX,
     SUPPORTED_OPERATORS,
     UnsupportedModelError,
     scratch_id,
@@ -270,11 +270,12 @@ def _c_identifier(text: str) -> str:
 
 
 def generate_model(
-    model: TFLiteModel, name: str = "model", sha256: str = "", ram_bytes: int = INT32_MAX
+    model: TFLiteModel, name: str = "model", sha256: str = "", ram_bytes: int = MAX_DEVICE_RAM
 ) -> GeneratedModel:
     """Validate (:func:`~tinyfleet.firmware.validate.validate_model`), then lower the
     main subgraph to C; raises :class:`UnsupportedModelError` before writing anything.
-    ``ram_bytes`` is the target's RAM, which the arena must fit."""
+    ``ram_bytes`` is the target's RAM, which the arena must fit (default: the largest
+    device target's; a host build passes its own)."""
     plan = validate_model(model, ram_bytes)
     graph = model.main
     inp, out = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
@@ -353,7 +354,7 @@ tinyfleet_status tinyfleet_model_invoke(const int8_t *input, int8_t *output)
     )
 
 
-def generate_model_file(path: str | Path, ram_bytes: int = INT32_MAX) -> GeneratedModel:
+def generate_model_file(path: str | Path, ram_bytes: int = MAX_DEVICE_RAM) -> GeneratedModel:
     """Read ``path`` (a .tflite), validate and generate, in memory (nothing written)."""
     path = Path(path)
     try:
@@ -366,7 +367,7 @@ def generate_model_file(path: str | Path, ram_bytes: int = INT32_MAX) -> Generat
 
 
 def generate_from_file(
-    path: str | Path, out_dir: str | Path, ram_bytes: int = INT32_MAX
+    path: str | Path, out_dir: str | Path, ram_bytes: int = MAX_DEVICE_RAM
 ) -> GeneratedModel:
     """Read ``path`` (a .tflite), generate, and write ``tinyfleet_model.[ch]`` into
     ``out_dir``; an invalid model raises before anything is written."""

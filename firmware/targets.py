@@ -14,6 +14,7 @@ Sense), so that whatever links in QEMU also fits the board.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from tinyfleet.errors import UsageError
 
@@ -84,6 +85,8 @@ TARGETS: dict[str, Target] = {
     )
 }  # fmt: skip
 QEMU_TARGETS = tuple(name for name, t in TARGETS.items() if t.qemu_machine)
+#: the most RAM any device target has: the arena limit when no target is named
+MAX_DEVICE_RAM = max(t.ram_bytes for name, t in TARGETS.items() if name != "host")
 DEFAULT_QEMU_TARGET = "qemu-mps2-an386"
 
 
@@ -92,6 +95,17 @@ def get_target(name: str) -> Target:
         return TARGETS[name]
     except KeyError:
         raise UsageError(f"unknown target {name!r}; choose from {', '.join(TARGETS)}") from None
+
+
+def insns_per_tick(target: Target) -> tuple[int, int]:
+    """(num, shift): one SysTick tick is num / 2**shift instructions under -icount
+    shift=0. A power-of-two denominator keeps 64-bit division (a libgcc call) out of
+    the counter."""
+    ratio = Fraction(10**9, target.systick_hz)
+    shift = ratio.denominator.bit_length() - 1
+    if ratio.denominator != 1 << shift:
+        raise ValueError(f"{target.name}: 1e9/{target.systick_hz} needs a power-of-two denominator")
+    return ratio.numerator, shift
 
 
 def cmake_args(target: Target, kernels: str | None = None) -> list[str]:
@@ -110,7 +124,7 @@ def cmake_args(target: Target, kernels: str | None = None) -> list[str]:
         f"-DTINYFLEET_FLASH_BYTES={target.flash_bytes}",
         f"-DTINYFLEET_RAM_ORIGIN={target.ram_origin:#x}",
         f"-DTINYFLEET_RAM_BYTES={target.ram_bytes}",
-        f"-DTINYFLEET_SYSTICK_HZ={target.systick_hz}",
+        "-DTINYFLEET_INSNS_PER_TICK={}/{}".format(*insns_per_tick(target)),
         f"-DTINYFLEET_SEMIHOSTING={'ON' if target.qemu_machine else 'OFF'}",
         f"-DTINYFLEET_DEVICE_LOOP={'ON' if target.device_loop else 'OFF'}",
     ]

@@ -210,6 +210,11 @@ tinyfleet_status tinyfleet_max_pool2d_s8(const tinyfleet_window *w, int32_t act_
     if (w->out_c != w->in_c) {
         return TINYFLEET_ERR_SHAPE;
     }
+#ifdef TINYFLEET_KERNELS_DSP
+    if (tinyfleet_max_pool2d_s8_dsp(w, act_min, act_max, input, output)) {
+        return TINYFLEET_OK;
+    }
+#endif
     for (int32_t oy = 0; oy < w->out_h; ++oy) {
         const int32_t iy0 = oy * w->stride_h - w->pad_h;
         const int32_t ky0 = tinyfleet_max_i32(0, -iy0);

@@ -56,6 +56,21 @@ static inline uint32_t sxtab16_ror8(uint32_t a, uint32_t x)
     __asm("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
     return r;
 }
+/* Per-byte signed max: SSUB8 sets the GE flags where a >= b, SEL picks by them. One
+ * asm block, so nothing can be scheduled between the two. */
+static inline uint32_t max_s8x4(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm("ssub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
+/* Per-byte signed min: GE where a >= b, then SEL takes b there. */
+static inline uint32_t min_s8x4(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm("ssub8 %0, %1, %2\n\tsel %0, %2, %1" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
 #else
 /* Portable stand-ins with the instructions' exact semantics (halves wrap at 16 bits,
  * the accumulator at 32 bits, all without signed-overflow UB). */
@@ -86,6 +101,24 @@ static inline int32_t smlatt(uint32_t a, uint32_t b, int32_t acc)
     return (int32_t)((uint32_t)acc + (uint32_t)(hi16(a) * hi16(b)));
 }
 static inline uint32_t ror8(uint32_t x) { return (x >> 8) | (x << 24); }
+static inline uint32_t max_s8x4(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        const int8_t x = (int8_t)((a >> i) & 0xFFu), y = (int8_t)((b >> i) & 0xFFu);
+        r |= (uint32_t)(uint8_t)(x > y ? x : y) << i;
+    }
+    return r;
+}
+static inline uint32_t min_s8x4(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        const int8_t x = (int8_t)((a >> i) & 0xFFu), y = (int8_t)((b >> i) & 0xFFu);
+        r |= (uint32_t)(uint8_t)(x < y ? x : y) << i;
+    }
+    return r;
+}
 static inline uint32_t sxtb16_ror8(uint32_t x) { return sxtb16(ror8(x)); }
 static inline uint32_t sxtab16_ror8(uint32_t a, uint32_t x) { return sxtab16(a, ror8(x)); }
 #endif
@@ -102,6 +135,53 @@ static inline uint32_t pack_offset(int32_t offset)
 {
     const uint32_t half = (uint32_t)offset & 0xFFFFu;
     return half | (half << 16);
+}
+
+/* Requantisation as tinyfleet_requantize computes it, arranged for speed:
+ *  - the parameters are copied into locals once per kernel call (int8 output stores
+ *    may alias anything, so fields read through q would be reloaded after each store);
+ *  - no INT32_MIN x INT32_MIN saturation test: the generator's multipliers are in
+ *    [0, 2^31) (QuantizeMultiplier), so that case cannot occur;
+ *  - the shift is split into left/right parts without branches. */
+typedef struct {
+    const int32_t *mult;
+    const int32_t *shift;
+    int32_t out_off, lo, hi;
+} rq_t;
+
+static inline rq_t rq_load(const tinyfleet_requant *q)
+{
+    const rq_t r = {q->multiplier, q->shift, q->output_offset, q->act_min, q->act_max};
+    return r;
+}
+
+/* (x * m + 2^30) >> 31: SRDHM for a multiplier in [0, 2^31) (see tinyfleet_srdhm).
+ * On ARM one SMLAL with the nudge preloaded; GCC otherwise builds a full 64x64
+ * multiply here. */
+static inline int32_t high_mul(int32_t x, int32_t m)
+{
+#if defined(__ARM_FEATURE_DSP)
+    uint32_t lo = 1u << 30;
+    int32_t hi = 0;
+    __asm("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(x), "r"(m));
+    return (int32_t)(((uint32_t)hi << 1) | (lo >> 31));
+#else
+    return (int32_t)(((int64_t)x * m + (1LL << 30)) >> 31);
+#endif
+}
+
+static inline int8_t rq(const rq_t *r, int32_t acc, int32_t c)
+{
+    const int32_t s = r->shift[c];
+    const int32_t left = s & ~(s >> 31); /* max(s, 0) without a branch */
+    const int32_t right = left - s;      /* max(-s, 0) */
+    const int32_t y = high_mul((int32_t)((uint32_t)acc << left), r->mult[c]);
+    const int32_t mask = (int32_t)((1u << right) - 1u);
+    const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)y >> 31);
+    int32_t v = (y >> right) + ((y & mask) > threshold ? 1 : 0) + r->out_off;
+    v = v < r->lo ? r->lo : v;
+    v = v > r->hi ? r->hi : v;
+    return (int8_t)v;
 }
 
 /* acc[0..3] += rows f0,f1 . columns c0,c1 over k values: acc = {f0c0, f0c1, f1c0, f1c1}.
@@ -180,10 +260,20 @@ static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
     }
 }
 
+/* Word stores and an explicit tail: GCC would turn a byte loop into a memset call,
+ * which costs more than the few bytes a padding tap needs. */
 static inline void fill_bytes(int8_t *dst, int8_t value, int32_t n)
 {
-    for (int32_t i = 0; i < n; ++i) {
-        dst[i] = value;
+    const uint32_t pattern = 0x01010101u * (uint8_t)value;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        memcpy(dst + i, &pattern, sizeof pattern);
+    }
+    switch (n - i) {
+    case 3: dst[i + 2] = value; /* fall through */
+    case 2: dst[i + 1] = value; /* fall through */
+    case 1: dst[i] = value; break;
+    default: break;
     }
 }
 
@@ -229,6 +319,7 @@ int tinyfleet_conv2d_s8_dsp(const tinyfleet_window *w, const tinyfleet_requant *
     if (!pointwise && !scratch) {
         return 0;
     }
+    const rq_t r = rq_load(q);
     const int8_t pad = (int8_t)(-q->input_offset);
     const int32_t n_pix = w->out_h * w->out_w;
     for (int32_t p = 0; p < n_pix; p += 2) {
@@ -253,11 +344,11 @@ int tinyfleet_conv2d_s8_dsp(const tinyfleet_window *w, const tinyfleet_requant *
             const int32_t b0 = bias ? bias[oc] : 0, b1 = bias ? bias[oc + 1] : 0;
             int32_t acc[4] = {b0, b0, b1, b1};
             dot_2x2(filter + oc * k, filter + (oc + 1) * k, c0, c1, k, q->input_offset, acc);
-            o0[oc] = tinyfleet_requantize(acc[0], q, oc);
-            o0[oc + 1] = tinyfleet_requantize(acc[2], q, oc + 1);
+            o0[oc] = rq(&r, acc[0], oc);
+            o0[oc + 1] = rq(&r, acc[2], oc + 1);
             if (two) {
-                o1[oc] = tinyfleet_requantize(acc[1], q, oc);
-                o1[oc + 1] = tinyfleet_requantize(acc[3], q, oc + 1);
+                o1[oc] = rq(&r, acc[1], oc);
+                o1[oc + 1] = rq(&r, acc[3], oc + 1);
             }
         }
         if (oc < w->out_c) { /* odd channel count: the last filter against both columns */
@@ -265,12 +356,12 @@ int tinyfleet_conv2d_s8_dsp(const tinyfleet_window *w, const tinyfleet_requant *
             int32_t acc[2] = {b0, b0};
             const int8_t *f = filter + oc * k;
             dot_2x1(f, f, c0, k, q->input_offset, acc);
-            o0[oc] = tinyfleet_requantize(acc[0], q, oc);
+            o0[oc] = rq(&r, acc[0], oc);
             if (two) {
                 acc[0] = b0;
                 acc[1] = b0;
                 dot_2x1(f, f, c1, k, q->input_offset, acc);
-                o1[oc] = tinyfleet_requantize(acc[0], q, oc);
+                o1[oc] = rq(&r, acc[0], oc);
             }
         }
     }
@@ -282,20 +373,34 @@ void tinyfleet_fully_connected_s8_dsp(int32_t in_features, int32_t out_features,
                                       const int8_t *filter, const int32_t *bias,
                                       int8_t *output)
 {
+    const rq_t r = rq_load(q);
     int32_t o = 0;
     for (; o + 2 <= out_features; o += 2) {
         int32_t acc[2] = {bias ? bias[o] : 0, bias ? bias[o + 1] : 0};
         dot_2x1(filter + o * in_features, filter + (o + 1) * in_features, input, in_features,
                 q->input_offset, acc);
-        output[o] = tinyfleet_requantize(acc[0], q, o);
-        output[o + 1] = tinyfleet_requantize(acc[1], q, o + 1);
+        output[o] = rq(&r, acc[0], o);
+        output[o + 1] = rq(&r, acc[1], o + 1);
     }
     if (o < out_features) {
         const int8_t *f = filter + o * in_features;
         int32_t acc[2] = {bias ? bias[o] : 0, 0};
         dot_2x1(f, f, input, in_features, q->input_offset, acc);
-        output[o] = tinyfleet_requantize(acc[0], q, o);
+        output[o] = rq(&r, acc[0], o);
     }
+}
+
+/* One depthwise tap for 4 channels: a[i] += w[c+i] * (x[c+i] + offset). SMLAD would
+ * add two channels together, so the halves are multiplied one by one (SMLABB/SMLATT). */
+static inline void dw_tap4(const int8_t *x, const int8_t *f, uint32_t off2, int32_t a[4])
+{
+    const uint32_t xv = load4(x), wv = load4(f);
+    const uint32_t xa = sxtab16(off2, xv), xb = sxtab16_ror8(off2, xv);
+    const uint32_t wa = sxtb16(wv), wb = sxtb16_ror8(wv);
+    a[0] = smlabb(wa, xa, a[0]); /* channel c   */
+    a[2] = smlatt(wa, xa, a[2]); /* channel c+2 */
+    a[1] = smlabb(wb, xb, a[1]); /* channel c+1 */
+    a[3] = smlatt(wb, xb, a[3]); /* channel c+3 */
 }
 
 int tinyfleet_depthwise_conv2d_s8_dsp(const tinyfleet_window *w, int32_t depth_multiplier,
@@ -306,6 +411,7 @@ int tinyfleet_depthwise_conv2d_s8_dsp(const tinyfleet_window *w, int32_t depth_m
     if (depth_multiplier != 1 || w->dil_h != 1 || w->dil_w != 1) {
         return 0;
     }
+    const rq_t r = rq_load(q);
     const int32_t c_n = w->in_c, offset = q->input_offset;
     const uint32_t off2 = pack_offset(offset);
     for (int32_t oy = 0; oy < w->out_h; ++oy) {
@@ -318,34 +424,46 @@ int tinyfleet_depthwise_conv2d_s8_dsp(const tinyfleet_window *w, int32_t depth_m
             const int32_t kx1 = w->in_w - ix0 < w->k_w ? w->in_w - ix0 : w->k_w;
             int8_t *out = output + (oy * w->out_w + ox) * c_n;
             int32_t c = 0;
+            /* 3x3 with the whole window inside the input (the interior): the nine
+             * taps unrolled, no bounds arithmetic per tap */
+            const int full3x3 = w->k_h == 3 && w->k_w == 3 && ky0 == 0 && ky1 == 3 &&
+                                kx0 == 0 && kx1 == 3;
             for (; c + 4 <= c_n; c += 4) {
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                int32_t a[4] = {0, 0, 0, 0};
                 if (bias) {
-                    a0 = bias[c];
-                    a1 = bias[c + 1];
-                    a2 = bias[c + 2];
-                    a3 = bias[c + 3];
+                    a[0] = bias[c];
+                    a[1] = bias[c + 1];
+                    a[2] = bias[c + 2];
+                    a[3] = bias[c + 3];
                 }
-                for (int32_t ky = ky0; ky < ky1; ++ky) {
-                    /* the row start; ix0 + kx >= 0 inside the loop, so no pointer
-                     * ever points before the input */
-                    const int8_t *in = input + (iy0 + ky) * w->in_w * c_n + c;
-                    const int8_t *f = filter + ky * w->k_w * c_n + c;
-                    for (int32_t kx = kx0; kx < kx1; ++kx) {
-                        const uint32_t x = load4(in + (ix0 + kx) * c_n);
-                        const uint32_t wt = load4(f + kx * c_n);
-                        const uint32_t xa = sxtab16(off2, x), xb = sxtab16_ror8(off2, x);
-                        const uint32_t wa = sxtb16(wt), wb = sxtb16_ror8(wt);
-                        a0 = smlabb(wa, xa, a0); /* channel c   */
-                        a2 = smlatt(wa, xa, a2); /* channel c+2 */
-                        a1 = smlabb(wb, xb, a1); /* channel c+1 */
-                        a3 = smlatt(wb, xb, a3); /* channel c+3 */
+                if (full3x3) {
+                    const int32_t row = w->in_w * c_n;
+                    const int8_t *x = input + (iy0 * w->in_w + ix0) * c_n + c;
+                    const int8_t *f = filter + c;
+                    dw_tap4(x, f, off2, a);
+                    dw_tap4(x + c_n, f + c_n, off2, a);
+                    dw_tap4(x + 2 * c_n, f + 2 * c_n, off2, a);
+                    dw_tap4(x + row, f + 3 * c_n, off2, a);
+                    dw_tap4(x + row + c_n, f + 4 * c_n, off2, a);
+                    dw_tap4(x + row + 2 * c_n, f + 5 * c_n, off2, a);
+                    dw_tap4(x + 2 * row, f + 6 * c_n, off2, a);
+                    dw_tap4(x + 2 * row + c_n, f + 7 * c_n, off2, a);
+                    dw_tap4(x + 2 * row + 2 * c_n, f + 8 * c_n, off2, a);
+                } else {
+                    for (int32_t ky = ky0; ky < ky1; ++ky) {
+                        /* the row start; ix0 + kx >= 0 inside the loop, so no pointer
+                         * ever points before the input */
+                        const int8_t *in = input + (iy0 + ky) * w->in_w * c_n + c;
+                        const int8_t *f = filter + ky * w->k_w * c_n + c;
+                        for (int32_t kx = kx0; kx < kx1; ++kx) {
+                            dw_tap4(in + (ix0 + kx) * c_n, f + kx * c_n, off2, a);
+                        }
                     }
                 }
-                out[c] = tinyfleet_requantize(a0, q, c);
-                out[c + 1] = tinyfleet_requantize(a1, q, c + 1);
-                out[c + 2] = tinyfleet_requantize(a2, q, c + 2);
-                out[c + 3] = tinyfleet_requantize(a3, q, c + 3);
+                out[c] = rq(&r, a[0], c);
+                out[c + 1] = rq(&r, a[1], c + 1);
+                out[c + 2] = rq(&r, a[2], c + 2);
+                out[c + 3] = rq(&r, a[3], c + 3);
             }
             for (; c < c_n; ++c) {
                 int32_t acc = bias ? bias[c] : 0;
@@ -355,7 +473,43 @@ int tinyfleet_depthwise_conv2d_s8_dsp(const tinyfleet_window *w, int32_t depth_m
                         acc += filter[(ky * w->k_w + kx) * c_n + c] * (x + offset);
                     }
                 }
-                out[c] = tinyfleet_requantize(acc, q, c);
+                out[c] = rq(&r, acc, c);
+            }
+        }
+    }
+    return 1;
+}
+
+int tinyfleet_max_pool2d_s8_dsp(const tinyfleet_window *w, int32_t act_min, int32_t act_max,
+                                const int8_t *input, int8_t *output)
+{
+    /* four channels per word: per tap one load and one SSUB8+SEL pair */
+    if (w->in_c % 4 != 0) {
+        return 0;
+    }
+    const uint32_t lo = 0x01010101u * (uint8_t)(int8_t)act_min;
+    const uint32_t hi = 0x01010101u * (uint8_t)(int8_t)act_max;
+    const int32_t c_n = w->in_c;
+    for (int32_t oy = 0; oy < w->out_h; ++oy) {
+        const int32_t iy0 = oy * w->stride_h - w->pad_h;
+        const int32_t ky0 = iy0 < 0 ? -iy0 : 0;
+        const int32_t ky1 = w->in_h - iy0 < w->k_h ? w->in_h - iy0 : w->k_h;
+        for (int32_t ox = 0; ox < w->out_w; ++ox) {
+            const int32_t ix0 = ox * w->stride_w - w->pad_w;
+            const int32_t kx0 = ix0 < 0 ? -ix0 : 0;
+            const int32_t kx1 = w->in_w - ix0 < w->k_w ? w->in_w - ix0 : w->k_w;
+            int8_t *out = output + (oy * w->out_w + ox) * c_n;
+            for (int32_t c = 0; c < c_n; c += 4) {
+                uint32_t best = 0x80808080u; /* -128 in every byte, as the reference */
+                for (int32_t ky = ky0; ky < ky1; ++ky) {
+                    const int8_t *in = input + (iy0 + ky) * w->in_w * c_n + c;
+                    for (int32_t kx = kx0; kx < kx1; ++kx) {
+                        best = max_s8x4(load4(in + (ix0 + kx) * c_n), best);
+                    }
+                }
+                /* clamp to [act_min, act_max], as the reference does after the max */
+                best = min_s8x4(max_s8x4(best, lo), hi);
+                memcpy(out + c, &best, sizeof best);
             }
         }
     }

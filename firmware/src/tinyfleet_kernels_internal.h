@@ -7,6 +7,12 @@
 
 #include "tinyfleet_kernels.h"
 
+/* An Arduino sketch passes no -D flags of ours: the DSP kernels are used wherever the
+ * core has the extension (the Nano 33 BLE Sense's Cortex-M4F does). */
+#if defined(ARDUINO) && defined(__ARM_FEATURE_DSP) && !defined(TINYFLEET_KERNELS_DSP)
+#define TINYFLEET_KERNELS_DSP 1
+#endif
+
 /* gemmlowp's SaturatingRoundingDoublingHighMul: (a*b*2 + 2^31 nudge) >> 32. */
 static inline int32_t tinyfleet_srdhm(int32_t a, int32_t b)
 {
@@ -69,6 +75,8 @@ void tinyfleet_fully_connected_s8_dsp(int32_t in_features, int32_t out_features,
                                       const tinyfleet_requant *q, const int8_t *input,
                                       const int8_t *filter, const int32_t *bias,
                                       int8_t *output);
+int tinyfleet_max_pool2d_s8_dsp(const tinyfleet_window *w, int32_t act_min, int32_t act_max,
+                                const int8_t *input, int8_t *output);
 #endif
 
 #endif

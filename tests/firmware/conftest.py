@@ -60,10 +60,24 @@ def _strided(keras: Any) -> Any:
     return keras.Model(inp, keras.layers.Dense(3)(x))
 
 
+def _odd(keras: Any) -> Any:
+    # Odd sizes for the DSP kernels' edge paths: an odd pixel count (25) and odd channel
+    # counts in CONV_2D (5, 1x1 to 3), a depthwise layer of 3 channels (no 4-channel
+    # group), a max pool the SIMD path cannot take (3 channels), an odd FC row count.
+    inp = keras.Input((5, 5, 3), batch_size=1)
+    x = keras.layers.Conv2D(5, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.Conv2D(3, 1)(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inp, keras.layers.Dense(7)(x))
+
+
 MODEL_BUILDERS: dict[str, Callable[[Any], Any]] = {
     "convnet": _convnet,
     "nobias": _nobias,
     "strided": _strided,
+    "odd": _odd,
 }
 
 

@@ -52,7 +52,7 @@ def _compile(model_dir: Path, lib: Path, exe: Path) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def _fuzz(n: int, n_run: int, models: Any, builds: Any, tmp: Path) -> None:
+def _fuzz(n: int, n_run: int, models: Any, build: Any, tmp: Path) -> None:
     rng = np.random.default_rng(1234)
     tracebacks: list[str] = []
     accepted: list[tuple[str, Path, Path]] = []
@@ -74,7 +74,9 @@ def _fuzz(n: int, n_run: int, models: Any, builds: Any, tmp: Path) -> None:
     assert not tracebacks, f"{len(tracebacks)} tracebacks:\n" + "\n".join(tracebacks[:5])
     assert rejected > 0 and accepted  # both paths exercised
     for k, (name, path, model_dir) in enumerate(accepted[:n_run]):
-        lib = builds[name].build_dir / "libtinyfleet.a"  # compiled with ASan/UBSan
+        # both kernel sets, each compiled with ASan/UBSan
+        kernels = "dsp" if k % 2 else "reference"
+        lib = build(name, "host", kernels).build_dir / "libtinyfleet.a"
         exe = tmp / f"runner{k}"
         _compile(model_dir, lib, exe)
         inputs = models[name].inputs[:20]
@@ -91,14 +93,18 @@ def _fuzz(n: int, n_run: int, models: Any, builds: Any, tmp: Path) -> None:
 
 
 @pytest.mark.firmware
-def test_fuzz_generator_200_mutants(fixture_models: Any, host_builds: Any, tmp_path: Path) -> None:
-    _fuzz(200, 4, fixture_models, host_builds, tmp_path)
+def test_fuzz_generator_200_mutants(
+    fixture_models: Any, firmware_build: Any, tmp_path: Path
+) -> None:
+    _fuzz(200, 4, fixture_models, firmware_build, tmp_path)
 
 
 @pytest.mark.firmware
 @pytest.mark.slow
-def test_fuzz_generator_3000_mutants(fixture_models: Any, host_builds: Any, tmp_path: Path) -> None:
-    _fuzz(3000, 40, fixture_models, host_builds, tmp_path)
+def test_fuzz_generator_3000_mutants(
+    fixture_models: Any, firmware_build: Any, tmp_path: Path
+) -> None:
+    _fuzz(3000, 40, fixture_models, firmware_build, tmp_path)
 
 
 def test_mutant_is_one_line_exit_2(
@@ -120,3 +126,27 @@ def test_mutant_is_one_line_exit_2(
             assert len(err) == 1 and err[0].startswith("tinyfleet: error:")
             return
     pytest.fail("no rejected mutant in 200")
+
+
+_INSPECT = "from tinyfleet.cli import main; import sys; sys.exit(main(['inspect', sys.argv[1]]))"
+
+
+def _inspect_mutants(n: int, models: Any, tmp: Path) -> None:
+    # each in its own process: a crash (signal) must show up as such, not kill pytest
+    rng = np.random.default_rng(99)
+    for i in range(n):
+        path = tmp / f"i{i}.tflite"
+        path.write_bytes(_mutate(models[MODELS[i % len(MODELS)]].path.read_bytes(), rng))
+        proc = subprocess.run([sys.executable, "-c", _INSPECT, str(path)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert proc.returncode in (0, 2), f"{path}: exit {proc.returncode}\n{proc.stderr[-1500:]}"
+        assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
+
+
+def test_inspect_never_crashes_on_mutants(fixture_models: Any, tmp_path: Path) -> None:
+    _inspect_mutants(6, fixture_models, tmp_path)
+
+
+@pytest.mark.slow
+def test_inspect_never_crashes_on_300_mutants(fixture_models: Any, tmp_path: Path) -> None:
+    _inspect_mutants(300, fixture_models, tmp_path)

@@ -10,7 +10,7 @@ import pytest
 from tinyfleet.firmware.jobs import inference_job, run_job
 from tinyfleet.firmware.targets import TARGETS
 
-MODELS = ("convnet", "nobias", "strided", "digits")
+MODELS = ("convnet", "nobias", "strided", "odd", "digits")
 pytestmark = pytest.mark.tf  # the models are built with TensorFlow
 
 

@@ -37,9 +37,16 @@ def test_instruction_counter_is_exact(n: int, plain_runners: dict[str, Any]) -> 
 def test_report_json(fixture_models: Any, capsys: pytest.CaptureFixture[str]) -> None:
     _need("qemu-mps2-an386")
     paths = [str(fixture_models[name].path) for name in ("convnet", "strided")]
-    assert main(["firmware", "report", *paths, "--json", "--head-sizes", "5,8,5"]) == 0
+    # no --head-sizes: each backbone gets a head on its own outputs (5 and 3)
+    assert main(["firmware", "report", *paths, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 2
+    assert [(r["model"], r["kernels"]) for r in rows] == [
+        (p, k) for k in ("reference", "dsp") for p in paths
+    ]
+    for ref, dsp in zip(rows[:2], rows[2:], strict=True):
+        assert dsp["insns_per_inference"] < ref["insns_per_inference"]
+        assert dsp["arena_bytes"] == ref["arena_bytes"] and dsp["macs_per_inference"] > 0
+        assert dsp["energy_uj_per_inference"] > 0
     for row in rows:
         assert row["fits"] == {"nano33ble": True}
         assert 0 < row["flash_bytes"] <= 1 << 20 and 0 < row["ram_bytes"] <= 256 * 1024
@@ -64,7 +71,7 @@ def test_report_float_head_card(tmp_path: Any, capsys: pytest.CaptureFixture[str
             }
         )
     )
-    assert main(["firmware", "report", str(card), "--json"]) == 0
+    assert main(["firmware", "report", str(card), "--json", "--kernels", "reference"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["head_layer_sizes"] == [1, 40, 40, 1] and row["arena_bytes"] == 0
     assert row["insns_per_inference"] == 0 and row["insns_per_sgd_step"] > 10_000
@@ -85,8 +92,12 @@ def test_nano33ble_build_links_for_the_board(
     assert "Arduino library" in text
     library = out / "arduino" / "tinyfleet"
     assert (library / "library.properties").exists()
-    assert {"tinyfleet_model.c", "tinyfleet_kernels.c", "tinyfleet.h"} <= {
-        p.name for p in (library / "src").iterdir()
-    }
+    assert {
+        "tinyfleet_model.c",
+        "tinyfleet_kernels.c",
+        "tinyfleet_kernels_dsp.c",
+        "tinyfleet_kernels_internal.h",
+        "tinyfleet.h",
+    } <= {p.name for p in (library / "src").iterdir()}
     elf = out / "tinyfleet_job_runner.elf"
     assert elf.read_bytes()[:4] == b"\x7fELF" and elf.read_bytes()[18] == 40  # EM_ARM

@@ -85,3 +85,19 @@ def test_unchanged_rewrite_still_generates(fixture_models: Any, tmp_path: Path) 
     same = _edit(fixture_models["convnet"].path, tmp_path / "same.tflite", lambda sg: None)
     assert main(["firmware", "generate", str(same), "-o", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "tinyfleet_model.c").exists()
+
+
+@pytest.mark.parametrize("command", ["build", "report"])
+def test_head_sizes_must_match_the_backbone(
+    command: str, fixture_models: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = str(fixture_models["digits"].path)  # 32 output features
+    args = ["firmware", command, "--head-sizes", "10,5"]
+    if command == "build":
+        args += ["--target", "host", "--model", model, "--build-dir", str(tmp_path / "b")]
+    else:
+        args += [model]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "head input size 10 does not match the backbone's 32" in err[0]
+    assert not (tmp_path / "b" / "model" / "tinyfleet_model.c").exists()
