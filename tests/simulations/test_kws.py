@@ -120,6 +120,20 @@ def test_simulate_kws_end_to_end_on_a_small_corpus(
         set(split_words["train"]) | set(split_words["heldout"])
     )
     assert card["pretraining"]["data"]["speakers"] == {"pretrain": 2, "train": 2, "heldout": 1}
+    # The device path from a raw WAV (front end -> int8 backbone) is what the simulator
+    # used: same q15 features, and the backbone's cache answers for them.
+    from tinyfleet.device.frontend import MfccFrontend
+    from tinyfleet.simulations.audio.speech_commands import read_clip, scan
+
+    key = str(root.resolve())
+    data = kws.kws_data(key)
+    row = int(data.split_rows("heldout")[0])
+    features = MfccFrontend().features(read_clip(scan(root).clips[row].path))
+    np.testing.assert_array_equal(features, data.data.features([row])[0])
+    backbone = kws.load_backbone(key)
+    hits = backbone.hits
+    np.testing.assert_array_equal(backbone.embed(features), backbone.backbone.embed(features))
+    assert backbone.hits == hits + 1
 
 
 @pytest.mark.slow
