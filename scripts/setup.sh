@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mosquitto cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium)
+APT_PACKAGES=(mosquitto cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium espeak-ng)
 if [[ "${TINYFLEET_SKIP_APT:-0}" != 1 ]]; then
   missing=()
   for pkg in "${APT_PACKAGES[@]}"; do

@@ -28,7 +28,13 @@ def register(subparsers: Any) -> None:
         description=SIMULATE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("use_case", metavar="USE_CASE", help="use case to simulate: sine or digits")
+    p.add_argument("use_case", metavar="USE_CASE", help="use case to simulate: sine, digits or kws")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="kws: a Speech Commands folder (WORD/SPEAKER_nohash_N.wav, 16 kHz); default: "
+        "the espeak-ng corpus tinyfleet generates once",
+    )
     size = p.add_argument_group("fleet and run")
     size.add_argument(
         "--devices", type=int, help="training devices in the fleet (use case default)"
@@ -119,11 +125,14 @@ def register(subparsers: Any) -> None:
 
 
 def simulate_command(args: argparse.Namespace) -> int:
+    from tinyfleet.errors import UsageError
     from tinyfleet.simulations.report import write_report
     from tinyfleet.simulations.runner import run, settings_for
     from tinyfleet.simulations.usecase import get_use_case
 
-    use_case = get_use_case(args.use_case)
+    use_case = get_use_case(args.use_case, data_dir=args.data_dir)
+    if args.data_dir is not None and args.transport == "mqtt":
+        raise UsageError("--data-dir is not supported with --transport mqtt yet")
     strategies = tuple(s.strip() for s in str(args.strategies).split(",") if s.strip())
     settings = settings_for(
         use_case,

@@ -67,6 +67,7 @@ def recipe_tag(use_case: str) -> str:
 RECIPES: dict[str, ExportRecipe] = {
     "digits": ExportRecipe("digits", "digits-backbone", "camera", backbone="digits"),
     "sine": ExportRecipe("sine", "sine-head", "none"),
+    "kws": ExportRecipe("kws", "kws-backbone", "microphone", backbone="kws", epochs=40),
 }
 
 
@@ -83,11 +84,19 @@ def _import_tf() -> tuple[Any, Any]:
     return tf, keras
 
 
-def _pretraining_data(use_case: str) -> tuple[np.ndarray, np.ndarray]:
+def _pretraining_data(
+    use_case: str, data_dir: str | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Pre-training inputs, labels, and what the card records about the data."""
     if use_case == "digits":
         from tinyfleet.simulations.usecases import digits
 
-        return digits.pretraining_data()
+        return (*digits.pretraining_data(), {})
+    if use_case == "kws":
+        from tinyfleet.simulations.usecases import kws
+
+        data = kws.kws_data(data_dir)
+        return (*data.pretraining_data(), {"data": data.describe()})
     raise UsageError(f"use case {use_case!r} has no backbone pre-training data")
 
 
@@ -202,16 +211,20 @@ def export_use_case(
     *,
     epochs: int | None = None,
     backbone: str | None = None,
+    data_dir: str | None = None,
 ) -> dict[str, Any]:
     """Export ``use_case`` into ``out_dir``; returns the model card written there.
 
     ``epochs`` and ``backbone`` (a ``models.BACKBONES`` name) override the recipe; tests
-    use ``backbone="tiny", epochs=1``.
+    use ``backbone="tiny", epochs=1``. ``data_dir``: kws's Speech Commands folder
+    (default: the generated espeak-ng corpus).
     """
     if use_case not in RECIPES:
         raise UsageError(f"cannot export use case {use_case!r}; choose from {sorted(RECIPES)}")
     if epochs is not None and epochs < 1:
         raise UsageError(f"epochs must be >= 1, got {epochs}")
+    if data_dir is not None and use_case != "kws":
+        raise UsageError(f"use case {use_case!r} takes no --data-dir")
     recipe = RECIPES[use_case]
     out = Path(out_dir)
     from tinyfleet.simulations.usecase import get_use_case
@@ -225,7 +238,7 @@ def export_use_case(
         write_model_card(card, out)
         return card
 
-    x, y = _pretraining_data(use_case)
+    x, y, about_data = _pretraining_data(use_case, data_dir)
     with _quiet():
         model, accuracy = pretrain_backbone(recipe, x, y, seed, epochs=epochs, backbone=backbone)
         order = np.random.default_rng(seed).permutation(len(x))[:REPRESENTATIVE_SAMPLES]
@@ -249,6 +262,7 @@ def export_use_case(
         "samples": len(x),
         "seed": seed,
         "float_train_accuracy": round(accuracy, 4),
+        **about_data,
     }
     write_model_card(card, out)
     return card

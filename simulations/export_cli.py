@@ -21,7 +21,15 @@ def register(subparsers: Any) -> None:
             "Needs TensorFlow (the 'train' extra)."
         ),
     )
-    export.add_argument("use_case", metavar="USE_CASE", help="use case to export (digits, sine)")
+    export.add_argument(
+        "use_case", metavar="USE_CASE", help="use case to export (digits, kws, sine)"
+    )
+    export.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="kws: a Speech Commands folder (WORD/SPEAKER_nohash_N.wav); default: the "
+        "espeak-ng corpus tinyfleet generates once",
+    )
     export.add_argument("--out", required=True, metavar="DIR", help="output directory")
     export.add_argument(
         "--seed", type=int, default=0, help="random seed; the same seed gives the same bytes"
@@ -49,7 +57,9 @@ def register(subparsers: Any) -> None:
 def _export(args: argparse.Namespace) -> int:
     from tinyfleet.simulations.export import export_use_case
 
-    card = export_use_case(args.use_case, args.out, seed=args.seed, epochs=args.epochs)
+    card = export_use_case(
+        args.use_case, args.out, seed=args.seed, epochs=args.epochs, data_dir=args.data_dir
+    )
     written = (
         [card["tflite_file"], "model_card.json"] if card["tflite_file"] else ["model_card.json"]
     )

@@ -59,8 +59,32 @@ def tiny_backbone(batch_size: int | None = None, embedding_dim: int = 8) -> Any:
     return keras.Model(inp, out, name="tiny_backbone")
 
 
+def kws_backbone(batch_size: int | None = None, embedding_dim: int = 32) -> Any:
+    """DS-CNN-style keyword backbone (Zhang et al. 2017, "Hello Edge"), small:
+    49x10x1 q8.7 MFCCs -> ``embedding_dim`` features (~12k params, ~0.33M MACs).
+
+    conv 10x4 stride 2 (32 filters) -> 25x5x32; two depthwise-separable blocks
+    (depthwise 3x3 + pointwise 1x1, ReLU) with a 2x2 max-pool between them -> 12x2x32;
+    global average pool; dense 64 ReLU; LINEAR dense embedding (standardised at export).
+    """
+    layers = keras.layers
+    inp = keras.Input((49, 10, 1), batch_size=batch_size, name="mfcc")
+    h = layers.Conv2D(32, (10, 4), strides=2, padding="same", activation="relu", name="conv1")(inp)
+    h = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw2")(h)
+    h = layers.Conv2D(32, 1, activation="relu", name="pw2")(h)
+    h = layers.MaxPooling2D(2, name="maxpool2")(h)
+    h = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw3")(h)
+    h = layers.Conv2D(32, 1, activation="relu", name="pw3")(h)
+    h = layers.AveragePooling2D((12, 2), name="avgpool3")(h)
+    h = layers.Flatten(name="flatten")(h)
+    h = layers.Dense(64, activation="relu", name="fc4")(h)
+    out = layers.Dense(embedding_dim, name="embedding")(h)
+    return keras.Model(inp, out, name="kws_backbone")
+
+
 BACKBONES: dict[str, Callable[..., Any]] = {
     "digits": digits_backbone,
+    "kws": kws_backbone,
     "tiny": tiny_backbone,
 }
 

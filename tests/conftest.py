@@ -22,6 +22,9 @@ def _private_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     private = {
         "TINYFLEET_MODEL_DIR": tmp_path_factory.mktemp("models") / "digits",
         "TINYFLEET_KG_STORE": tmp_path_factory.mktemp("kg") / "store",
+        # kws: the generated corpus, MFCC caches and the exported backbone.
+        "TINYFLEET_DATA_DIR": tmp_path_factory.mktemp("data"),
+        "TINYFLEET_KWS_MODEL_DIR": tmp_path_factory.mktemp("models") / "kws",
     }
     saved = {name: os.environ.get(name) for name in private}
     os.environ.update({name: str(path) for name, path in private.items()})
