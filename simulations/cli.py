@@ -28,7 +28,17 @@ def register(subparsers: Any) -> None:
         description=SIMULATE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("use_case", metavar="USE_CASE", help="use case to simulate: sine or digits")
+    p.add_argument(
+        "use_case",
+        metavar="USE_CASE",
+        help="use case to simulate: sine, digits, presence or characters",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="real data instead of the embedded default: presence = UCI Occupancy CSVs, "
+        "characters = an Omniglot folder (see docs/usecases.md)",
+    )
     size = p.add_argument_group("fleet and run")
     size.add_argument(
         "--devices", type=int, help="training devices in the fleet (use case default)"
@@ -123,7 +133,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     from tinyfleet.simulations.runner import run, settings_for
     from tinyfleet.simulations.usecase import get_use_case
 
-    use_case = get_use_case(args.use_case)
+    use_case = get_use_case(args.use_case, data_dir=args.data_dir)
     strategies = tuple(s.strip() for s in str(args.strategies).split(",") if s.strip())
     settings = settings_for(
         use_case,

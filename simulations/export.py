@@ -67,6 +67,15 @@ def recipe_tag(use_case: str) -> str:
 RECIPES: dict[str, ExportRecipe] = {
     "digits": ExportRecipe("digits", "digits-backbone", "camera", backbone="digits"),
     "sine": ExportRecipe("sine", "sine-head", "none"),
+    "presence": ExportRecipe(
+        "presence",
+        "presence-backbone",
+        "co2",
+        backbone="presence",
+        embedding_dim=16,
+        epochs=15,
+        batch_size=128,
+    ),
 }
 
 
@@ -88,6 +97,10 @@ def _pretraining_data(use_case: str) -> tuple[np.ndarray, np.ndarray]:
         from tinyfleet.simulations.usecases import digits
 
         return digits.pretraining_data()
+    if use_case == "presence":
+        from tinyfleet.simulations.usecases import presence
+
+        return presence.pretraining_data()
     raise UsageError(f"use case {use_case!r} has no backbone pre-training data")
 
 

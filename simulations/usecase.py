@@ -7,8 +7,10 @@ Use cases register themselves in :data:`USE_CASES` (see :func:`get_use_case`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -50,21 +52,28 @@ class UseCase:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-USE_CASES: dict[str, Callable[[], UseCase]] = {}
+USE_CASES: dict[str, Callable[..., UseCase]] = {}
 
 
-def register_use_case(name: str) -> Callable[[Callable[[], UseCase]], Callable[[], UseCase]]:
-    def deco(factory: Callable[[], UseCase]) -> Callable[[], UseCase]:
+def register_use_case(name: str) -> Callable[[Callable[..., UseCase]], Callable[..., UseCase]]:
+    def deco(factory: Callable[..., UseCase]) -> Callable[..., UseCase]:
         USE_CASES[name] = factory
         return factory
 
     return deco
 
 
-def get_use_case(name: str) -> UseCase:
+def get_use_case(name: str, data_dir: str | Path | None = None) -> UseCase:
+    """The registered use case ``name``; ``data_dir`` (``--data-dir``) points a use case
+    that can read real data at its files (its factory takes ``data_dir``)."""
     # Importing the modules registers them (kept lazy: digits needs the backbone model).
     from tinyfleet.simulations import usecases  # noqa: F401
 
     if name not in USE_CASES:
         raise UsageError(f"unknown use case {name!r}; choose from {', '.join(sorted(USE_CASES))}")
-    return USE_CASES[name]()
+    factory = USE_CASES[name]
+    if data_dir is None:
+        return factory()
+    if "data_dir" not in inspect.signature(factory).parameters:
+        raise UsageError(f"use case {name!r} has no real-data loader: leave out --data-dir")
+    return factory(data_dir=data_dir)  # type: ignore[call-arg]
