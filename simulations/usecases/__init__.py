@@ -1,5 +1,5 @@
 """Built-in use cases; importing this package registers them."""
 
-from tinyfleet.simulations.usecases import digits, presence, sine
+from tinyfleet.simulations.usecases import characters, digits, presence, sine
 
-__all__ = ["digits", "presence", "sine"]
+__all__ = ["characters", "digits", "presence", "sine"]
