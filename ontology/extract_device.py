@@ -122,10 +122,23 @@ def device_to_rdf(description: Any) -> Graph:
     return g
 
 
+# What an environmental sensor observes (sosa:ObservableProperty individuals of the core
+# ontology): a room's multisensor says which quantities it measures.
+OBSERVES = {
+    "co2": "CO2Concentration",
+    "temperature": "AirTemperature",
+    "humidity": "RelativeHumidity",
+    "light": "Illuminance",
+    "pressure": "AirPressure",
+}
+
+
 def _add_sensor(g: Graph, owner: URIRef, sensor: URIRef, modality: str, shape: str | None) -> None:
     g.add((owner, TFO.hasSensor, sensor))
     g.add((sensor, RDF.type, SOSA.Sensor))
     g.add((sensor, TFO.modality, modality_iri(modality)))
+    if modality in OBSERVES:
+        g.add((sensor, SOSA.observes, TFO[OBSERVES[modality]]))
     if shape is not None:
         g.add((sensor, TFO.sampleShape, Literal(shape)))
 
