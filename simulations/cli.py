@@ -133,6 +133,11 @@ def simulate_command(args: argparse.Namespace) -> int:
     from tinyfleet.simulations.runner import run, settings_for
     from tinyfleet.simulations.usecase import get_use_case
 
+    if args.data_dir is not None and args.transport == "mqtt":
+        from tinyfleet.errors import UsageError
+
+        # MQTT device processes build their own streams from the use case's default data.
+        raise UsageError("--data-dir works with --transport inproc or simulation, not mqtt")
     use_case = get_use_case(args.use_case, data_dir=args.data_dir)
     strategies = tuple(s.strip() for s in str(args.strategies).split(",") if s.strip())
     settings = settings_for(
