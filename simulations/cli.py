@@ -28,12 +28,17 @@ def register(subparsers: Any) -> None:
         description=SIMULATE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("use_case", metavar="USE_CASE", help="use case to simulate: sine, digits or kws")
+    p.add_argument(
+        "use_case",
+        metavar="USE_CASE",
+        help="use case to simulate: sine, digits, kws, presence or characters",
+    )
     p.add_argument(
         "--data-dir",
-        metavar="DIR",
-        help="kws: a Speech Commands folder (WORD/SPEAKER_nohash_N.wav, 16 kHz); default: "
-        "the espeak-ng corpus tinyfleet generates once",
+        type=Path,
+        help="real data instead of the embedded default: kws = a Speech Commands folder "
+        "(WORD/SPEAKER_nohash_N.wav, 16 kHz), presence = UCI Occupancy CSVs, characters = "
+        "an Omniglot folder (see docs/usecases.md)",
     )
     size = p.add_argument_group("fleet and run")
     size.add_argument(
@@ -130,9 +135,12 @@ def simulate_command(args: argparse.Namespace) -> int:
     from tinyfleet.simulations.runner import run, settings_for
     from tinyfleet.simulations.usecase import get_use_case
 
-    use_case = get_use_case(args.use_case, data_dir=args.data_dir)
     if args.data_dir is not None and args.transport == "mqtt":
-        raise UsageError("--data-dir is not supported with --transport mqtt yet")
+        from tinyfleet.errors import UsageError
+
+        # MQTT device processes build their own streams from the use case's default data.
+        raise UsageError("--data-dir works with --transport inproc or simulation, not mqtt")
+    use_case = get_use_case(args.use_case, data_dir=args.data_dir)
     strategies = tuple(s.strip() for s in str(args.strategies).split(",") if s.strip())
     settings = settings_for(
         use_case,

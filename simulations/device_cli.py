@@ -90,6 +90,10 @@ def _device_run(args: argparse.Namespace) -> int:
                 description = json.load(handle)
         except (OSError, ValueError) as error:
             raise InputFileError(f"cannot read description {args.description}: {error}") from None
+    elif use_case.name == "presence":  # a room's multisensor: CO2, temperature, ...
+        from tinyfleet.simulations.presence_fleet import room_description
+
+        description = room_description(args.device_id, args.fleet)
     if args.count == 1:
         ids = [args.device_id]
         indices = [

@@ -68,6 +68,15 @@ RECIPES: dict[str, ExportRecipe] = {
     "digits": ExportRecipe("digits", "digits-backbone", "camera", backbone="digits"),
     "sine": ExportRecipe("sine", "sine-head", "none"),
     "kws": ExportRecipe("kws", "kws-backbone", "microphone", backbone="kws", epochs=40),
+    "presence": ExportRecipe(
+        "presence",
+        "presence-backbone",
+        "co2",
+        backbone="presence",
+        embedding_dim=16,
+        epochs=15,
+        batch_size=128,
+    ),
 }
 
 
@@ -97,6 +106,10 @@ def _pretraining_data(
 
         data = kws.kws_data(data_dir)
         return (*data.pretraining_data(), {"data": data.describe()})
+    if use_case == "presence":
+        from tinyfleet.simulations.usecases import presence
+
+        return (*presence.pretraining_data(), {})
     raise UsageError(f"use case {use_case!r} has no backbone pre-training data")
 
 

@@ -16,13 +16,14 @@ def register(subparsers: Any) -> None:
             "Pre-train the use case's backbone on classes no federated device sees, "
             "quantise it to a full-integer int8 .tflite (batch 1, per-channel weights) and "
             "write DIR/backbone.tflite plus DIR/model_card.json (shapes, quantisation, "
-            "operators, flash and TFLM-measured arena bytes, MACs, trainable head). For "
+            "operators, flash and TFLM-measured arena bytes, MACs, trainable head); 'presence' "
+            "exports an FC-only MLP on simulated rooms. For "
             "'sine' there is no backbone: only a float-head model card is written. "
             "Needs TensorFlow (the 'train' extra)."
         ),
     )
     export.add_argument(
-        "use_case", metavar="USE_CASE", help="use case to export (digits, kws, sine)"
+        "use_case", metavar="USE_CASE", help="use case to export (digits, kws, presence, sine)"
     )
     export.add_argument(
         "--data-dir",

@@ -82,9 +82,24 @@ def kws_backbone(batch_size: int | None = None, embedding_dim: int = 32) -> Any:
     return keras.Model(inp, out, name="kws_backbone")
 
 
+def presence_backbone(batch_size: int | None = None, embedding_dim: int = 16) -> Any:
+    """6 sensor features -> ``embedding_dim``: an FC-only MLP (the smallest model the
+    firmware generator handles: FULLY_CONNECTED only).
+
+    dense 6 -> 32 ReLU:   6 * 32  = 192 MACs (224 params);
+    dense 32 -> 16 linear: 32 * 16 = 512 MACs (528 params): 704 MACs in all.
+    """
+    layers = keras.layers
+    inp = keras.Input((6,), batch_size=batch_size, name="readings")
+    h = layers.Dense(32, activation="relu", name="fc1")(inp)
+    out = layers.Dense(embedding_dim, name="embedding")(h)
+    return keras.Model(inp, out, name="presence_backbone")
+
+
 BACKBONES: dict[str, Callable[..., Any]] = {
     "digits": digits_backbone,
     "kws": kws_backbone,
+    "presence": presence_backbone,
     "tiny": tiny_backbone,
 }
 

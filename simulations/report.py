@@ -53,6 +53,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"(lr {protocol['adapt_lr']}), measured on {protocol['query_size']} fresh query "
         f"points per device. {'Lower' if metric == 'mse' else 'Higher'} is better.",
         "",
+        *(
+            [
+                "Guessing each held-out device's majority class scores "
+                f"{protocol['majority_class_rate']:.4g} (the majority class rate).",
+                "",
+            ]
+            if "majority_class_rate" in protocol
+            else []
+        ),
         "| strategy | " + " | ".join(t.format(metric=metric) for _, t in COLUMNS) + " |",
         "|---|" + "---|" * len(COLUMNS),
     ]

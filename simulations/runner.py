@@ -33,6 +33,7 @@ from tinyfleet.server.run import (
 )
 from tinyfleet.server.strategies import STRATEGIES, FleetStrategy
 from tinyfleet.simulations.clientapp import make_client_app
+from tinyfleet.simulations.fewshot_baselines import constant_guess_baseline
 from tinyfleet.simulations.fleet import Fleet
 from tinyfleet.simulations.usecase import UseCase, get_use_case
 
@@ -245,7 +246,7 @@ def run(
                 )
             )
             mqtt_call = mqtt_fleet.client_call
-        return _run_strategies(
+        report = _run_strategies(
             settings,
             use_case,
             fleet,
@@ -256,6 +257,8 @@ def run(
             mqtt_call,
             progress,
         )
+    report["fewshot_protocol"].update(constant_guess_baseline(use_case.metric, episodes))
+    return report
 
 
 def _run_strategies(

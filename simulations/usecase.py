@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -62,9 +63,9 @@ def register_use_case(name: str) -> Callable[[Callable[..., UseCase]], Callable[
     return deco
 
 
-def get_use_case(name: str, data_dir: str | None = None) -> UseCase:
-    """The registered use case ``name``; ``data_dir`` (``--data-dir``) points it at a data
-    set on disk, for the use cases whose factory takes one (kws)."""
+def get_use_case(name: str, data_dir: str | Path | None = None) -> UseCase:
+    """The registered use case ``name``; ``data_dir`` (``--data-dir``) points a use case
+    that can read real data at its files (its factory takes ``data_dir``)."""
     # Importing the modules registers them (kept lazy: digits needs the backbone model).
     from tinyfleet.simulations import usecases  # noqa: F401
 
@@ -74,5 +75,5 @@ def get_use_case(name: str, data_dir: str | None = None) -> UseCase:
     if data_dir is None:
         return factory()
     if "data_dir" not in inspect.signature(factory).parameters:
-        raise UsageError(f"use case {name!r} takes no --data-dir")
+        raise UsageError(f"use case {name!r} has no real-data loader: leave out --data-dir")
     return factory(data_dir=data_dir)  # type: ignore[call-arg]

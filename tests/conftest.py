@@ -21,6 +21,7 @@ def _private_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     # Likewise `tinyfleet kg` without --store uses $TINYFLEET_KG_STORE, not ~/.tinyfleet/kg.
     private = {
         "TINYFLEET_MODEL_DIR": tmp_path_factory.mktemp("models") / "digits",
+        "TINYFLEET_PRESENCE_MODEL_DIR": tmp_path_factory.mktemp("models") / "presence",
         "TINYFLEET_KG_STORE": tmp_path_factory.mktemp("kg") / "store",
         # kws: the generated corpus, MFCC caches and the exported backbone.
         "TINYFLEET_DATA_DIR": tmp_path_factory.mktemp("data"),

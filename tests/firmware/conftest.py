@@ -122,6 +122,7 @@ def fixture_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Fixtur
         paths[name] = root / f"{name}.tflite"
         paths[name].write_bytes(convert_int8(builder(keras), seed))
     paths["digits"] = _digits_backbone(root / "digits")
+    paths["presence"] = _presence_backbone(root / "presence")
     models: dict[str, FixtureModel] = {}
     for seed, (name, path) in enumerate(paths.items()):
         data = path.read_bytes()
@@ -142,6 +143,14 @@ def _digits_backbone(out_dir: Path) -> Path:
     from tinyfleet.simulations.export import export_use_case
 
     export_use_case("digits", out_dir, seed=0, epochs=1)
+    return out_dir / "backbone.tflite"
+
+
+def _presence_backbone(out_dir: Path) -> Path:
+    """The presence backbone (FC-only MLP, the smallest model the generator handles)."""
+    from tinyfleet.simulations.export import export_use_case
+
+    export_use_case("presence", out_dir, seed=0, epochs=1)
     return out_dir / "backbone.tflite"
 
 

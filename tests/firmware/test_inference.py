@@ -10,7 +10,7 @@ import pytest
 from tinyfleet.firmware.jobs import inference_job, run_job
 from tinyfleet.firmware.targets import TARGETS
 
-MODELS = ("convnet", "nobias", "strided", "odd", "digits")
+MODELS = ("convnet", "nobias", "strided", "odd", "digits", "presence")
 pytestmark = pytest.mark.tf  # the models are built with TensorFlow
 
 
@@ -32,6 +32,8 @@ def test_fixture_models_cover_every_supported_operator(fixture_models: Any) -> N
     ops = load_tflite(fixture_models["nobias"].path).main.operators
     assert any(op.op == "FULLY_CONNECTED" and op.inputs[2:] in ((), (-1,)) for op in ops)
     assert len({m.golden.tobytes() for m in fixture_models.values()}) == len(MODELS)
+    # the presence backbone is FULLY_CONNECTED only, on a rank-2 (1, 6) input
+    assert set(fixture_models["presence"].generated.operators) == {"FULLY_CONNECTED"}
 
 
 @pytest.mark.firmware

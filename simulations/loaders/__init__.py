@@ -1,0 +1,1 @@
+"""Readers of real data sets in their published layouts (no download at run time)."""
