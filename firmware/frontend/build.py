@@ -22,7 +22,7 @@ from tinyfleet.firmware.toolchain import QEMU, BuildError
 CMSIS_DSP_VERSION = "1.10.3"
 CMSIS_DSP_ENV = "TINYFLEET_CMSIS_DSP_DIR"
 HERE = Path(__file__).resolve().parent
-QEMU_PORT = HERE.parent / "ports" / "qemu-mps2-an386"
+QEMU_PORT = HERE.parent / "ports" / "qemu"
 CLOCK_HZ = 64_000_000  # Nano 33 BLE Sense (nRF52840)
 
 # The CMSIS-DSP files arm_mfcc_q15 needs (relative to Source/).
@@ -147,15 +147,35 @@ def build(target: str, work: str | Path) -> FrontendBuild:
         cmd = [cc, *flags, *map(str, sources), "-o", str(binary), "-lm"]
     else:
         map_file = work / "kws_frontend.map"
+        ldscript = _ldscript(work)
         cmd = [cc, *M4_FLAGS, *flags, "-DTINYFLEET_KWS_QEMU", *map(str, sources),
                str(QEMU_PORT / "startup.c"), "-specs=rdimon.specs", "-nostartfiles",
-               f"-T{QEMU_PORT / 'mps2_an386.ld'}", "-Wl,--gc-sections",
+               f"-T{ldscript}", "-Wl,--gc-sections",
                f"-Wl,-Map={map_file}", "-o", str(binary), "-lm"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         errors = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
         raise BuildError(f"{cc} failed: {' | '.join((errors or proc.stderr.splitlines())[:3])}")
     return FrontendBuild(target, binary, map_file)
+
+
+def _ldscript(work: Path) -> Path:
+    """The shared Cortex-M linker script, filled from the mps2-an386 row of the target
+    table (as CMake's configure_file does for the firmware builds)."""
+    from tinyfleet.firmware.targets import get_target
+
+    row = get_target("qemu-mps2-an386")
+    text = (QEMU_PORT / "cortex_m.ld.in").read_text()
+    for key, value in {
+        "FLASH_ORIGIN": row.flash_origin,
+        "FLASH_BYTES": row.flash_bytes,
+        "RAM_ORIGIN": row.ram_origin,
+        "RAM_BYTES": row.ram_bytes,
+    }.items():
+        text = text.replace(f"@TINYFLEET_{key}@", hex(value))
+    out = work / "mps2_an386.ld"
+    out.write_text(text)
+    return out
 
 
 def run(
