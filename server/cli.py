@@ -85,6 +85,25 @@ def register(subparsers: Any) -> None:
     run.add_argument("--round-timeout", type=float, default=30.0, help="seconds per reply")
     run.add_argument("--connect-timeout", type=float, default=60.0, help="wait for devices")
     run.add_argument("--output", default=None, help="write a JSON summary here")
+    run.add_argument(
+        "--max-update-ratio",
+        type=float,
+        default=2.0,
+        help="refuse a reply whose ||phi - theta|| exceeds this x max(||theta||, 1); "
+        "honest sine/digits runs stay under 0.51 (default 2.0; 0 turns the bound off)",
+    )
+    run.add_argument(
+        "--aggregate",
+        choices=("mean", "median", "trimmed-mean"),
+        default="mean",
+        help="how reptile/fedavg combine a round's replies (default mean)",
+    )
+    run.add_argument(
+        "--quarantine-after",
+        type=int,
+        default=3,
+        help="refused replies after which a device is not sampled again (0: never)",
+    )
     kg = run.add_argument_group(
         "knowledge graph",
         "With --model-card, the devices' self-descriptions and the card go into the "
@@ -197,7 +216,14 @@ def _server_run(args: argparse.Namespace) -> int:
         sampler = SeededSampler(
             len(ids), args.seed, eligible=None if pool is None else (lambda _round: pool)
         )
-        strategy = _make_server_strategy(args, sampler)
+        on_quarantine = None
+        if knowledge is not None:
+            kg_view = knowledge
+
+            def on_quarantine(device: int, server_round: int, reason: str) -> None:
+                kg_view.record_quarantine(ids[device], server_round, reason)
+
+        strategy = _make_server_strategy(args, sampler, on_quarantine)
         call = RecordingCall(GatewayClientCall(gateway, route_by_config(ids)))
         final, _ = run_in_process(
             strategy,
@@ -225,6 +251,10 @@ def _server_run(args: argparse.Namespace) -> int:
         "seconds": round(elapsed, 3),
         "accepted": strategy.counters.accepted_replies,
         "rejected": strategy.counters.rejected_replies,
+        "rejected_by_device": {
+            ids[d]: n for d, n in strategy.counters.rejected_by_device.items() if d >= 0
+        },
+        "quarantined": [ids[d] for d in sorted(strategy.quarantine.quarantined)],
         "gateway": counters,
         "final_params_sha256": params_sha256(final),
     }
@@ -235,9 +265,15 @@ def _server_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_server_strategy(args: argparse.Namespace, sampler: Any) -> Any:
+def _make_server_strategy(args: argparse.Namespace, sampler: Any, on_quarantine: Any = None) -> Any:
     from tinyfleet.device.wire.contract import RoundPlan
     from tinyfleet.server.strategies import FedAvg, Reptile, TinyReptile
+
+    guard: dict[str, Any] = {
+        "max_update_ratio": args.max_update_ratio if args.max_update_ratio > 0 else None,
+        "quarantine_after": args.quarantine_after if args.quarantine_after > 0 else None,
+        "on_quarantine": on_quarantine,
+    }
 
     if args.algorithm == "tinyreptile":
         plan = RoundPlan("online", inner_lr=args.inner_lr, k=args.k)
@@ -248,6 +284,7 @@ def _make_server_strategy(args: argparse.Namespace, sampler: Any) -> Any:
             num_rounds=args.rounds,
             beta0=args.beta0,
             sampler=sampler,
+            **guard,
         )
     else:
         plan = RoundPlan("batch", inner_lr=args.inner_lr, support_size=args.k, batch_size=args.k)
@@ -260,6 +297,8 @@ def _make_server_strategy(args: argparse.Namespace, sampler: Any) -> Any:
             beta0=args.beta0,
             clients_per_round=args.clients_per_round or 5,
             sampler=sampler,
+            aggregate=args.aggregate,
+            **guard,
         )
     return strategy
 
