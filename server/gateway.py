@@ -38,7 +38,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from tinyfleet.device import wire
-from tinyfleet.device.mqtt import BrokerAddress, make_client, start_client, stop_client
+from tinyfleet.device.mqtt import (
+    BrokerAddress,
+    connack_refusal,
+    make_client,
+    start_client,
+    stop_client,
+)
 from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessage
 from tinyfleet.errors import TinyfleetError, UsageError
 from tinyfleet.server.validation import update_problem
@@ -161,6 +167,7 @@ class MqttGateway:
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         self.client = client
+        self.refused: str | None = None  # the broker's CONNACK reason, if it refused us
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, wait: float = 10.0) -> MqttGateway:
@@ -169,6 +176,11 @@ class MqttGateway:
             self.client, a.host, a.port, self.settings.keepalive, self.connected, wait
         ):
             self.stop()
+            if self.refused is not None:
+                raise GatewayError(
+                    f"gateway: broker {self.address.url} refused the login "
+                    f"(user {a.username or '(none)'}): {self.refused}"
+                )
             raise GatewayError(f"gateway: no broker at {self.address.url} within {wait:.0f} s")
         return self
 
@@ -330,8 +342,9 @@ class MqttGateway:
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
-        if reason.is_failure:
-            LOG.warning("gateway: connect refused: %s", reason)
+        self.refused = connack_refusal(reason)
+        if self.refused is not None:
+            LOG.warning("gateway: connect refused: %s", self.refused)
             return
         for sub in self._subscriptions:
             client.subscribe(sub, qos=1)
