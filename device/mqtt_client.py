@@ -148,7 +148,10 @@ class MqttDevice:
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._answered: OrderedDict[tuple[int, int], list[bytes]] = OrderedDict()
-        self._assembler = wire.ChunkAssembler(settings.max_message_bytes, max_pending=4)
+        limit = settings.max_message_bytes
+        self._assembler = wire.ChunkAssembler(
+            limit, max_pending=4, max_device_bytes=2 * limit, max_total_bytes=2 * limit
+        )
         s = settings
         self.topics = {kind: wire.topic(s.fleet, s.device_id, kind) for kind in wire.TOPIC_KINDS}
         client = make_client(

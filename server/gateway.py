@@ -148,7 +148,16 @@ class MqttGateway:
         self._finished: OrderedDict[int, None] = OrderedDict()
         # A random start keeps msg_ids of two gateway runs apart (device reply caches).
         self._next_id = secrets.randbits(31)
-        self._assembler = wire.ChunkAssembler(self.settings.max_message_bytes, max_pending=256)
+        limit = self.settings.max_message_bytes
+        # Partial replies hold only the chunk bytes that arrived: per device at most two
+        # messages' worth, 32 MiB in all, dropped when not completed within the timeout.
+        self._assembler = wire.ChunkAssembler(
+            limit,
+            max_pending=256,
+            max_device_bytes=2 * limit,
+            max_total_bytes=max(32 * 1024 * 1024, 2 * limit),
+            timeout_s=max(30.0, 2 * self.settings.round_timeout),
+        )
         fleet = self.settings.fleet
         wire.topic(fleet, "x", "task")  # validate the fleet name
         self._subscriptions = [

@@ -29,10 +29,13 @@ DEFAULT_TRIM_FRACTION = 0.2
 
 def update_ratio(phi: np.ndarray, theta: np.ndarray, min_norm: float = DEFAULT_MIN_NORM) -> float:
     """``||phi - theta|| / max(||theta||, min_norm)``, in float64 (inf if it overflows)."""
-    delta = phi.astype(np.float64) - theta.astype(np.float64)
+    # np.sum of squares, not np.linalg.norm: BLAS threads made norm ~50x slower on a
+    # loaded host (benchmarks/bench_faults.py).
+    wide = theta.astype(np.float64)
+    delta = phi.astype(np.float64) - wide
     with np.errstate(over="ignore", invalid="ignore"):
-        size = float(np.linalg.norm(delta))
-    reference = max(float(np.linalg.norm(theta.astype(np.float64))), float(min_norm))
+        size = float(np.sqrt(np.sum(delta * delta)))
+    reference = max(float(np.sqrt(np.sum(wide * wide))), float(min_norm))
     return size / reference if np.isfinite(size) else float("inf")
 
 
