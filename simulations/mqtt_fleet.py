@@ -68,6 +68,7 @@ def run_mqtt_fleet(
     max_payload: int = 256 * 1024,
     connect_timeout: float = 120.0,
     fail_on_drop: bool = True,
+    offline_wait: float = GatewaySettings.offline_wait,
     wrap_handler: Callable[[int, TaskHandler], TaskHandler] | None = None,
     stream_factory: Callable[[], StreamForDevice] | None = None,
     devices_per_process: int = DEVICES_PER_PROCESS,
@@ -106,6 +107,7 @@ def run_mqtt_fleet(
                 retries=retries,
                 max_payload=max_payload,
                 fail_on_drop=fail_on_drop,
+                offline_wait=offline_wait,
             ),
         )
         stack.enter_context(gateway)
