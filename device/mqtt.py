@@ -23,7 +23,29 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
-from tinyfleet.errors import UsageError
+from tinyfleet.errors import InputFileError, UsageError
+
+#: where ``device run`` and ``server run`` read a broker password from when no flag gives it
+PASSWORD_ENV = "TINYFLEET_MQTT_PASSWORD"
+
+
+def read_password(value: str | None, path: str | None) -> str | None:
+    """The password from a flag, a file (first line), or $TINYFLEET_MQTT_PASSWORD."""
+    import os
+
+    if value is not None and path is not None:
+        raise UsageError("give --password or --password-file, not both")
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                value = handle.read().strip()
+        except OSError as error:
+            raise InputFileError(f"cannot read password file {path}: {error.strerror}") from None
+        if not value:
+            raise InputFileError(f"password file {path} is empty")
+    if value is None:
+        value = os.environ.get(PASSWORD_ENV) or None
+    return value
 
 
 @dataclass(frozen=True)

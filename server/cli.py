@@ -23,9 +23,12 @@ def register(subparsers: Any) -> None:
         help="run a managed Mosquitto broker in the foreground",
         description=(
             "Start Debian's mosquitto with a generated config on a loopback port and keep "
-            "it running until Ctrl-C. Prints the broker URL. With --users, anonymous "
-            "clients are refused and each device may publish only under its own id "
-            "(see docs/mosquitto.md)."
+            "it running until Ctrl-C. Prints the broker URL. Secure by default: anonymous "
+            "clients are refused, the gateway and each device (--devices) get a random "
+            "password (written to an owner-only credentials file, path printed), client "
+            "id = username, and each device reads only its own task topic and publishes "
+            "only under its own id (see docs/mosquitto.md). --users gives the passwords "
+            "yourself."
         ),
     )
     broker.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
@@ -36,6 +39,15 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="plaintext 'username:password' lines (device ids + tinyfleet-gateway); "
         "enables passwords and the per-device topic ACL",
+    )
+    broker.add_argument(
+        "--devices", type=int, default=0, help="generate passwords for N devices (default 0)"
+    )
+    broker.add_argument("--device-prefix", default="sim", help="device ids are PREFIX-0000 ...")
+    broker.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="UNSAFE: no passwords, no ACL (any local process may read tasks, forge replies)",
     )
     broker.add_argument(
         "--keep-logs", action="store_true", help="keep the config/log directory on exit"
@@ -60,6 +72,12 @@ def register(subparsers: Any) -> None:
     )
     run.add_argument("--broker", required=True, help="mqtt://[user:pass@]host:port")
     run.add_argument("--tls-ca", default=None, help="CA file for mqtts:// brokers")
+    run.add_argument(
+        "--password-file",
+        default=None,
+        metavar="FILE",
+        help="the gateway's broker password (else from the URL or $TINYFLEET_MQTT_PASSWORD)",
+    )
     run.add_argument("--fleet", default="default", help="fleet name in the topics")
     run.add_argument("--devices", type=int, required=True, help="number of devices")
     run.add_argument("--device-prefix", default="sim", help="device ids are PREFIX-0000 ...")
@@ -120,12 +138,24 @@ def register(subparsers: Any) -> None:
 
 
 def _broker(args: argparse.Namespace) -> int:
+    from tinyfleet.device.wire.topics import device_ids
     from tinyfleet.server.broker import ManagedBroker
 
     users = None
     if args.users:
         users = _read_users(args.users)
-    broker = ManagedBroker(args.port, host=args.host, users=users, keep_logs=args.keep_logs)
+    if args.devices < 0:
+        raise UsageError(f"--devices must be >= 0, got {args.devices}")
+    if args.anonymous and (users or args.devices):
+        raise UsageError("--anonymous cannot be combined with --users or --devices")
+    broker = ManagedBroker(
+        args.port,
+        host=args.host,
+        users=users,
+        keep_logs=args.keep_logs,
+        device_ids=device_ids(args.devices, args.device_prefix) if args.devices else (),
+        anonymous=args.anonymous,
+    )
     stop = {"now": False}
 
     def _stop(signum: int, frame: object) -> None:
@@ -138,6 +168,10 @@ def _broker(args: argparse.Namespace) -> int:
             f"config {broker.config_path}; Ctrl-C to stop",
             flush=True,
         )
+        if broker.generated:
+            print(f"generated passwords (owner-only): {broker.credentials_path}", flush=True)
+        elif broker.users is None:
+            print("WARNING: anonymous access: any local process can read and forge", flush=True)
         try:
             while not stop["now"] and broker.running:
                 time.sleep(0.2)
@@ -186,6 +220,16 @@ def _server_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--head must be comma-separated ints, got {args.head!r}") from None
     spec = HeadSpec(sizes, args.activation, args.loss)
     address = BrokerAddress.parse(args.broker, tls_ca=args.tls_ca)
+    if address.password is None:
+        from tinyfleet.device.mqtt import read_password
+
+        password = read_password(None, args.password_file)
+        if password is not None:
+            from tinyfleet.server.broker import GATEWAY_USER
+
+            address = address.with_credentials(address.username or GATEWAY_USER, password)
+    elif args.password_file:
+        raise UsageError("give the password in --broker or --password-file, not both")
     quiet_flower()
     ids = device_ids(args.devices, args.device_prefix)
     settings = GatewaySettings(fleet=args.fleet, round_timeout=args.round_timeout)

@@ -15,29 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tinyfleet.device.mqtt import PASSWORD_ENV, read_password
 from tinyfleet.device.wire.topics import device_index_from_id
 from tinyfleet.errors import InputFileError, TinyfleetError, UsageError
-
-PASSWORD_ENV = "TINYFLEET_MQTT_PASSWORD"
-
-
-def read_password(value: str | None, path: str | None) -> str | None:
-    """The password from ``--password``, ``--password-file`` or $TINYFLEET_MQTT_PASSWORD."""
-    import os
-
-    if value is not None and path is not None:
-        raise UsageError("give --password or --password-file, not both")
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                value = handle.read().strip()
-        except OSError as error:
-            raise InputFileError(f"cannot read password file {path}: {error.strerror}") from None
-        if not value:
-            raise InputFileError(f"password file {path} is empty")
-    if value is None:
-        value = os.environ.get(PASSWORD_ENV) or None
-    return value
 
 
 def register(subparsers: Any) -> None:
