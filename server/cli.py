@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from tinyfleet.errors import InputFileError, UsageError
@@ -103,6 +104,16 @@ def register(subparsers: Any) -> None:
     run.add_argument("--round-timeout", type=float, default=30.0, help="seconds per reply")
     run.add_argument("--connect-timeout", type=float, default=60.0, help="wait for devices")
     run.add_argument("--output", default=None, help="write a JSON summary here")
+    run.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        default=None,
+        help="write an atomic checkpoint (theta, round, counters, quarantine) into DIR",
+    )
+    run.add_argument("--checkpoint-every", type=int, default=10, help="rounds between saves")
+    run.add_argument(
+        "--resume", action="store_true", help="continue the run checkpointed in --checkpoint DIR"
+    )
     run.add_argument(
         "--max-update-ratio",
         type=float,
@@ -269,28 +280,55 @@ def _server_run(args: argparse.Namespace) -> int:
 
         strategy = _make_server_strategy(args, sampler, on_quarantine)
         call = RecordingCall(GatewayClientCall(gateway, route_by_config(ids)))
-        final, _ = run_in_process(
-            strategy,
-            call,
-            len(ids),
-            initial_head(spec, args.seed),
-            args.rounds,
-            max_concurrent=strategy.clients_per_round,
-        )
-        counters = gateway.counters.as_dict()
-        recorded = 0
-        if knowledge is not None:
-            task_id = args.task_id or f"{args.fleet}-{args.algorithm}-{int(time.time())}"
-            recorded = knowledge.record_rounds(
-                call.rounds, ids, args.algorithm, task_id, params_version(final)
+        task_id = args.task_id or f"{args.fleet}-{args.algorithm}-{int(time.time())}"
+        recorded = {"rounds": 0}
+
+        def record(upto: int | None, theta: Any) -> None:
+            """Write finished rounds to the graph (at each checkpoint: each round once)."""
+            if knowledge is None:
+                return
+            logs = {r: log for r, log in call.rounds.items() if upto is None or r <= upto}
+            recorded["rounds"] += knowledge.record_rounds(
+                logs, ids, args.algorithm, task_id, params_version(theta)
             )
+            for r in logs:
+                call.rounds.pop(r, None)
+
+        start, rounds_left = initial_head(spec, args.seed), args.rounds
+        if args.checkpoint:
+            from tinyfleet.server import checkpoint
+
+            start, rounds_left = checkpoint.prepare(
+                strategy,
+                Path(args.checkpoint),
+                every=args.checkpoint_every,
+                resume=args.resume,
+                settings=_run_fingerprint(args),
+                initial=start,
+                on_save=record,
+            )
+        elif args.resume:
+            raise UsageError("--resume needs --checkpoint DIR")
+        final = start
+        if rounds_left > 0:
+            final, _ = run_in_process(
+                strategy,
+                call,
+                len(ids),
+                start,
+                rounds_left,
+                max_concurrent=strategy.clients_per_round,
+            )
+        counters = gateway.counters.as_dict()
+        record(None, final)
     elapsed = time.perf_counter() - started
     summary = {
         "algorithm": args.algorithm,
         "rounds": args.rounds,
         "devices": args.devices,
         "eligible_devices": len(ids) if eligible is None else len(eligible),
-        "rounds_recorded_in_kg": recorded,
+        "rounds_recorded_in_kg": recorded["rounds"],
+        "resumed_from_round": strategy.round_offset,
         "seed": args.seed,
         "seconds": round(elapsed, 3),
         "accepted": strategy.counters.accepted_replies,
@@ -307,6 +345,16 @@ def _server_run(args: argparse.Namespace) -> int:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump({**summary, "final_params": [float(v) for v in final]}, handle)
     return 0
+
+
+def _run_fingerprint(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a resumed run must share with the checkpointed one."""
+    names = (
+        "algorithm", "rounds", "devices", "device_prefix", "fleet", "seed", "inner_lr", "k",
+        "beta0", "head", "activation", "loss", "clients_per_round", "max_update_ratio",
+        "aggregate", "quarantine_after",
+    )  # fmt: skip
+    return {name: getattr(args, name) for name in names}
 
 
 def _make_server_strategy(args: argparse.Namespace, sampler: Any, on_quarantine: Any = None) -> Any:

@@ -165,6 +165,10 @@ class FleetStrategy(Strategy):
         self._last_arrays: ArrayRecord | None = None
         self._last_theta: np.ndarray | None = None
         self._sent: list[tuple[Message, int]] = []
+        # Crash and resume (server/checkpoint.py): rounds already done, and a hook called
+        # with (round, theta) after each round's aggregation.
+        self.round_offset = 0
+        self.on_round_end: Callable[[int, np.ndarray], None] | None = None
 
     # -- Flower hooks ------------------------------------------------------------------
     def summary(self) -> None:
@@ -180,6 +184,7 @@ class FleetStrategy(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        server_round += self.round_offset  # a resumed run continues its numbering
         # Flower hands back the ArrayRecord aggregate_train returned: reuse its vector
         # instead of deserialising it again.
         if arrays is self._last_arrays and self._last_theta is not None:
@@ -215,6 +220,7 @@ class FleetStrategy(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        server_round += self.round_offset
         theta = self._theta
         if theta is None:
             raise RuntimeError("aggregate_train called before configure_train")
@@ -243,6 +249,7 @@ class FleetStrategy(Strategy):
         self.counters.rejected_replies += rejected
         self.counters.accepted_replies += len(accepted)
         new_arrays: ArrayRecord | None = None
+        current = theta
         if accepted:
             for phi, metrics, _ in accepted:
                 self.counters.grad_evals_total += int(metrics.get(METRIC_GRAD_EVALS, 0))
@@ -250,6 +257,9 @@ class FleetStrategy(Strategy):
             new_theta = self.update(server_round, theta, accepted)
             new_arrays = ArrayRecord([new_theta])
             self._last_arrays, self._last_theta = new_arrays, new_theta
+            current = new_theta
+        if self.on_round_end is not None:
+            self.on_round_end(server_round, current)
         losses = [m.get(METRIC_LOSS, float("nan")) for _, m, _ in accepted]
         summary = MetricRecord(
             {
