@@ -115,6 +115,13 @@ def register(subparsers: Any) -> None:
         "--resume", action="store_true", help="continue the run checkpointed in --checkpoint DIR"
     )
     run.add_argument(
+        "--clear-quarantine",
+        metavar="DEVICE_ID",
+        action="append",
+        default=[],
+        help="with --resume: let this quarantined device train again (repeatable)",
+    )
+    run.add_argument(
         "--max-update-ratio",
         type=float,
         default=2.0,
@@ -309,6 +316,12 @@ def _server_run(args: argparse.Namespace) -> int:
             )
         elif args.resume:
             raise UsageError("--resume needs --checkpoint DIR")
+        if args.clear_quarantine and not args.resume:
+            raise UsageError("--clear-quarantine needs --resume (a fresh run has none)")
+        for device_id in args.clear_quarantine:
+            if device_id not in ids:
+                raise UsageError(f"--clear-quarantine: {device_id!r} is not in this fleet")
+            strategy.quarantine.clear(ids.index(device_id))
         final = start
         if rounds_left > 0:
             final, _ = run_in_process(

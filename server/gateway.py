@@ -287,8 +287,6 @@ class MqttGateway:
             if back_by is not None:  # it came back: a fresh timeout for the resent task
                 back_by = None
                 deadline = time.monotonic() + timeout
-                with self._lock:
-                    self.counters.recovered += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 if attempts < self.settings.retries:
@@ -433,6 +431,8 @@ class MqttGateway:
                     self.counters.drops += 1
                     p.dropped = True
                 else:  # back (or reconnected after a broker restart): send it again
+                    if p.dropped:
+                        self.counters.recovered += 1
                     p.dropped = False
                     p.resend = True
                 p.event.set()
