@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"devices {n} in {args.procs} processes; fd limit {fds}; rounds {args.rounds}")
 
     ctx = mp.get_context("spawn")
-    with ManagedBroker() as broker:
+    with ManagedBroker(anonymous=True) as broker:  # load, not auth
         stop, ready = ctx.Event(), ctx.Queue()
         chunks = [list(range(n))[p :: args.procs] for p in range(args.procs)]
         procs = [

@@ -23,7 +23,29 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
-from tinyfleet.errors import UsageError
+from tinyfleet.errors import InputFileError, UsageError
+
+#: where ``device run`` and ``server run`` read a broker password from when no flag gives it
+PASSWORD_ENV = "TINYFLEET_MQTT_PASSWORD"
+
+
+def read_password(value: str | None, path: str | None) -> str | None:
+    """The password from a flag, a file (first line), or $TINYFLEET_MQTT_PASSWORD."""
+    import os
+
+    if value is not None and path is not None:
+        raise UsageError("give --password or --password-file, not both")
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                value = handle.read().strip()
+        except OSError as error:
+            raise InputFileError(f"cannot read password file {path}: {error.strerror}") from None
+        if not value:
+            raise InputFileError(f"password file {path} is empty")
+    if value is None:
+        value = os.environ.get(PASSWORD_ENV) or None
+    return value
 
 
 @dataclass(frozen=True)
@@ -56,7 +78,13 @@ class BrokerAddress:
 
     @classmethod
     def parse(cls, url: str, tls_ca: str | None = None) -> BrokerAddress:
-        """Parse ``mqtt://[user[:password]@]host[:port]`` (or ``mqtts://``, port 8883)."""
+        """Parse ``mqtt://[user[:password]@]host[:port]`` (or ``mqtts://``, port 8883).
+
+        An empty URL, or one without a host, is refused (it used to mean 127.0.0.1:1883).
+        """
+        if not url or not url.strip():
+            raise UsageError("broker URL is empty: give mqtt://host:port")
+        url = url.strip()
         parts = urlsplit(url if "://" in url else f"mqtt://{url}")
         if parts.scheme not in ("mqtt", "mqtts", "tcp"):
             raise UsageError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
@@ -66,8 +94,12 @@ class BrokerAddress:
             port = parts.port
         except ValueError as error:
             raise UsageError(f"broker URL {url!r}: {error}") from None
+        if not parts.hostname or any(c.isspace() for c in parts.hostname):
+            raise UsageError(f"broker URL {url!r} names no host: give mqtt://host:port")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise UsageError(f"broker URL {url!r}: unexpected path or query after host:port")
         return cls(
-            host=parts.hostname or "127.0.0.1",
+            host=parts.hostname,
             port=port or (8883 if parts.scheme == "mqtts" else 1883),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
@@ -130,6 +162,13 @@ def make_client(
 
     client.on_disconnect = on_disconnect
     return client
+
+
+def connack_refusal(reason: Any) -> str | None:
+    """Why the broker refused a CONNECT (paho's CONNACK reason), or None if it accepted."""
+    if getattr(reason, "is_failure", False):
+        return str(reason)
+    return None
 
 
 def start_client(

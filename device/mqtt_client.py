@@ -32,10 +32,17 @@ import paho.mqtt.client as mqtt
 from tinyfleet.device import wire
 from tinyfleet.device.boards import BOARDS, MODEL_OPERATORS
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.mqtt import LastWill, make_client, start_client, stop_client
+from tinyfleet.device.mqtt import (
+    LastWill,
+    connack_refusal,
+    make_client,
+    start_client,
+    stop_client,
+)
 from tinyfleet.device.rounds import StreamForDevice, Trainer, run_configured_round
 from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessage
 from tinyfleet.device.wire.contract import ERROR_CODE_BAD_TASK, ERROR_CODE_FAILED
+from tinyfleet.device.wire.types import pad4
 from tinyfleet.errors import TinyfleetError, UsageError
 
 LOG = logging.getLogger(__name__)
@@ -88,6 +95,20 @@ class DeviceSettings:
         wire.topic(self.fleet, self.device_id, "task")  # validates both names
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
             raise UsageError("reconnect delays must satisfy 0 < min <= max")
+        smallest = min_payload(self.device_id)
+        if int(self.max_payload) < smallest:
+            raise UsageError(
+                f"max payload {self.max_payload} is too small: device {self.device_id}'s "
+                f"chunks need >= {smallest} bytes"
+            )
+        if int(self.keepalive) < 1 or int(self.max_message_bytes) < 1 or self.reply_cache < 1:
+            raise UsageError("keepalive, max_message_bytes and reply_cache must be >= 1")
+
+
+def min_payload(device_id: str) -> int:
+    """The smallest ``max_payload`` that can carry this device's chunks (64 data bytes)."""
+    name = len(device_id.encode())
+    return wire.HEADER_SIZE + name + pad4(name) + wire.CHUNK_PREFIX_SIZE + 64
 
 
 @dataclass
@@ -110,7 +131,10 @@ class MqttDevice:
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._answered: OrderedDict[tuple[int, int], list[bytes]] = OrderedDict()
-        self._assembler = wire.ChunkAssembler(settings.max_message_bytes, max_pending=4)
+        limit = settings.max_message_bytes
+        self._assembler = wire.ChunkAssembler(
+            limit, max_pending=4, max_device_bytes=2 * limit, max_total_bytes=2 * limit
+        )
         s = settings
         self.topics = {kind: wire.topic(s.fleet, s.device_id, kind) for kind in wire.TOPIC_KINDS}
         client = make_client(
@@ -127,6 +151,7 @@ class MqttDevice:
         client.on_message = self._on_message
         self.client = client
         self.last_round: int | None = None
+        self.refused: str | None = None  # the broker's CONNACK reason, if it refused us
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, wait: float | None = 10.0) -> MqttDevice:
@@ -134,11 +159,18 @@ class MqttDevice:
         s = self.settings
         if not start_client(self.client, s.host, s.port, s.keepalive, self.connected, wait):
             self.stop()
-            raise TinyfleetError(
-                f"device {self.settings.device_id}: no broker at "
-                f"{self.settings.host}:{self.settings.port} within {wait:.0f} s"
-            )
+            raise TinyfleetError(self.connect_problem(wait or 0.0))
         return self
+
+    def connect_problem(self, waited: float) -> str:
+        """One line: the broker refused the login (its reason), or none answered."""
+        s = self.settings
+        if self.refused is not None:
+            return (
+                f"device {s.device_id}: broker {s.host}:{s.port} refused the login "
+                f"(user {s.username or '(none)'}): {self.refused}"
+            )
+        return f"device {s.device_id}: no broker at {s.host}:{s.port} within {waited:g} s"
 
     def stop(self, graceful: bool = True) -> None:
         """Leave: publish ``offline`` (graceful) and disconnect; disconnect() before
@@ -175,9 +207,12 @@ class MqttDevice:
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
-        if reason.is_failure:
-            LOG.warning("device %s: connect refused: %s", self.settings.device_id, reason)
+        refusal = connack_refusal(reason)
+        if refusal is not None:
+            self.refused = refusal
+            LOG.warning("device %s: connect refused: %s", self.settings.device_id, refusal)
             return
+        self.refused = None
         self.counters.connects += 1
         description = dict(
             self.settings.description
@@ -189,15 +224,28 @@ class MqttDevice:
         self.connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # Runs on paho's network thread: an exception escaping here would kill it and
+        # leave the device connected but deaf. Nothing escapes.
         try:
             task = self._assembler.add(message.payload)
         except wire.CodecError as error:
             self.counters.bad_tasks += 1
             LOG.warning("device %s: bad task payload: %s", self.settings.device_id, error)
             return
+        except Exception:  # noqa: BLE001
+            self.counters.errors += 1
+            LOG.exception("device %s: cannot read a task payload", self.settings.device_id)
+            return
         if task is None:  # waiting for more chunks
             return
-        self._answer(task)
+        try:
+            self._answer(task)
+        except Exception as error:  # noqa: BLE001
+            self.counters.errors += 1
+            LOG.exception("device %s: task %d failed", self.settings.device_id, task.msg_id)
+            with contextlib.suppress(Exception):
+                reason = f"{type(error).__name__}: {error}"
+                self._publish_update([self._error(task, ERROR_CODE_FAILED, reason)])
 
     # -- tasks --------------------------------------------------------------------------
     def _answer(self, task: WireMessage) -> None:

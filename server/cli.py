@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from tinyfleet.errors import InputFileError, UsageError
@@ -23,9 +24,12 @@ def register(subparsers: Any) -> None:
         help="run a managed Mosquitto broker in the foreground",
         description=(
             "Start Debian's mosquitto with a generated config on a loopback port and keep "
-            "it running until Ctrl-C. Prints the broker URL. With --users, anonymous "
-            "clients are refused and each device may publish only under its own id "
-            "(see docs/mosquitto.md)."
+            "it running until Ctrl-C. Prints the broker URL. Secure by default: anonymous "
+            "clients are refused, the gateway and each device (--devices) get a random "
+            "password (written to an owner-only credentials file, path printed), client "
+            "id = username, and each device reads only its own task topic and publishes "
+            "only under its own id (see docs/mosquitto.md). --users gives the passwords "
+            "yourself."
         ),
     )
     broker.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
@@ -36,6 +40,15 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="plaintext 'username:password' lines (device ids + tinyfleet-gateway); "
         "enables passwords and the per-device topic ACL",
+    )
+    broker.add_argument(
+        "--devices", type=int, default=0, help="generate passwords for N devices (default 0)"
+    )
+    broker.add_argument("--device-prefix", default="sim", help="device ids are PREFIX-0000 ...")
+    broker.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="UNSAFE: no passwords, no ACL (any local process may read tasks, forge replies)",
     )
     broker.add_argument(
         "--keep-logs", action="store_true", help="keep the config/log directory on exit"
@@ -60,6 +73,12 @@ def register(subparsers: Any) -> None:
     )
     run.add_argument("--broker", required=True, help="mqtt://[user:pass@]host:port")
     run.add_argument("--tls-ca", default=None, help="CA file for mqtts:// brokers")
+    run.add_argument(
+        "--password-file",
+        default=None,
+        metavar="FILE",
+        help="the gateway's broker password (else from the URL or $TINYFLEET_MQTT_PASSWORD)",
+    )
     run.add_argument("--fleet", default="default", help="fleet name in the topics")
     run.add_argument("--devices", type=int, required=True, help="number of devices")
     run.add_argument("--device-prefix", default="sim", help="device ids are PREFIX-0000 ...")
@@ -85,6 +104,42 @@ def register(subparsers: Any) -> None:
     run.add_argument("--round-timeout", type=float, default=30.0, help="seconds per reply")
     run.add_argument("--connect-timeout", type=float, default=60.0, help="wait for devices")
     run.add_argument("--output", default=None, help="write a JSON summary here")
+    run.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        default=None,
+        help="write an atomic checkpoint (theta, round, counters, quarantine) into DIR",
+    )
+    run.add_argument("--checkpoint-every", type=int, default=10, help="rounds between saves")
+    run.add_argument(
+        "--resume", action="store_true", help="continue the run checkpointed in --checkpoint DIR"
+    )
+    run.add_argument(
+        "--clear-quarantine",
+        metavar="DEVICE_ID",
+        action="append",
+        default=[],
+        help="with --resume: let this quarantined device train again (repeatable)",
+    )
+    run.add_argument(
+        "--max-update-ratio",
+        type=float,
+        default=2.0,
+        help="refuse a reply whose ||phi - theta|| exceeds this x max(||theta||, 1); "
+        "honest sine/digits runs stay under 0.51 (default 2.0; 0 turns the bound off)",
+    )
+    run.add_argument(
+        "--aggregate",
+        choices=("mean", "median", "trimmed-mean"),
+        default="mean",
+        help="how reptile/fedavg combine a round's replies (default mean)",
+    )
+    run.add_argument(
+        "--quarantine-after",
+        type=int,
+        default=3,
+        help="refused replies after which a device is not sampled again (0: never)",
+    )
     kg = run.add_argument_group(
         "knowledge graph",
         "With --model-card, the devices' self-descriptions and the card go into the "
@@ -104,12 +159,24 @@ def register(subparsers: Any) -> None:
 
 
 def _broker(args: argparse.Namespace) -> int:
+    from tinyfleet.device.wire.topics import device_ids
     from tinyfleet.server.broker import ManagedBroker
 
     users = None
     if args.users:
         users = _read_users(args.users)
-    broker = ManagedBroker(args.port, host=args.host, users=users, keep_logs=args.keep_logs)
+    if args.devices < 0:
+        raise UsageError(f"--devices must be >= 0, got {args.devices}")
+    if args.anonymous and (users or args.devices):
+        raise UsageError("--anonymous cannot be combined with --users or --devices")
+    broker = ManagedBroker(
+        args.port,
+        host=args.host,
+        users=users,
+        keep_logs=args.keep_logs,
+        device_ids=device_ids(args.devices, args.device_prefix) if args.devices else (),
+        anonymous=args.anonymous,
+    )
     stop = {"now": False}
 
     def _stop(signum: int, frame: object) -> None:
@@ -122,6 +189,10 @@ def _broker(args: argparse.Namespace) -> int:
             f"config {broker.config_path}; Ctrl-C to stop",
             flush=True,
         )
+        if broker.generated:
+            print(f"generated passwords (owner-only): {broker.credentials_path}", flush=True)
+        elif broker.users is None:
+            print("WARNING: anonymous access: any local process can read and forge", flush=True)
         try:
             while not stop["now"] and broker.running:
                 time.sleep(0.2)
@@ -170,6 +241,16 @@ def _server_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--head must be comma-separated ints, got {args.head!r}") from None
     spec = HeadSpec(sizes, args.activation, args.loss)
     address = BrokerAddress.parse(args.broker, tls_ca=args.tls_ca)
+    if address.password is None:
+        from tinyfleet.device.mqtt import read_password
+
+        password = read_password(None, args.password_file)
+        if password is not None:
+            from tinyfleet.server.broker import GATEWAY_USER
+
+            address = address.with_credentials(address.username or GATEWAY_USER, password)
+    elif args.password_file:
+        raise UsageError("give the password in --broker or --password-file, not both")
     quiet_flower()
     ids = device_ids(args.devices, args.device_prefix)
     settings = GatewaySettings(fleet=args.fleet, round_timeout=args.round_timeout)
@@ -200,34 +281,78 @@ def _server_run(args: argparse.Namespace) -> int:
         sampler = SeededSampler(
             len(ids), args.seed, eligible=None if pool is None else (lambda _round: pool)
         )
-        strategy = _make_server_strategy(args, sampler)
-        call = RecordingCall(GatewayClientCall(gateway, route_by_config(ids)))
-        final, _ = run_in_process(
-            strategy,
-            call,
-            len(ids),
-            initial_head(spec, args.seed),
-            args.rounds,
-            max_concurrent=strategy.clients_per_round,
-        )
-        counters = gateway.counters.as_dict()
-        recorded = 0
+        on_quarantine = None
         if knowledge is not None:
-            task_id = args.task_id or f"{args.fleet}-{args.algorithm}-{int(time.time())}"
-            recorded = knowledge.record_rounds(
-                call.rounds, ids, args.algorithm, task_id, params_version(final)
+            kg_view = knowledge
+
+            def on_quarantine(device: int, server_round: int, reason: str) -> None:
+                kg_view.record_quarantine(ids[device], server_round, reason)
+
+        strategy = _make_server_strategy(args, sampler, on_quarantine)
+        call = RecordingCall(GatewayClientCall(gateway, route_by_config(ids)))
+        task_id = args.task_id or f"{args.fleet}-{args.algorithm}-{int(time.time())}"
+        recorded = {"rounds": 0}
+
+        def record(upto: int | None, theta: Any) -> None:
+            """Write finished rounds to the graph (at each checkpoint: each round once)."""
+            if knowledge is None:
+                return
+            logs = {r: log for r, log in call.rounds.items() if upto is None or r <= upto}
+            recorded["rounds"] += knowledge.record_rounds(
+                logs, ids, args.algorithm, task_id, params_version(theta)
             )
+            for r in logs:
+                call.rounds.pop(r, None)
+
+        start, rounds_left = initial_head(spec, args.seed), args.rounds
+        if args.checkpoint:
+            from tinyfleet.server import checkpoint
+
+            start, rounds_left = checkpoint.prepare(
+                strategy,
+                Path(args.checkpoint),
+                every=args.checkpoint_every,
+                resume=args.resume,
+                settings=_run_fingerprint(args),
+                initial=start,
+                on_save=record,
+            )
+        elif args.resume:
+            raise UsageError("--resume needs --checkpoint DIR")
+        if args.clear_quarantine and not args.resume:
+            raise UsageError("--clear-quarantine needs --resume (a fresh run has none)")
+        for device_id in args.clear_quarantine:
+            if device_id not in ids:
+                raise UsageError(f"--clear-quarantine: {device_id!r} is not in this fleet")
+            strategy.quarantine.clear(ids.index(device_id))
+        final = start
+        if rounds_left > 0:
+            final, _ = run_in_process(
+                strategy,
+                call,
+                len(ids),
+                start,
+                rounds_left,
+                max_concurrent=strategy.clients_per_round,
+            )
+        counters = gateway.counters.as_dict()
+        record(None, final)
     elapsed = time.perf_counter() - started
     summary = {
         "algorithm": args.algorithm,
         "rounds": args.rounds,
         "devices": args.devices,
         "eligible_devices": len(ids) if eligible is None else len(eligible),
-        "rounds_recorded_in_kg": recorded,
+        "rounds_recorded_in_kg": recorded["rounds"],
+        "resumed_from_round": strategy.round_offset,
         "seed": args.seed,
         "seconds": round(elapsed, 3),
         "accepted": strategy.counters.accepted_replies,
         "rejected": strategy.counters.rejected_replies,
+        "rejected_by_device": {
+            ids[d]: n for d, n in strategy.counters.rejected_by_device.items() if d >= 0
+        },
+        "quarantined": [ids[d] for d in sorted(strategy.quarantine.quarantined)],
         "gateway": counters,
         "final_params_sha256": params_sha256(final),
     }
@@ -238,9 +363,25 @@ def _server_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_server_strategy(args: argparse.Namespace, sampler: Any) -> Any:
+def _run_fingerprint(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a resumed run must share with the checkpointed one."""
+    names = (
+        "algorithm", "rounds", "devices", "device_prefix", "fleet", "seed", "inner_lr", "k",
+        "beta0", "head", "activation", "loss", "clients_per_round", "max_update_ratio",
+        "aggregate", "quarantine_after",
+    )  # fmt: skip
+    return {name: getattr(args, name) for name in names}
+
+
+def _make_server_strategy(args: argparse.Namespace, sampler: Any, on_quarantine: Any = None) -> Any:
     from tinyfleet.device.wire.contract import RoundPlan
     from tinyfleet.server.strategies import FedAvg, Reptile, TinyReptile
+
+    guard: dict[str, Any] = {
+        "max_update_ratio": args.max_update_ratio if args.max_update_ratio > 0 else None,
+        "quarantine_after": args.quarantine_after if args.quarantine_after > 0 else None,
+        "on_quarantine": on_quarantine,
+    }
 
     if args.algorithm == "tinyreptile":
         plan = RoundPlan("online", inner_lr=args.inner_lr, k=args.k)
@@ -251,6 +392,7 @@ def _make_server_strategy(args: argparse.Namespace, sampler: Any) -> Any:
             num_rounds=args.rounds,
             beta0=args.beta0,
             sampler=sampler,
+            **guard,
         )
     else:
         plan = RoundPlan("batch", inner_lr=args.inner_lr, support_size=args.k, batch_size=args.k)
@@ -263,6 +405,8 @@ def _make_server_strategy(args: argparse.Namespace, sampler: Any) -> Any:
             beta0=args.beta0,
             clients_per_round=args.clients_per_round or 5,
             sampler=sampler,
+            aggregate=args.aggregate,
+            **guard,
         )
     return strategy
 

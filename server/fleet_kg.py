@@ -158,3 +158,26 @@ class FleetKnowledge:
             self.kg.add(description.graph, replace=description.replace)
             written += 1
         return written
+
+    def record_quarantine(self, device_id: str, server_round: int, reason: str) -> None:
+        """Mark ``device_id`` quarantined (refused updates; see server/quarantine.py).
+
+        ``tfo:quarantinedInRound`` / ``tfo:quarantineReason`` on the device; an operator
+        stay until an operator removes them (and clears the strategy's quarantine).
+        """
+        from rdflib import Graph, Literal
+
+        from tinyfleet.ontology.namespaces import TFO, device_iri
+
+        graph = Graph()
+        device = device_iri(device_id)
+        graph.add((device, TFO.quarantinedInRound, Literal(int(server_round))))
+        graph.add((device, TFO.quarantineReason, Literal(str(reason))))
+        self.kg.add(graph, validate=False)
+
+    def quarantined(self) -> list[str]:
+        """Device IRIs the graph holds as quarantined."""
+        rows = self.kg.query(
+            "SELECT ?d WHERE { ?d <https://w3id.org/tinyfleet/ontology#quarantinedInRound> ?r }"
+        )
+        return sorted(str(row[0]) for row in rows)

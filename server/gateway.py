@@ -38,36 +38,25 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from tinyfleet.device import wire
-from tinyfleet.device.mqtt import BrokerAddress, make_client, start_client, stop_client
+from tinyfleet.device.mqtt import (
+    BrokerAddress,
+    connack_refusal,
+    make_client,
+    start_client,
+    stop_client,
+)
 from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessage
-from tinyfleet.errors import TinyfleetError, UsageError
+from tinyfleet.errors import UsageError
+from tinyfleet.server.gateway_errors import (
+    DeviceDroppedError,
+    DeviceReportedError,
+    GatewayError,
+    GatewayTimeout,
+    InvalidReplyError,
+)
 from tinyfleet.server.validation import update_problem
 
 LOG = logging.getLogger(__name__)
-
-
-class GatewayError(TinyfleetError):
-    """A task did not produce a usable reply."""
-
-
-class GatewayTimeout(GatewayError):
-    """No reply within the round timeout (after all retries)."""
-
-
-class DeviceDroppedError(GatewayError):
-    """The device went offline (Last Will) while it had the task, or before."""
-
-
-class DeviceReportedError(GatewayError):
-    """The device answered with an ERROR message."""
-
-    def __init__(self, device_id: str, code: int, reason: str) -> None:
-        super().__init__(f"device {device_id} failed the task (code {code}): {reason}")
-        self.code = code
-
-
-class InvalidReplyError(GatewayError):
-    """The reply's arrays do not match the task (names, shapes) or are not finite."""
 
 
 @dataclass
@@ -86,6 +75,7 @@ class GatewayCounters:
     retries: int = 0
     drops: int = 0
     resends: int = 0
+    recovered: int = 0  # tasks resent to a device that came back after going offline
     connects: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -108,22 +98,26 @@ class _Pending:
 @dataclass(frozen=True)
 class GatewaySettings:
     """``round_timeout``: seconds to wait for one reply before re-sending;
-    ``retries``: how many re-sends; ``fail_on_drop``: a device that goes offline with a
-    task fails the request at once (the strategy decides what to do) instead of waiting
-    for it to come back within the timeout."""
+    ``retries``: how many re-sends; ``fail_on_drop``: a device that is offline, or goes
+    offline with a task, fails the request unless it comes back (its status says online)
+    within ``offline_wait`` seconds, in which case the same task is sent again (the
+    device's data is seeded by round, so the numbers are those of an uninterrupted run,
+    and a reply is applied once: the first for a task wins). ``offline_wait`` 0 fails at
+    once; without ``fail_on_drop`` the gateway waits the round timeout."""
 
     fleet: str = "default"
     client_id: str | None = None
     round_timeout: float = 30.0
     retries: int = 1
     fail_on_drop: bool = True
+    offline_wait: float = 10.0
     max_payload: int = 256 * 1024
     max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES
     keepalive: int = 30
 
     def __post_init__(self) -> None:
-        if not self.round_timeout > 0 or int(self.retries) < 0:
-            raise UsageError("round timeout must be > 0 and retries >= 0")
+        if not self.round_timeout > 0 or int(self.retries) < 0 or self.offline_wait < 0:
+            raise UsageError("round timeout must be > 0, retries and offline wait >= 0")
 
 
 class MqttGateway:
@@ -142,7 +136,16 @@ class MqttGateway:
         self._finished: OrderedDict[int, None] = OrderedDict()
         # A random start keeps msg_ids of two gateway runs apart (device reply caches).
         self._next_id = secrets.randbits(31)
-        self._assembler = wire.ChunkAssembler(self.settings.max_message_bytes, max_pending=256)
+        limit = self.settings.max_message_bytes
+        # Partial replies hold only the chunk bytes that arrived: per device at most two
+        # messages' worth, 32 MiB in all, dropped when not completed within the timeout.
+        self._assembler = wire.ChunkAssembler(
+            limit,
+            max_pending=256,
+            max_device_bytes=2 * limit,
+            max_total_bytes=max(32 * 1024 * 1024, 2 * limit),
+            timeout_s=max(30.0, 2 * self.settings.round_timeout),
+        )
         fleet = self.settings.fleet
         wire.topic(fleet, "x", "task")  # validate the fleet name
         self._subscriptions = [
@@ -161,6 +164,7 @@ class MqttGateway:
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         self.client = client
+        self.refused: str | None = None  # the broker's CONNACK reason, if it refused us
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, wait: float = 10.0) -> MqttGateway:
@@ -169,6 +173,11 @@ class MqttGateway:
             self.client, a.host, a.port, self.settings.keepalive, self.connected, wait
         ):
             self.stop()
+            if self.refused is not None:
+                raise GatewayError(
+                    f"gateway: broker {self.address.url} refused the login "
+                    f"(user {a.username or '(none)'}): {self.refused}"
+                )
             raise GatewayError(f"gateway: no broker at {self.address.url} within {wait:.0f} s")
         return self
 
@@ -245,8 +254,9 @@ class MqttGateway:
             offline = self.status.get(device_id, {}).get("state") == "offline"
         try:
             if offline and self.settings.fail_on_drop:
-                raise DeviceDroppedError(f"device {device_id} is offline")
-            self._publish(topic, pending)
+                pending.dropped = True  # _wait sends it if the device comes back in time
+            else:
+                self._publish(topic, pending)
             return self._wait(topic, pending, timeout)
         finally:
             with self._lock:
@@ -258,13 +268,25 @@ class MqttGateway:
     def _wait(self, topic: str, pending: _Pending, timeout: float) -> WireMessage:
         deadline = time.monotonic() + timeout
         attempts = 0
+        back_by: float | None = None  # while dropped: when to give up waiting for it
         while True:
             if pending.reply is not None:
                 return self._validate(pending, pending.reply)
             if pending.dropped and self.settings.fail_on_drop:
-                raise DeviceDroppedError(
-                    f"device {pending.device_id} dropped during round {pending.round}"
-                )
+                now = time.monotonic()
+                if back_by is None:
+                    back_by = now + self.settings.offline_wait
+                if now >= back_by:
+                    raise DeviceDroppedError(
+                        f"device {pending.device_id} offline in round {pending.round} and "
+                        f"not back within {self.settings.offline_wait:g} s"
+                    )
+                pending.event.wait(back_by - now)
+                pending.event.clear()
+                continue
+            if back_by is not None:  # it came back: a fresh timeout for the resent task
+                back_by = None
+                deadline = time.monotonic() + timeout
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 if attempts < self.settings.retries:
@@ -330,8 +352,9 @@ class MqttGateway:
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
-        if reason.is_failure:
-            LOG.warning("gateway: connect refused: %s", reason)
+        self.refused = connack_refusal(reason)
+        if self.refused is not None:
+            LOG.warning("gateway: connect refused: %s", self.refused)
             return
         for sub in self._subscriptions:
             client.subscribe(sub, qos=1)
@@ -408,6 +431,8 @@ class MqttGateway:
                     self.counters.drops += 1
                     p.dropped = True
                 else:  # back (or reconnected after a broker restart): send it again
+                    if p.dropped:
+                        self.counters.recovered += 1
                     p.dropped = False
                     p.resend = True
                 p.event.set()

@@ -48,6 +48,13 @@ def single_vector(record: ArrayRecord) -> np.ndarray:
     return np.asarray(array.numpy())
 
 
+def model_vector(arrays: ArrayRecord) -> np.ndarray:
+    """The global model theta: the one flat float32 array of ``arrays``."""
+    if len(arrays) != 1:
+        raise UsageError(f"the global model must be one flat array, got {len(arrays)}")
+    return np.asarray(single_vector(arrays), dtype=np.float32)
+
+
 def vector_record(vector: np.ndarray) -> ArrayRecord:
     """``ArrayRecord([vector])`` (float32): the same bytes Flower's ``np.save`` path
     writes, from a cached ``.npy`` header plus the raw little-endian values."""

@@ -14,16 +14,19 @@ Updates (``r`` = 0-based round index ``server_round - 1``, ``R`` = ``num_rounds`
     FedAvg       theta <- sum_i w_i phi_i / sum_i w_i,           w_i = num-examples
     beta_r = beta0 * (1 - r / R)                                 (linear anneal)
 
-A reply that carries an error, no arrays, more than one array, the wrong shape, or a
-NaN/Inf is rejected: counted in ``rejected_replies``, logged, and never changes theta.
+A reply that carries an error, no arrays, more than one array, the wrong shape, a
+NaN/Inf, or an update ``phi - theta`` over the norm bound (server/robust.py) is rejected:
+counted in ``rejected_replies`` (and per device), logged, and never changes theta. A device
+whose replies are refused ``quarantine_after`` times is no longer sampled
+(server/quarantine.py). Multi-device rounds may combine by ``aggregate="median"`` or
+``"trimmed-mean"`` instead of the plain mean.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -44,12 +47,24 @@ from tinyfleet.device.wire.contract import (
     RoundPlan,
 )
 from tinyfleet.errors import UsageError
+from tinyfleet.server.counters import StrategyCounters
+from tinyfleet.server.quarantine import DEFAULT_QUARANTINE_AFTER, Quarantine
 from tinyfleet.server.records import (
     ARRAYS_KEY,
     CONFIG_KEY,
     METRICS_KEY,
+    model_vector,
     single_vector,
     vector_record,
+)
+from tinyfleet.server.robust import (
+    DEFAULT_MAX_UPDATE_RATIO,
+    DEFAULT_MIN_NORM,
+    DEFAULT_TRIM_FRACTION,
+    check_settings,
+    plain_mean,
+    robust_mean,
+    update_ratio,
 )
 from tinyfleet.server.sampling import DeviceSampler, SeededSampler
 from tinyfleet.server.validation import update_problem
@@ -65,18 +80,6 @@ def annealed_beta(beta0: float, server_round: int, num_rounds: int) -> float:
 def outer_step(theta: np.ndarray, phi: np.ndarray, beta: float) -> np.ndarray:
     """The Reptile outer step ``theta + beta * (phi - theta)`` in float32."""
     return (theta + np.float32(beta) * (phi - theta)).astype(np.float32)
-
-
-@dataclass
-class StrategyCounters:
-    """What a run cost, summed over rounds (read after ``start()``)."""
-
-    rounds: int = 0
-    accepted_replies: int = 0
-    rejected_replies: int = 0
-    grad_evals_total: int = 0
-    bytes_down_total: int = 0
-    bytes_up_total: int = 0
 
 
 class FleetStrategy(Strategy):
@@ -103,6 +106,15 @@ class FleetStrategy(Strategy):
         Wait up to ``node_wait_s`` for this many nodes to register with the grid.
     arrayrecord_key, configrecord_key, metricrecord_key
         Record keys of the contract.
+    max_update_ratio, min_norm
+        Refuse a reply whose ``||phi - theta||`` exceeds
+        ``max_update_ratio * max(||theta||, min_norm)`` (None: no bound).
+    aggregate, trim_fraction
+        ``"mean"`` (default), ``"median"`` or ``"trimmed-mean"`` of a round's replies.
+    quarantine_after
+        Refused replies after which a device is no longer sampled (None: never).
+    on_quarantine
+        ``on_quarantine(device, round, reason)`` when a device is quarantined.
     """
 
     name = "fleet"
@@ -122,6 +134,12 @@ class FleetStrategy(Strategy):
         arrayrecord_key: str = ARRAYS_KEY,
         configrecord_key: str = CONFIG_KEY,
         metricrecord_key: str = METRICS_KEY,
+        max_update_ratio: float | None = DEFAULT_MAX_UPDATE_RATIO,
+        min_norm: float = DEFAULT_MIN_NORM,
+        aggregate: str = "mean",
+        trim_fraction: float = DEFAULT_TRIM_FRACTION,
+        quarantine_after: int | None = DEFAULT_QUARANTINE_AFTER,
+        on_quarantine: Callable[[int, int, str], None] | None = None,
     ) -> None:
         if int(num_devices) < 1:
             raise UsageError(f"the fleet needs >= 1 device, got {num_devices}")
@@ -131,6 +149,12 @@ class FleetStrategy(Strategy):
             raise UsageError(f"rounds must be >= 1, got {num_rounds}")
         if not (np.isfinite(beta0) and beta0 > 0):
             raise UsageError(f"beta0 must be > 0, got {beta0}")
+        check_settings(max_update_ratio, min_norm, aggregate, trim_fraction)
+        self.max_update_ratio = None if max_update_ratio is None else float(max_update_ratio)
+        self.min_norm = float(min_norm)
+        self.aggregate = aggregate
+        self.trim_fraction = float(trim_fraction)
+        self.quarantine = Quarantine(quarantine_after, on_quarantine)
         self.plan = plan
         self.num_devices = int(num_devices)
         self.clients_per_round = int(clients_per_round)
@@ -148,6 +172,11 @@ class FleetStrategy(Strategy):
         self._node_ids: list[int] = []
         self._last_arrays: ArrayRecord | None = None
         self._last_theta: np.ndarray | None = None
+        self._sent: list[tuple[Message, int]] = []
+        # Crash and resume (server/checkpoint.py): rounds already done, and a hook called
+        # with (round, theta) after each round's aggregation.
+        self.round_offset = 0
+        self.on_round_end: Callable[[int, np.ndarray], None] | None = None
 
     # -- Flower hooks ------------------------------------------------------------------
     def summary(self) -> None:
@@ -163,13 +192,14 @@ class FleetStrategy(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        server_round += self.round_offset  # a resumed run continues its numbering
         # Flower hands back the ArrayRecord aggregate_train returned: reuse its vector
         # instead of deserialising it again.
         if arrays is self._last_arrays and self._last_theta is not None:
             self._theta = self._last_theta
         else:
-            self._theta = _vector_of(arrays)
-        devices = self.sampler.select(server_round, self.clients_per_round)
+            self._theta = model_vector(arrays)
+        devices = self.quarantine.select(self.sampler, server_round, self.clients_per_round)
         nodes = self._nodes(grid)
         messages = []
         for device in devices:
@@ -192,21 +222,34 @@ class FleetStrategy(Strategy):
                 )
             )
         self.counters.bytes_down_total += len(messages) * int(self._theta.nbytes)
+        self._sent = list(zip(messages, [int(d) for d in devices], strict=True))
         return messages
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        server_round += self.round_offset
         theta = self._theta
         if theta is None:
             raise RuntimeError("aggregate_train called before configure_train")
         accepted: list[tuple[np.ndarray, dict[str, float], RecordDict]] = []
         rejected = 0
+        sent = {m.metadata.message_id: d for m, d in self._sent if m.metadata.message_id}
+        seen: set[int] = set()
         for reply in replies:
-            checked = self._check_reply(reply, theta.shape, server_round)
-            if checked is None:
+            checked = self._check_reply(reply, theta, server_round)
+            device = self._device_of(reply, sent, checked)
+            if isinstance(checked, tuple) and device >= 0 and device in seen:
+                self.counters.duplicate_replies += 1
+                continue  # at-least-once delivery: never apply a device's update twice
+            if checked is None or isinstance(checked, str):
                 rejected += 1
+                if isinstance(checked, str):  # refused content counts against the device
+                    by_device = self.counters.rejected_by_device
+                    by_device[device] = by_device.get(device, 0) + 1
+                    self.quarantine.reject(device, server_round, checked)
             else:
+                seen.add(device)
                 accepted.append(checked)
         # Replies arrive in transport order; sort by device so float sums are reproducible.
         accepted.sort(key=lambda item: item[1].get(METRIC_DEVICE_INDEX, -1.0))
@@ -214,6 +257,7 @@ class FleetStrategy(Strategy):
         self.counters.rejected_replies += rejected
         self.counters.accepted_replies += len(accepted)
         new_arrays: ArrayRecord | None = None
+        current = theta
         if accepted:
             for phi, metrics, _ in accepted:
                 self.counters.grad_evals_total += int(metrics.get(METRIC_GRAD_EVALS, 0))
@@ -221,6 +265,9 @@ class FleetStrategy(Strategy):
             new_theta = self.update(server_round, theta, accepted)
             new_arrays = vector_record(new_theta)
             self._last_arrays, self._last_theta = new_arrays, new_theta
+            current = new_theta
+        if self.on_round_end is not None:
+            self.on_round_end(server_round, current)
         losses = [m.get(METRIC_LOSS, float("nan")) for _, m, _ in accepted]
         summary = MetricRecord(
             {
@@ -272,13 +319,33 @@ class FleetStrategy(Strategy):
                 time.sleep(0.05)
         return self._node_ids
 
+    def _device_of(self, reply: Message, sent: dict[str, int], checked: object) -> int:
+        """The device a reply answers: its message's device, else its metrics' (or -1)."""
+        device = sent.get(reply.metadata.reply_to_message_id)
+        if device is not None:
+            return device
+        if isinstance(checked, tuple):
+            return int(checked[1].get(METRIC_DEVICE_INDEX, -1))
+        return -1
+
     def _check_reply(
-        self, reply: Message, shape: tuple[int, ...], server_round: int
-    ) -> tuple[np.ndarray, dict[str, float], RecordDict] | None:
+        self, reply: Message, theta: np.ndarray, server_round: int
+    ) -> tuple[np.ndarray, dict[str, float], RecordDict] | str | None:
+        """The accepted ``(phi, metrics, content)``; a reason string if the content is
+        refused; None for an error reply (a transport or device failure)."""
         source = reply.metadata.src_node_id
         if reply.has_error():
             LOG.warning("round reply from node %s rejected: error %s", source, reply.error.reason)
             return None
+        problem, checked = self._parse_reply(reply, theta, server_round)
+        if problem is not None:
+            LOG.warning("round reply from node %s rejected: %s", source, problem)
+            return problem
+        return checked
+
+    def _parse_reply(
+        self, reply: Message, theta: np.ndarray, server_round: int
+    ) -> tuple[str | None, tuple[np.ndarray, dict[str, float], RecordDict] | None]:
         content = reply.content
         try:
             record = content[self.arrayrecord_key]
@@ -286,27 +353,32 @@ class FleetStrategy(Strategy):
                 dict(content[self.metricrecord_key]) if self.metricrecord_key in content else {}
             )
         except (KeyError, AttributeError, TypeError, ValueError) as error:
-            LOG.warning("round reply from node %s rejected: %s", source, error)
-            return None
+            return str(error) or type(error).__name__, None
         if not isinstance(record, ArrayRecord) or len(record) != 1:
-            LOG.warning("round reply from node %s rejected: not one parameter array", source)
-            return None
+            return "not one parameter array", None
         try:
             phi = single_vector(record)
         except (TypeError, ValueError, UsageError) as error:  # not a numpy payload, garbled
-            LOG.warning("round reply from node %s rejected: %s", source, error)
-            return None
-        problem = update_problem(phi, shape)
+            return str(error) or type(error).__name__, None
+        problem = update_problem(phi, theta.shape)
         if problem is not None:
-            LOG.warning("round reply from node %s rejected: %s", source, problem)
-            return None
+            return problem, None
         clean = {str(k): float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         if clean.get(METRIC_ROUND, server_round) != server_round:
-            LOG.warning(
-                "round reply from node %s rejected: stale round %s", source, clean[METRIC_ROUND]
-            )
-            return None
-        return phi, clean, content
+            return f"stale round {clean[METRIC_ROUND]}", None
+        if self.max_update_ratio is not None:
+            ratio = update_ratio(phi, theta, self.min_norm)
+            if ratio > self.max_update_ratio:
+                self.counters.bounded_replies += 1
+                return f"update norm {ratio:.3g} x model norm > {self.max_update_ratio}", None
+            self.counters.max_update_ratio = max(self.counters.max_update_ratio, ratio)
+        return None, (phi, clean, content)
+
+    def combine(self, vectors: list[np.ndarray]) -> np.ndarray:
+        """The round's aggregate of the accepted ``phi``: mean, median or trimmed mean."""
+        if self.aggregate == "mean" or len(vectors) < 3:
+            return plain_mean(vectors)
+        return robust_mean(vectors, self.aggregate, self.trim_fraction)
 
 
 class Reptile(FleetStrategy):
@@ -320,7 +392,7 @@ class Reptile(FleetStrategy):
         theta: np.ndarray,
         accepted: list[tuple[np.ndarray, dict[str, float], RecordDict]],
     ) -> np.ndarray:
-        return outer_step(theta, _mean([a[0] for a in accepted]), self.beta(server_round))
+        return outer_step(theta, self.combine([a[0] for a in accepted]), self.beta(server_round))
 
 
 class TinyReptile(Reptile):
@@ -351,6 +423,8 @@ class FedAvg(FleetStrategy):
         theta: np.ndarray,
         accepted: list[tuple[np.ndarray, dict[str, float], RecordDict]],
     ) -> np.ndarray:
+        if self.aggregate != "mean" and len(accepted) >= 3:
+            return self.combine([a[0] for a in accepted])
         records = []
         for phi, metrics, _ in accepted:
             weight = max(float(metrics.get(METRIC_NUM_EXAMPLES, 1.0)), 1e-12)
@@ -371,13 +445,3 @@ STRATEGIES: dict[str, type[FleetStrategy]] = {
     Reptile.name: Reptile,
     FedAvg.name: FedAvg,
 }
-
-
-def _mean(vectors: list[np.ndarray]) -> np.ndarray:
-    return (np.sum(np.stack(vectors), axis=0) / np.float32(len(vectors))).astype(np.float32)
-
-
-def _vector_of(arrays: ArrayRecord) -> np.ndarray:
-    if len(arrays) != 1:
-        raise UsageError(f"the global model must be one flat array, got {len(arrays)}")
-    return np.asarray(single_vector(arrays), dtype=np.float32)

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tinyfleet.device.mqtt import PASSWORD_ENV, read_password
 from tinyfleet.device.wire.topics import device_index_from_id
-from tinyfleet.errors import InputFileError, UsageError
+from tinyfleet.errors import InputFileError, TinyfleetError, UsageError
 
 
 def register(subparsers: Any) -> None:
@@ -45,7 +46,19 @@ def register(subparsers: Any) -> None:
     run.add_argument("--count", type=int, default=1, help="run PREFIX-0000.. PREFIX-(N-1)")
     run.add_argument("--use-case", default="sine", help="use case whose stream to learn on")
     run.add_argument("--fleet", default="default", help="fleet name in the topics")
-    run.add_argument("--password", default=None, help="broker password (username = device id)")
+    run.add_argument(
+        "--password",
+        default=None,
+        help="broker password (username = device id); prefer --password-file or "
+        f"${PASSWORD_ENV} (a command line is visible to other local users)",
+    )
+    run.add_argument("--password-file", default=None, metavar="FILE", help="read it from FILE")
+    run.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30.0,
+        help="exit non-zero if not connected within this many seconds (default 30)",
+    )
     run.add_argument(
         "--description",
         default=None,
@@ -80,7 +93,12 @@ def _device_run(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise UsageError("--count must be >= 1")
+    if args.device_index is not None and args.device_index < 0:
+        raise UsageError(f"--device-index must be >= 0, got {args.device_index}")
+    if not args.connect_timeout > 0:
+        raise UsageError(f"--connect-timeout must be > 0, got {args.connect_timeout}")
     address = BrokerAddress.parse(args.broker, tls_ca=args.tls_ca)
+    password = read_password(args.password, args.password_file)
     use_case = get_use_case(args.use_case)
     fleet = Fleet(use_case, use_case.make_backbone())
     description = None
@@ -105,20 +123,30 @@ def _device_run(args: argparse.Namespace) -> int:
         start = args.device_index or 0
         indices = list(range(start, start + args.count))
         ids = [f"{args.device_id}-{i:04d}" for i in indices]
-    devices = []
-    for device_id, index in zip(ids, indices, strict=True):
-        settings = address.device_settings(
+    all_settings = [
+        address.device_settings(
             device_id,
             fleet=args.fleet,
-            username=device_id if args.password else address.username,
-            password=args.password or address.password,
+            username=device_id if password else address.username,
+            password=password or address.password,
             max_payload=args.max_payload,
             description=dict(description, device_id=device_id) if description else None,
         )
+        for device_id in ids
+    ]  # every setting is checked before anything connects
+    devices = []
+    for settings, index in zip(all_settings, indices, strict=True):
         handler = RoundTaskHandler(
             use_case.head_spec, fleet.stream_for_device(), index, fleet.macs_per_sample
         )
         devices.append(MqttDevice(settings, handler).start(wait=None))
+    deadline = time.monotonic() + args.connect_timeout
+    for device in devices:
+        if not device.connected.wait(max(deadline - time.monotonic(), 0.0)):
+            problem = device.connect_problem(args.connect_timeout)
+            for other in devices:
+                other.stop(graceful=False)
+            raise TinyfleetError(problem)
     stop = {"now": False}
 
     def _stop(signum: int, frame: object) -> None:

@@ -68,6 +68,7 @@ def run_mqtt_fleet(
     max_payload: int = 256 * 1024,
     connect_timeout: float = 120.0,
     fail_on_drop: bool = True,
+    offline_wait: float = GatewaySettings.offline_wait,
     wrap_handler: Callable[[int, TaskHandler], TaskHandler] | None = None,
     stream_factory: Callable[[], StreamForDevice] | None = None,
     devices_per_process: int = DEVICES_PER_PROCESS,
@@ -92,20 +93,23 @@ def run_mqtt_fleet(
         raise UsageError(f"the fleet needs >= 1 device, got {n_devices}")
     with contextlib.ExitStack() as stack:
         broker: ManagedBroker | None = None
-        if broker_url is None:
-            broker = stack.enter_context(ManagedBroker())
-            address = broker.address()
-        else:
-            address = BrokerAddress.parse(broker_url)
         ids = device_ids(n_devices)
+        logins: dict[str, str] | None = None
+        if broker_url is None:  # secure by default: generated per-device passwords
+            broker = stack.enter_context(ManagedBroker(device_ids=ids))
+            address, logins = broker.address(), broker.users
+            gateway_address = broker.gateway_address()
+        else:
+            address = gateway_address = BrokerAddress.parse(broker_url)
         gateway = MqttGateway(
-            address,
+            gateway_address,
             GatewaySettings(
                 fleet=fleet,
                 round_timeout=round_timeout,
                 retries=retries,
                 max_payload=max_payload,
                 fail_on_drop=fail_on_drop,
+                offline_wait=offline_wait,
             ),
         )
         stack.enter_context(gateway)
@@ -115,7 +119,7 @@ def run_mqtt_fleet(
         workers: list[Any] = []
         if n_devices <= devices_per_process:
             for index, device_id in enumerate(ids):
-                settings = _settings(device_id, address, fleet, max_payload)
+                settings = _settings(device_id, address, fleet, max_payload, logins)
                 handler: TaskHandler = RoundTaskHandler(
                     spec, stream_for_device, index, macs_per_sample
                 )
@@ -143,6 +147,7 @@ def run_mqtt_fleet(
                     max_payload,
                     devices_per_process,
                     remote,
+                    logins,
                 )
             )
         try:
@@ -161,9 +166,14 @@ def run_mqtt_fleet(
 
 
 def _settings(
-    device_id: str, address: BrokerAddress, fleet: str, max_payload: int
+    device_id: str,
+    address: BrokerAddress,
+    fleet: str,
+    max_payload: int,
+    logins: dict[str, str] | None = None,
 ) -> DeviceSettings:
-    return address.device_settings(device_id, fleet=fleet, max_payload=max_payload)
+    login = {} if logins is None else {"username": device_id, "password": logins[device_id]}
+    return address.device_settings(device_id, fleet=fleet, max_payload=max_payload, **login)
 
 
 @contextlib.contextmanager
@@ -178,6 +188,7 @@ def _worker_processes(
     max_payload: int,
     per_process: int,
     remote: dict[str, int],
+    logins: dict[str, str] | None = None,
 ) -> Iterator[list[Any]]:
     """Device clients in spawned worker processes; their counters land in ``remote``."""
     ctx = mp.get_context("spawn")  # no fork of a process that runs paho threads
@@ -198,6 +209,7 @@ def _worker_processes(
                 max_payload,
                 stop,
                 results,
+                None if logins is None else {ids[i]: logins[ids[i]] for i in g},
             ),
             daemon=True,
         )
@@ -233,6 +245,7 @@ def _device_worker(
     max_payload: int,
     stop: Any,
     results: Any,
+    logins: dict[str, str] | None = None,
 ) -> None:
     """Body of one worker process: many device clients until ``stop`` is set."""
     with contextlib.suppress(ValueError, OSError):
@@ -241,7 +254,7 @@ def _device_worker(
     stream_for_device = source() if is_factory else source
     devices = [
         MqttDevice(
-            _settings(device_id, address, fleet, max_payload),
+            _settings(device_id, address, fleet, max_payload, logins),
             RoundTaskHandler(spec, stream_for_device, index, macs_per_sample),
         ).start(wait=None)
         for index, device_id in members

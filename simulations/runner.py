@@ -359,6 +359,8 @@ def _run_strategies(
             "bytes_up_per_round": counters.bytes_up_total // max(counters.rounds, 1),
             "bytes_down_per_round": counters.bytes_down_total // max(counters.rounds, 1),
             "rejected_replies": counters.rejected_replies,
+            "max_update_ratio": counters.max_update_ratio,
+            "quarantined_devices": sorted(strategy.quarantine.quarantined),
             "wall_s": round(time.perf_counter() - started, 3),
             "final_params_sha256": params_sha256(final),
         }

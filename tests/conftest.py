@@ -47,16 +47,17 @@ def _start(**kwargs: object) -> ManagedBroker:
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[ManagedBroker]:
-    """Anonymous broker shared by the session (tests use distinct fleets / device ids)."""
-    b = _start()
+    """Anonymous broker shared by the session (tests use distinct fleets / device ids);
+    protocol tests only: a managed broker has authentication on by default."""
+    b = _start(anonymous=True)
     yield b
     b.close()
 
 
 @pytest.fixture()
 def own_broker() -> Iterator[ManagedBroker]:
-    """A broker for one test (it may be restarted or killed)."""
-    b = _start()
+    """An anonymous broker for one test (it may be restarted or killed)."""
+    b = _start(anonymous=True)
     yield b
     b.close()
 

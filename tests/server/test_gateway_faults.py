@@ -183,8 +183,9 @@ def test_garbage_duplicates_and_foreign_ids_are_dropped(broker: ManagedBroker) -
 
 
 def test_device_killed_mid_round(broker: ManagedBroker) -> None:
-    """A device loses its connection while training: its Last Will fails the round fast,
-    later rounds that pick it fail fast too, the others go on."""
+    """A device loses its connection while training: with ``offline_wait=0`` its Last Will
+    fails the round fast, later rounds that pick it fail fast too, the others go on
+    (the default waits for it to come back: tests/server/test_faults_rounds.py)."""
     victim, devices, rounds = 1, 3, 8
     started, release = threading.Event(), threading.Event()
 
@@ -211,6 +212,7 @@ def test_device_killed_mid_round(broker: ManagedBroker) -> None:
         broker_url=url(broker),
         fleet="killed",
         round_timeout=20,
+        offline_wait=0,
         wrap_handler=wrap,
     ) as fleet:
         dead = fleet.devices[victim]

@@ -64,10 +64,15 @@ def test_reptile_steps_towards_the_mean_and_fedavg_weights_by_examples():
     theta = np.zeros(2, np.float32)
     phis = [np.array([1, 2], np.float32), np.array([3, 6], np.float32)]
     plan = RoundPlan("batch", 0.1, support_size=4)
-    reptile = Reptile(plan, num_devices=2, clients_per_round=2, num_rounds=1, beta0=0.5)
+    # Fixed arrays far from theta = 0: the update bound (tests/server/test_faults_poison.py)
+    # is off here; this test is about the algebra.
+    unbounded = {"max_update_ratio": None}
+    reptile = Reptile(
+        plan, num_devices=2, clients_per_round=2, num_rounds=1, beta0=0.5, **unbounded
+    )
     final, _ = run_with_grid(reptile, InProcessGrid(fixed_device(phis), 2), theta, 1)
     np.testing.assert_allclose(final, [1.0, 2.0])  # 0.5 * mean([1,2],[3,6]) = 0.5*[2,4]
-    fedavg = FedAvg(plan, num_devices=2, clients_per_round=2, num_rounds=1)
+    fedavg = FedAvg(plan, num_devices=2, clients_per_round=2, num_rounds=1, **unbounded)
     device = fixed_device(phis, num_examples={0: 1, 1: 3})
     final, _ = run_with_grid(fedavg, InProcessGrid(device, 2), theta, 1)
     np.testing.assert_allclose(final, [2.5, 5.0])  # (1*[1,2] + 3*[3,6]) / 4

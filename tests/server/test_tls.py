@@ -72,7 +72,7 @@ def _make_certs(d: Path) -> TlsFiles:
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 def test_tls_round_trip(tmp_path: Path) -> None:
     tls = _make_certs(tmp_path)
-    with ManagedBroker(tls=tls) as broker:
+    with ManagedBroker(tls=tls, anonymous=True) as broker:
         address = broker.address()
         assert address.url.startswith("mqtts://")
 

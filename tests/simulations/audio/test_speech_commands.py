@@ -138,4 +138,4 @@ def test_data_dir_is_refused_by_use_cases_without_data(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     line = _cli_error(capsys, "simulate", "sine", "--data-dir", str(tmp_path), "--no-progress")
-    assert "takes no --data-dir" in line
+    assert "has no real-data loader" in line
