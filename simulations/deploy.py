@@ -21,6 +21,7 @@ import contextlib
 import json
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,7 @@ from tinyfleet.device.wire.topics import device_ids
 from tinyfleet.errors import TinyfleetError, UsageError
 from tinyfleet.server.broker import ManagedBroker, free_port, wait_for_port
 from tinyfleet.server.processes import ProcessGroup, find_tool, tool_env
+from tinyfleet.simulations.deploy_tls import site_key
 from tinyfleet.simulations.flower_app import DONE_FILE
 
 CONNECTION = "tinyfleet-local"
@@ -171,10 +173,10 @@ def deploy_local(settings: DeploySettings, log: Any = None) -> dict[str, Any]:
         procs = stack.enter_context(ProcessGroup(out / "logs", tool_env({"FLWR_HOME": str(home)})))
         tls = _tls_files(settings)
         address = _superlink(settings, procs, tls, say)
+        flower_home(home, address, tls["ca"] if tls else None)
         addresses = _brokers(settings, stack)
         _devices(settings, procs, addresses)
-        _supernodes(settings, procs, address, addresses, tls, out)
-        flower_home(home, address, tls["ca"] if tls else None)
+        _supernodes(settings, procs, address, addresses, tls)
         config = {
             "use-case": settings.use_case,
             "strategy": settings.strategies,
@@ -199,7 +201,7 @@ def deploy_local(settings: DeploySettings, log: Any = None) -> dict[str, Any]:
                 run_config_arg(config),
             ],
         )
-        _wait_for_report(settings, procs, runner, done_path, out)
+        _wait_for_report(settings.timeout, procs, runner, done_path, out)
         wall = time.monotonic() - started
         procs.remember_descendants()
     report: dict[str, Any] = json.loads(report_path.read_text())
@@ -314,7 +316,6 @@ def _supernodes(
     superlink: str,
     addresses: Sequence[BrokerAddress],
     tls: dict[str, Path] | None,
-    out: Path,
 ) -> None:
     ids = device_ids(settings.devices)
     for site, address in enumerate(addresses):
@@ -337,21 +338,45 @@ def _supernodes(
             argv.append("--insecure")
         else:
             argv += ["--root-certificates", str(tls["ca"])]
-        if settings.supernode_auth:
-            from tinyfleet.simulations.deploy_tls import site_key
-
-            argv += ["--auth-supernode-private-key", str(site_key(out, site))]
+        if settings.supernode_auth and settings.tls_dir is not None:
+            key = site_key(settings.tls_dir, site)
+            _register_supernode(procs, key.with_suffix(".pub"), site)
+            argv += ["--auth-supernode-private-key", str(key)]
         procs.start(f"supernode-site-{site}", argv)
 
 
+def _register_supernode(procs: ProcessGroup, public_key: Path, site: int) -> None:
+    """``flwr supernode register``: the SuperLink then accepts this site's SuperNode."""
+    if not public_key.is_file():
+        raise UsageError(f"no SuperNode key {public_key} (tinyfleet deploy certs DIR --sites N)")
+    done = procs.start(
+        f"register-site-{site}",
+        [
+            find_tool("flwr"),
+            "supernode",
+            "register",
+            str(public_key),
+            CONNECTION,
+            "--name",
+            f"site-{site}",
+        ],
+    )
+    try:
+        code = done.process.wait(120)
+    except subprocess.TimeoutExpired:
+        code = None
+    if code != 0:
+        raise DeployError(f"site-{site}: SuperNode key not registered: {done.log_tail(2)}")
+
+
 def _wait_for_report(
-    settings: DeploySettings,
+    timeout: float,
     procs: ProcessGroup,
     runner: Any,
     done_path: Path,
     out: Path,
 ) -> None:
-    deadline = time.monotonic() + settings.timeout
+    deadline = time.monotonic() + timeout
     while not done_path.exists():
         procs.remember_descendants()
         if runner.process.poll() is not None:
@@ -369,5 +394,5 @@ def _wait_for_report(
                     f"{member.log_tail(2)} (log: {member.log_path})"
                 )
         if time.monotonic() > deadline:
-            raise DeployError(f"no report within {settings.timeout:.0f} s (logs: {out / 'logs'})")
+            raise DeployError(f"no report within {timeout:.0f} s (logs: {out / 'logs'})")
         time.sleep(0.2)

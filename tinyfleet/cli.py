@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "tinyfleet.ontology.cli",
     "tinyfleet.firmware.cli",
     "tinyfleet.simulations.bridge_cli",
+    "tinyfleet.simulations.deploy_cli",
 )
 
 
