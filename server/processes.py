@@ -139,6 +139,19 @@ class ProcessGroup:
         self.members.append(member)
         return member
 
+    def run_once(self, name: str, argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
+        """Run a short command to its end (killed after ``timeout``); its exit code
+        (None: timed out) and the tail of its log. It is not watched afterwards."""
+        member = self.start(name, argv)
+        try:
+            code: int | None = member.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+            member.process.kill()
+            member.process.wait(5)
+        self.members.remove(member)
+        return code, member.log_tail(2)
+
     def remember_descendants(self) -> None:
         """Note the current descendants (a child that dies first orphans its own)."""
         for member in self.members:

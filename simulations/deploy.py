@@ -21,7 +21,6 @@ import contextlib
 import json
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -349,7 +348,7 @@ def _register_supernode(procs: ProcessGroup, public_key: Path, site: int) -> Non
     """``flwr supernode register``: the SuperLink then accepts this site's SuperNode."""
     if not public_key.is_file():
         raise UsageError(f"no SuperNode key {public_key} (tinyfleet deploy certs DIR --sites N)")
-    done = procs.start(
+    code, tail = procs.run_once(
         f"register-site-{site}",
         [
             find_tool("flwr"),
@@ -360,13 +359,10 @@ def _register_supernode(procs: ProcessGroup, public_key: Path, site: int) -> Non
             "--name",
             f"site-{site}",
         ],
+        timeout=120,
     )
-    try:
-        code = done.process.wait(120)
-    except subprocess.TimeoutExpired:
-        code = None
     if code != 0:
-        raise DeployError(f"site-{site}: SuperNode key not registered: {done.log_tail(2)}")
+        raise DeployError(f"site-{site}: SuperNode key not registered: {tail}")
 
 
 def _wait_for_report(
