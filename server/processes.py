@@ -76,6 +76,14 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def _rss_kb(pid: int) -> int:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -157,6 +165,15 @@ class ProcessGroup:
         for member in self.members:
             if member.process.poll() is None:
                 self._known.update(descendants(member.process.pid))
+
+    def rss_mb(self) -> dict[str, float]:
+        """Resident memory of each member with its descendants now (MB, from /proc)."""
+        out = {}
+        for member in self.members:
+            if member.process.poll() is None:
+                pids = [member.process.pid, *descendants(member.process.pid)]
+                out[member.name] = round(sum(_rss_kb(p) for p in pids) / 1024, 1)
+        return out
 
     def check_alive(self) -> None:
         for member in self.members:

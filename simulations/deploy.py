@@ -200,7 +200,8 @@ def deploy_local(settings: DeploySettings, log: Any = None) -> dict[str, Any]:
                 run_config_arg(config),
             ],
         )
-        _wait_for_report(settings.timeout, procs, runner, done_path, out)
+        peak: dict[str, float] = {}
+        _wait_for_report(settings.timeout, procs, runner, done_path, out, peak)
         wall = time.monotonic() - started
         procs.remember_descendants()
     report: dict[str, Any] = json.loads(report_path.read_text())
@@ -212,6 +213,7 @@ def deploy_local(settings: DeploySettings, log: Any = None) -> dict[str, Any]:
         "tls": settings.tls_dir is not None,
         "supernode_auth": settings.supernode_auth,
         "run_wall_s": round(wall, 2),
+        "peak_rss_mb": peak,
     }
     report_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
@@ -371,10 +373,17 @@ def _wait_for_report(
     runner: Any,
     done_path: Path,
     out: Path,
+    peak_rss: dict[str, float],
 ) -> None:
+    """Wait for the app's done file; record each process tree's peak RSS (MB)."""
     deadline = time.monotonic() + timeout
+    sampled = 0.0
     while not done_path.exists():
         procs.remember_descendants()
+        if time.monotonic() - sampled > 2.0:
+            sampled = time.monotonic()
+            for name, mb in procs.rss_mb().items():
+                peak_rss[name] = max(peak_rss.get(name, 0.0), mb)
         if runner.process.poll() is not None:
             # `flwr run --stream` ends with the run; the report may still be being written.
             time.sleep(1.0)

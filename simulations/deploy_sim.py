@@ -103,6 +103,6 @@ def simulation_runtime(
                 run_config_arg({**run_config, "sites": 0, "out-dir": str(out)}),
             ],
         )
-        _wait_for_report(timeout, procs, runner, done_path, out)
+        _wait_for_report(timeout, procs, runner, done_path, out, {})
     report: dict[str, Any] = json.loads((out / "report.json").read_text())
     return report
