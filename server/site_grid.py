@@ -15,9 +15,11 @@ between pulls, which would cost 3 s per round.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
@@ -31,6 +33,7 @@ from tinyfleet.server.records import CONFIG_KEY
 SITE_KEY = "site"
 SITE_RECORD = "site"
 DEVICES_KEY = "devices"
+DESCRIPTIONS_KEY = "descriptions"  # JSON {device id: self-description} (knowledge graph)
 
 
 class SiteError(TinyfleetError):
@@ -44,11 +47,24 @@ class Site:
     node_id: int
     name: str
     devices: tuple[str, ...]
+    descriptions: Mapping[str, Any] = field(default_factory=dict)
 
 
-def site_query_reply(message: Message, site: str, devices: Sequence[str]) -> Message:
-    """The gateway's answer to a site query: ConfigRecord ``site`` {site, devices}."""
-    record = ConfigRecord({SITE_KEY: str(site), DEVICES_KEY: ",".join(devices)})
+def site_query_reply(
+    message: Message,
+    site: str,
+    devices: Sequence[str],
+    descriptions: Mapping[str, Any] | None = None,
+) -> Message:
+    """The gateway's answer to a site query: ConfigRecord ``site`` {site, devices,
+    descriptions (the devices' retained self-descriptions, JSON)}."""
+    record = ConfigRecord(
+        {
+            SITE_KEY: str(site),
+            DEVICES_KEY: ",".join(devices),
+            DESCRIPTIONS_KEY: json.dumps(dict(descriptions or {})),
+        }
+    )
     return Message(RecordDict({SITE_RECORD: record}), reply_to=message)
 
 
@@ -83,7 +99,8 @@ def discover_sites(grid: Grid, count: int, timeout: float = 120.0) -> list[Site]
         if record is None:
             raise SiteError(f"node {node} is not a tinyfleet gateway (no site record)")
         devices = tuple(d for d in str(record[DEVICES_KEY]).split(",") if d)
-        sites.append(Site(node, str(record[SITE_KEY]), devices))
+        described = json.loads(str(record.get(DESCRIPTIONS_KEY, "{}")))
+        sites.append(Site(node, str(record[SITE_KEY]), devices, described))
     if len(sites) < len(nodes):
         raise SiteError(f"{len(nodes) - len(sites)} site(s) did not answer in {timeout:.0f} s")
     return sorted(sites, key=lambda s: s.name)
@@ -93,7 +110,10 @@ def fast_send_and_receive(
     grid: Grid, messages: Iterable[Message], timeout: float | None = None
 ) -> list[Message]:
     """Push, then pull every 5-50 ms until every reply is in or ``timeout`` passes."""
-    wanted = set(grid.push_messages(messages))
+    return _pull_all(grid, set(grid.push_messages(messages)), timeout)
+
+
+def _pull_all(grid: Grid, wanted: set[str], timeout: float | None) -> list[Message]:
     replies: list[Message] = []
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = 0.005
@@ -114,8 +134,15 @@ class SiteGrid(Grid):
     ``device_ids[i]`` is the id of device index ``i``; ``sites`` say where each id lives.
     """
 
-    def __init__(self, grid: Grid, sites: Sequence[Site], device_ids: Sequence[str]) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        sites: Sequence[Site],
+        device_ids: Sequence[str],
+        observer: Callable[[Message, Message], None] | None = None,
+    ) -> None:
         self.grid = grid
+        self.observer = observer  # sees (task, reply) pairs, e.g. to record rounds
         self.sites = list(sites)
         where: dict[str, int] = {}
         for site in self.sites:
@@ -183,4 +210,14 @@ class SiteGrid(Grid):
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        return fast_send_and_receive(self, messages, timeout)
+        if self.observer is None:
+            return fast_send_and_receive(self, messages, timeout)
+        tasks = [self._routed(m) for m in messages]
+        ids = list(self.grid.push_messages(tasks))
+        replies = _pull_all(self.grid, set(ids), timeout)
+        by_id = dict(zip(ids, tasks, strict=True))
+        for reply in replies:
+            task = by_id.get(reply.metadata.reply_to_message_id)
+            if task is not None:
+                self.observer(task, reply)
+        return replies

@@ -287,6 +287,8 @@ def _devices(
 ) -> None:
     for site, address in enumerate(addresses):
         first = settings.site_indices(site).start
+        # `device run --count 1` takes --device-id as the whole id, more as a prefix.
+        name = "sim" if settings.devices_per_site > 1 else device_ids(first + 1)[first]
         procs.start(
             f"devices-site-{site}",
             [
@@ -298,7 +300,7 @@ def _devices(
                 "--broker",
                 address.url,
                 "--device-id",
-                "sim",
+                name,
                 "--count",
                 str(settings.devices_per_site),
                 "--device-index",

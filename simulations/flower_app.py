@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -43,7 +44,16 @@ from tinyfleet.errors import UsageError
 LOG = logging.getLogger(__name__)
 
 #: Run config keys this app reads itself (the rest map onto SimulationSettings fields).
-OWN_KEYS = ("use-case", "strategy", "sites", "out-dir", "checkpoint-dir", "site-timeout")
+OWN_KEYS = (
+    "use-case",
+    "strategy",
+    "sites",
+    "out-dir",
+    "checkpoint-dir",
+    "site-timeout",
+    "model-card",
+    "kg-store",
+)
 ERROR_CODE_NO_SITE = 102
 DONE_FILE = "run-done.json"
 
@@ -90,15 +100,22 @@ def server_main(grid: Grid, context: Context) -> None:
     sites = int(config.get("sites", 0) or 0)
     transport = "flower-simulation"
     site_names: list[dict[str, Any]] = []
+    ids = device_ids(settings.devices)
+    kg = None
     if sites > 0:
         found = discover_sites(grid, sites, float(config.get("site-timeout", 120) or 120))
-        grid = SiteGrid(grid, found, device_ids(settings.devices))
+        kg = _fleet_knowledge(config, found, ids)
+        grid = SiteGrid(grid, found, ids, observer=kg.observe if kg else None)
         transport = "flower-deployment"
         site_names = [{"site": s.name, "devices": len(s.devices)} for s in found]
     checkpoint_dir = str(config.get("checkpoint-dir", "") or "")
 
     def run_strategy(strategy: Any, theta0: np.ndarray, rounds: int, evaluate_fn: Any) -> Any:
+        if kg is not None:
+            kg.restrict(strategy, settings.seed)
         final, result = run_with_grid(strategy, grid, theta0, rounds, evaluate_fn)
+        if kg is not None:
+            kg.record(strategy.name, final, context.run_id)
         if checkpoint_dir:
             path = Path(checkpoint_dir)
             path.mkdir(parents=True, exist_ok=True)
@@ -110,6 +127,9 @@ def server_main(grid: Grid, context: Context) -> None:
     report["settings"]["transport"] = transport
     if site_names:
         report["sites"] = site_names
+    if kg is not None:
+        report["knowledge_graph"] = kg.summary()
+        kg.close()
     out = str(config.get("out-dir", "") or "")
     if out:
         write_report(report, Path(out))
@@ -119,6 +139,70 @@ def server_main(grid: Grid, context: Context) -> None:
     else:
         LOG.warning("no out-dir in the run config: report not written")
         print(json.dumps({n: s["final_params_sha256"] for n, s in report["strategies"].items()}))
+
+
+class _RunKnowledge:
+    """The knowledge graph in a deployment run (``model-card``, optional ``kg-store``):
+    devices described by their gateways go into the graph, only the devices that can run
+    and train the model are sampled, and every round is recorded (PROV-O)."""
+
+    def __init__(self, knowledge: Any, graph: Any, ids: list[str], eligible: list[int]) -> None:
+        from tinyfleet.server.fleet_kg import RecordingCall
+
+        self.knowledge, self.graph, self.ids, self.eligible = knowledge, graph, ids, eligible
+        self._replies: dict[int, Message] = {}
+        self.recorder = RecordingCall(lambda m: self._replies.pop(id(m)))
+        self.recorded = 0
+
+    def observe(self, task: Message, reply: Message) -> None:
+        self._replies[id(task)] = reply
+        self.recorder(task)
+
+    def restrict(self, strategy: Any, seed: int) -> None:
+        from tinyfleet.server.sampling import SeededSampler
+
+        pool = list(self.eligible)
+        strategy.sampler = SeededSampler(len(self.ids), seed, eligible=lambda _round: pool)
+        self.recorder.rounds.clear()
+
+    def record(self, strategy: str, final: np.ndarray, run_id: int) -> None:
+        from tinyfleet.server.fleet_kg import params_version
+
+        self.recorded += self.knowledge.record_rounds(
+            self.recorder.rounds, self.ids, strategy, f"run-{run_id}-{strategy}",
+            params_version(final),
+        )  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": str(self.knowledge.model_id),
+            "eligible_devices": len(self.eligible),
+            "rounds_recorded": self.recorded,
+        }
+
+    def close(self) -> None:
+        self.graph.close()
+
+
+def _fleet_knowledge(config: Mapping[str, Any], sites: Any, ids: list[str]) -> Any:
+    card_path = str(config.get("model-card", "") or "")
+    if not card_path:
+        return None
+    from tinyfleet.ontology.extract_device import read_json
+    from tinyfleet.ontology.store import KnowledgeGraph
+    from tinyfleet.server.fleet_kg import FleetKnowledge
+
+    store = str(config.get("kg-store", "") or "")
+    graph = KnowledgeGraph.open(store) if store else KnowledgeGraph.memory()
+    knowledge = FleetKnowledge(graph, read_json(card_path))
+    wanted = set(ids)
+    for site in sites:
+        knowledge.register_devices({d: v for d, v in site.descriptions.items() if d in wanted})
+    eligible = knowledge.eligible_indices(ids)
+    if not eligible:
+        graph.close()
+        raise UsageError(f"no device of the fleet can run and train {knowledge.model_id}")
+    return _RunKnowledge(knowledge, graph, ids, eligible)
 
 
 # -- ClientApp -----------------------------------------------------------------------------
@@ -146,6 +230,11 @@ def _gateway_call(context: Context) -> Any:
             gateway.start()
             devices = _site_devices(config)
             gateway.wait_for_devices(devices, float(config.get("connect-timeout", 60)))
+            # Their retained self-descriptions (for the knowledge graph) may come a moment
+            # after their status; a device that never publishes one is just not described.
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and not set(devices) <= set(gateway.descriptions):
+                time.sleep(0.05)
             _STATE["gateway"] = gateway
             _STATE["call"] = GatewayClientCall(gateway, route_by_config(devices))
         return _STATE["call"]
@@ -196,6 +285,11 @@ def client_query(message: Message, context: Context) -> Message:
         return Message(
             Error(ERROR_CODE_NO_SITE, f"{type(error).__name__}: {error}"), reply_to=message
         )
+    devices = _site_devices(config)
+    described = _STATE["gateway"].descriptions
     return site_query_reply(
-        message, str(config.get("site", context.node_id)), _site_devices(config)
+        message,
+        str(config.get("site", context.node_id)),
+        devices,
+        {d: described[d] for d in devices if d in described},
     )

@@ -197,3 +197,54 @@ def test_flwr_run_on_the_simulation_runtime(tmp_path):
     assert report["transport"] == "flower-simulation"
     assert got == inprocess_hashes(4, 3, 2, ("tinyreptile",))
     assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_knowledge_graph_picks_and_records_rounds(tmp_path, capsys):
+    """With a model card, the gateways' device descriptions go into the graph, eligible
+    devices train (all of them here: same numbers as in process) and every round is
+    recorded in the persistent store."""
+    import json
+
+    from tinyfleet.ontology.store import KnowledgeGraph
+
+    card = Path(__file__).parents[2] / "ontology" / "examples" / "model-sine-head.json"
+    store = tmp_path / "kg"
+    out = tmp_path / "deploy"
+    argv = [
+        "deploy",
+        "local",
+        "--sites",
+        "2",
+        "--devices-per-site",
+        "1",
+        "--rounds",
+        "2",
+        "--config",
+        f"model-card={card}",
+        "--config",
+        f"kg-store={store}",
+        "--out",
+        str(out),
+        *SMALL,
+    ]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["knowledge_graph"]["eligible_devices"] == 2
+    assert report["knowledge_graph"]["rounds_recorded"] == 2
+    got = {n: s["final_params_sha256"] for n, s in report["strategies"].items()}
+    assert got == inprocess_hashes(2, 2, 0, ("tinyreptile",))
+    graph = KnowledgeGraph.open(str(store))
+    try:
+        _names, rows = graph.select(
+            """
+            SELECT ?n ?id WHERE {
+              ?r a tfo:TrainingRound ; tfo:roundNumber ?n ; prov:wasAssociatedWith ?d .
+              ?d schema:identifier ?id .
+            } ORDER BY ?n
+            """
+        )
+    finally:
+        graph.close()
+    assert [int(n) for n, _ in rows] == [1, 2]
+    assert {str(d) for _, d in rows} <= {"sim-0000", "sim-0001"}
+    assert processes_mentioning(str(out)) == []
