@@ -248,3 +248,40 @@ def test_knowledge_graph_picks_and_records_rounds(tmp_path, capsys):
     assert [int(n) for n, _ in rows] == [1, 2]
     assert {str(d) for _, d in rows} <= {"sim-0000", "sim-0001"}
     assert processes_mentioning(str(out)) == []
+
+
+def test_unregistered_supernode_is_refused(tmp_path, capsys):
+    """SuperNode auth on: a site whose private key does not match the registered public
+    key never joins; the run fails in one line and nothing is left running."""
+    certs = tmp_path / "certs"
+    assert main(["deploy", "certs", str(certs), "--sites", "2"]) == 0
+    (certs / "site-0.pub").write_bytes((certs / "site-1.pub").read_bytes())  # wrong key
+    out = tmp_path / "deploy"
+    argv = [
+        "deploy",
+        "local",
+        "--sites",
+        "1",
+        "--devices-per-site",
+        "1",
+        "--rounds",
+        "1",
+        "--tls",
+        str(certs),
+        "--supernode-auth",
+        "--config",
+        "site-timeout=20",
+        "--timeout",
+        "240",
+        "--out",
+        str(out),
+        *SMALL,
+    ]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("tinyfleet: error: ")
+    supernode = (out / "logs" / "supernode-site-0.log").read_text()
+    assert "SuperNode ID" not in supernode  # it never got a node id from the SuperLink
+    link = (out / "logs" / "superlink.log").read_text()
+    assert "No SuperNode found with the given public key" in link
+    assert processes_mentioning(str(out)) == []
