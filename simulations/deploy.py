@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import signal
 import socket
 import sys
@@ -103,6 +104,17 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _listen_port(low: int = 20000, high: int = 32000) -> int:
+    """A free port below the OS's ephemeral range (32768+), which a fleet's many client
+    connections use up: a port from ``free_port()`` was taken again before the SuperNode
+    bound it with 4 x 250 devices."""
+    start = random.randrange(low, high)
+    for port in [*range(start, high), *range(low, start)]:
+        if _port_free(port):
+            return port
+    return free_port()
+
+
 def _reachable(host: str, port: int) -> bool:
     return wait_for_port(host, port, 0.5)
 
@@ -174,8 +186,8 @@ def deploy_local(settings: DeploySettings, log: Any = None) -> dict[str, Any]:
         address = _superlink(settings, procs, tls, say)
         flower_home(home, address, tls["ca"] if tls else None)
         addresses = _brokers(settings, stack)
-        _devices(settings, procs, addresses)
         _supernodes(settings, procs, address, addresses, tls)
+        _devices(settings, procs, addresses)
         config = {
             "use-case": settings.use_case,
             "strategy": settings.strategies,
@@ -331,7 +343,7 @@ def _supernodes(
             "--superlink",
             superlink,
             "--port",
-            str(free_port()),
+            str(_listen_port()),
             "--node-config",
             node_config,
             "--max-wait-time",
