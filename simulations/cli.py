@@ -80,6 +80,21 @@ def register(subparsers: Any) -> None:
         "Mosquitto on a free loopback port and stop it afterwards)",
     )
     size.add_argument("--no-progress", action="store_true", help="no progress bar")
+    duty = p.add_argument_group("devices that sleep (simulated clock; simulations/duty.py)")
+    duty.add_argument(
+        "--duty-cycle",
+        metavar="PERIOD:WINDOW",
+        help="devices wake every PERIOD s for WINDOW s (e.g. 60:6 = 90%% asleep); compares "
+        "sync rounds with async ones (TinyReptile: next device to wake; Reptile/FedAvg: "
+        "buffered, staleness-weighted) and writes OUT/duty_cycle.json instead of the report",
+    )
+    duty.add_argument("--compute-s", type=float, default=1.0, help="seconds a task takes (1)")
+    duty.add_argument(
+        "--async-buffer", type=int, help="replies per async aggregation (clients per round)"
+    )
+    duty.add_argument(
+        "--async-concurrency", type=int, help="async tasks in flight (3 x the buffer)"
+    )
     algo = p.add_argument_group("training (devices and server)")
     algo.add_argument("--inner-lr", type=float, help="device SGD learning rate (use case default)")
     algo.add_argument("--k", type=int, help="TinyReptile: online samples = SGD steps per round")
@@ -170,6 +185,10 @@ def simulate_command(args: argparse.Namespace) -> int:
         eval_devices=args.eval_devices,
     )
     out = args.out if args.out is not None else Path(f"tinyfleet-simulate-{use_case.name}")
+    if args.duty_cycle:
+        from tinyfleet.simulations.duty import duty_cycle_command
+
+        return duty_cycle_command(args, settings, use_case, out)
     total = sum(settings.rounds_for(s) for s in settings.strategies if s != "scratch")
     from tqdm import tqdm
 

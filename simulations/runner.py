@@ -40,6 +40,9 @@ from tinyfleet.simulations.usecase import UseCase, get_use_case
 FEDERATED = ("tinyreptile", "reptile", "fedavg")
 ALL_STRATEGIES = (*FEDERATED, "scratch")
 OPTIMIZERS = ("sgd", "adam")
+#: ``run_strategy(strategy, theta0, rounds, evaluate_fn) -> (final, Result)``: replaces the
+#: transport (e.g. the Grid a ServerApp is given by ``flwr run``: simulations/flower_app.py).
+RunStrategy = Callable[[FleetStrategy, np.ndarray, int, Any], tuple[np.ndarray, Any]]
 # A held-out device keeps its shots in RAM; use cases may set "max_shots" in defaults.
 DEFAULT_MAX_SHOTS = 1000
 
@@ -202,10 +205,12 @@ def run(
     settings: SimulationSettings,
     progress: Callable[[int], None] | None = None,
     use_case: UseCase | None = None,
+    run_strategy: RunStrategy | None = None,
 ) -> dict[str, Any]:
     """Run every strategy of ``settings``; return the report (see docs/algorithms.md).
 
     ``progress(n)`` is called with the number of rounds just completed (a progress bar).
+    ``run_strategy``, when given, runs each strategy instead of ``settings.transport``.
     """
     quiet_flower()
     use_case = use_case or get_use_case(settings.use_case)
@@ -256,6 +261,7 @@ def run(
             client_app,
             mqtt_call,
             progress,
+            run_strategy,
         )
     report["fewshot_protocol"].update(constant_guess_baseline(use_case.metric, episodes))
     return report
@@ -271,6 +277,7 @@ def _run_strategies(
     client_app: Any,
     mqtt_call: Callable[[Any], Any] | None,
     progress: Callable[[int], None] | None,
+    run_strategy: RunStrategy | None = None,
 ) -> dict[str, Any]:
     spec = use_case.head_spec
     arena = fleet.arena_bytes
@@ -312,7 +319,9 @@ def _run_strategies(
         evaluate_fn = curve_evaluator.evaluate_fn(
             _eval_rounds(rounds, settings.eval_points), on_round
         )
-        if settings.transport == "inproc":
+        if run_strategy is not None:
+            final, result = run_strategy(strategy, theta0, rounds, evaluate_fn)
+        elif settings.transport == "inproc":
             final, result = run_in_process(
                 strategy, client_app, settings.devices, theta0, rounds, evaluate_fn
             )

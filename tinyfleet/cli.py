@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "tinyfleet.firmware.cli",
     "tinyfleet.simulations.bridge_cli",
     "tinyfleet.simulations.drift_cli",
+    "tinyfleet.simulations.deploy_cli",
 )
 
 

@@ -1,0 +1,295 @@
+"""Devices that sleep: a duty-cycle clock, rounds that wait for sleepers, and rounds that don't.
+
+A duty-cycled device wakes every ``period`` seconds for ``window`` seconds (its phase is
+seeded per device) and sleeps otherwise; a task sent while it sleeps waits for it (on
+MQTT: a persistent session with a queued QoS 1 task) and its reply comes ``compute_s``
+after it wakes. Time here is *simulated*: nothing sleeps, so a day of fleet time runs in
+seconds.
+
+* :class:`DutyCycleGrid` is the in-process Grid on that clock: a synchronous round (any
+  of Flower's ``Strategy.start()`` loops) ends when its last device has woken and replied.
+* :class:`NextToWakeSampler` is TinyReptile's scheduler for sleepy fleets: each round goes
+  to the device that wakes next, so no round waits long.
+* :func:`run_buffered` is the asynchronous mode for multi-device strategies (FedBuff,
+  Nguyen et al. 2022): ``concurrency`` tasks are always out; the server aggregates as soon
+  as ``buffer_size`` replies are in and sends new tasks at once. A reply computed on model
+  version ``v`` that arrives at version ``V`` has staleness ``tau = V - v`` and enters with
+  weight ``w_i = (1 + tau) ** -0.5``::
+
+      theta <- theta + beta_v * sum_i w_i * (phi_i - theta_(v_i)) / sum_i w_i
+
+  (``beta_v`` annealed over the run's aggregations like Reptile's; FedAvg is ``beta = 1``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import Message, MessageType
+
+from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND, KEY_SEED, RoundPlan
+from tinyfleet.errors import UsageError
+from tinyfleet.server.grid import ClientCall, InProcessGrid
+from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, encode_train_content, single_vector
+from tinyfleet.server.strategies import annealed_beta
+from tinyfleet.server.validation import update_problem
+
+DUTY_TAG = 0x44555459  # "DUTY"
+ASYNC_TAG = 0x4153594E  # "ASYN"
+
+
+@dataclass(frozen=True)
+class DutyCycle:
+    """Device ``i`` is awake in ``[phase_i + n*period, phase_i + n*period + window)``."""
+
+    period: float
+    window: float
+    num_devices: int
+    seed: int = 0
+    compute_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.period > 0 and 0 < self.window <= self.period):
+            raise UsageError(
+                f"duty cycle needs 0 < window <= period, got {self.window}/{self.period}"
+            )
+        if not 0 <= self.compute_s <= self.window:
+            raise UsageError(f"compute time {self.compute_s} s does not fit the wake window")
+
+    @property
+    def asleep_fraction(self) -> float:
+        return 1.0 - self.window / self.period
+
+    @property
+    def phases(self) -> np.ndarray:
+        rng = np.random.default_rng([DUTY_TAG, int(self.seed)])
+        return rng.uniform(0.0, self.period, size=int(self.num_devices))
+
+    def next_wake(self, device: int, now: float, phases: np.ndarray | None = None) -> float:
+        """When ``device`` can next start a task (``now`` if it is awake with time left)."""
+        phase = float((self.phases if phases is None else phases)[int(device)])
+        cycles = np.floor((now - phase) / self.period)
+        start = phase + cycles * self.period
+        if now <= start + self.window - self.compute_s:
+            return max(now, start)
+        return start + self.period
+
+    def window_end(self, device: int, wake: float, phases: np.ndarray | None = None) -> float:
+        """End of the wake window that ``wake`` falls in: a device does one task per
+        window and then sleeps, so it is next available after this."""
+        phase = float((self.phases if phases is None else phases)[int(device)])
+        start = phase + np.floor((wake - phase) / self.period) * self.period
+        return float(start + self.window)
+
+    def done_at(self, device: int, now: float, phases: np.ndarray | None = None) -> float:
+        """When a task sent at ``now`` comes back from ``device``."""
+        return self.next_wake(device, now, phases) + self.compute_s
+
+
+@dataclass
+class SimClock:
+    """Simulated seconds since the run started."""
+
+    now: float = 0.0
+
+
+def _device_of(message: Message) -> int:
+    config = message.content.config_records[CONFIG_KEY]
+    return int(config[KEY_DEVICE_INDEX])  # type: ignore[arg-type]
+
+
+class DutyCycleGrid(InProcessGrid):
+    """An :class:`InProcessGrid` whose round ends when its last (sleeping) device replies."""
+
+    def __init__(
+        self, client_call: ClientCall, num_nodes: int, duty: DutyCycle, clock: SimClock
+    ) -> None:
+        super().__init__(client_call, num_nodes)
+        self.duty = duty
+        self.clock = clock
+        self._phases = duty.phases
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        batch = list(messages)
+        ends = [
+            self.duty.done_at(_device_of(m), self.clock.now, self._phases)
+            for m in batch
+            if CONFIG_KEY in m.content.config_records
+        ]
+        ids = super().push_messages(batch)
+        if ends:
+            self.clock.now = max(ends)
+        return ids
+
+
+class NextToWakeSampler:
+    """TinyReptile's sampler for sleepy fleets: the ``count`` devices that wake next."""
+
+    def __init__(self, duty: DutyCycle, clock: SimClock) -> None:
+        self.duty = duty
+        self.clock = clock
+        self._phases = duty.phases
+        self._free_at = np.zeros(duty.num_devices)  # one task per wake window
+
+    def select(self, server_round: int, count: int) -> list[int]:
+        now = self.clock.now
+        wakes = sorted(
+            (self.duty.next_wake(d, max(now, self._free_at[d]), self._phases), d)
+            for d in range(self.duty.num_devices)
+        )[: int(count)]
+        for wake, d in wakes:
+            self._free_at[d] = self.duty.window_end(d, wake, self._phases)
+        return [d for _, d in wakes]
+
+
+@dataclass
+class BufferedResult:
+    """What :func:`run_buffered` did: final theta, simulated time, and its curve."""
+
+    theta: np.ndarray
+    sim_time_s: float
+    aggregations: int
+    replies: int
+    rejected: int
+    mean_staleness: float
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(order=True)
+class _Task:
+    done_at: float
+    device: int
+    version: int = field(compare=False)
+    theta: np.ndarray = field(compare=False, repr=False)
+    reply: Message = field(compare=False, repr=False)
+
+
+def run_buffered(
+    call: ClientCall | None,
+    plan: RoundPlan,
+    duty: DutyCycle,
+    theta0: np.ndarray,
+    *,
+    seed: int,
+    aggregations: int,
+    buffer_size: int,
+    concurrency: int,
+    beta0: float = 1.0,
+    anneal: bool = True,
+    evaluate: Callable[[np.ndarray], float] | None = None,
+    eval_every: int = 1,
+    until_s: float | None = None,
+) -> BufferedResult:
+    """FedBuff-style asynchronous training on a duty-cycled fleet (see module docstring).
+
+    ``call(message) -> reply`` runs a device's round (e.g. the simulated ClientApp); each
+    task carries a fresh task number as its ``round`` so every device round draws fresh
+    data. Devices are drawn uniformly (seeded) from those without a task in flight.
+    ``evaluate(theta)`` is recorded every ``eval_every`` aggregations with the time.
+    ``until_s`` stops at that simulated time (before ``aggregations`` if it comes first).
+    ``call=None`` runs the timing only (no device work): how many aggregations fit.
+    A device does one task per wake window.
+    """
+    if not 1 <= buffer_size <= concurrency <= duty.num_devices:
+        raise UsageError(
+            f"need 1 <= buffer ({buffer_size}) <= concurrency ({concurrency}) <= devices "
+            f"({duty.num_devices})"
+        )
+    rng = np.random.default_rng([ASYNC_TAG, int(seed)])
+    phases = duty.phases
+    theta = np.asarray(theta0, dtype=np.float32).copy()
+    version, task_number, now = 0, 0, 0.0
+    busy: set[int] = set()
+    free_at = np.zeros(duty.num_devices)
+    pending: list[_Task] = []
+    buffer: list[tuple[np.ndarray, float]] = []
+    staleness: list[int] = []
+    replies = rejected = 0
+    curve: list[dict[str, float]] = []
+    if evaluate is not None:
+        curve.append({"time_s": 0.0, "aggregation": 0, "fewshot": float(evaluate(theta))})
+
+    def dispatch() -> None:
+        nonlocal task_number
+        idle = [d for d in range(duty.num_devices) if d not in busy]
+        device = int(idle[int(rng.integers(len(idle)))])
+        task_number += 1
+        config = {
+            **plan.to_config(),
+            KEY_ROUND: task_number,
+            KEY_DEVICE_INDEX: device,
+            KEY_SEED: int(seed),
+        }
+        message = Message(
+            encode_train_content(theta, config),
+            dst_node_id=1000 + device,
+            message_type=MessageType.TRAIN,
+            group_id=str(task_number),
+        )
+        reply = call(message) if call is not None else message
+        busy.add(device)
+        wake = duty.next_wake(device, max(now, free_at[device]), phases)
+        free_at[device] = duty.window_end(device, wake, phases)
+        heapq.heappush(pending, _Task(wake + duty.compute_s, device, version, theta, reply))
+
+    for _ in range(concurrency):
+        dispatch()
+    while version < aggregations:
+        task = heapq.heappop(pending)
+        if until_s is not None and task.done_at > until_s:
+            break
+        now = task.done_at
+        busy.discard(task.device)
+        replies += 1
+        phi = _reply_vector(task.reply, theta.shape) if call is not None else theta
+        if phi is None:
+            rejected += 1
+        else:
+            weight = (1.0 + (version - task.version)) ** -0.5
+            staleness.append(version - task.version)
+            buffer.append(((phi - task.theta) * np.float32(weight), weight))
+        if len(buffer) >= buffer_size:
+            beta = annealed_beta(beta0, version + 1, aggregations) if anneal else beta0
+            total = np.float32(sum(w for _, w in buffer))
+            step = np.sum(np.stack([d for d, _ in buffer]), axis=0) / total
+            theta = (theta + np.float32(beta) * step).astype(np.float32)
+            buffer.clear()
+            version += 1
+            if evaluate is not None and (version % eval_every == 0 or version == aggregations):
+                curve.append(
+                    {"time_s": now, "aggregation": version, "fewshot": float(evaluate(theta))}
+                )
+        dispatch()
+    return BufferedResult(
+        theta,
+        now,
+        version,
+        replies,
+        rejected,
+        float(np.mean(staleness)) if staleness else 0.0,
+        curve,
+    )
+
+
+def _reply_vector(reply: Message, shape: tuple[int, ...]) -> np.ndarray | None:
+    if reply.has_error() or ARRAYS_KEY not in reply.content.array_records:
+        return None
+    try:
+        phi = single_vector(reply.content.array_records[ARRAYS_KEY])
+    except UsageError:
+        return None
+    return None if update_problem(phi, shape) is not None else phi.astype(np.float32)
+
+
+def time_to_reach(
+    curve: Iterable[dict[str, float]], target: float, lower_is_better: bool
+) -> float | None:
+    """Simulated seconds until the curve first reaches ``target`` (None: never)."""
+    for point in curve:
+        value = point["fewshot"]
+        if (value <= target) if lower_is_better else (value >= target):
+            return float(point["time_s"])
+    return None
