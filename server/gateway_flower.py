@@ -31,6 +31,7 @@ from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from tinyfleet.device import wire
+from tinyfleet.device.mqtt import BrokerAddress
 from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessage
 from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND
 from tinyfleet.errors import TinyfleetError
@@ -159,12 +160,24 @@ def make_gateway_client_app(
     return app
 
 
+def broker_from_node_config(config: Mapping[str, Any]) -> BrokerAddress:
+    """A site's broker from a SuperNode's node config: ``broker`` (URL), and the gateway's
+    password from ``password-file`` or $TINYFLEET_MQTT_PASSWORD, never a command line."""
+    from tinyfleet.device.mqtt import read_password
+
+    address = BrokerAddress.parse(str(config.get("broker", "mqtt://127.0.0.1:1883")))
+    if address.username is not None and address.password is None:
+        path = config.get("password-file")
+        password = read_password(None, None if path is None else str(path))
+        address = address.with_credentials(address.username, password)
+    return address
+
+
 def _gateway_from_node_config(context: Context) -> tuple[MqttGateway, Route]:
-    from tinyfleet.device.mqtt import BrokerAddress
     from tinyfleet.server.gateway import GatewaySettings
 
     config = context.node_config
-    address = BrokerAddress.parse(str(config.get("broker", "mqtt://127.0.0.1:1883")))
+    address = broker_from_node_config(config)
     gateway = MqttGateway(address, GatewaySettings(fleet=str(config.get("fleet", "default"))))
     gateway.start()
     devices = [d for d in str(config.get("devices", "")).split(",") if d]

@@ -20,19 +20,20 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import secrets
 import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinyfleet.device.mqtt import BrokerAddress
+from tinyfleet.device.mqtt import PASSWORD_ENV, BrokerAddress
 from tinyfleet.device.wire.topics import device_ids
 from tinyfleet.errors import TinyfleetError, UsageError
-from tinyfleet.server.broker import ManagedBroker, free_port, wait_for_port
+from tinyfleet.server.broker import GATEWAY_USER, ManagedBroker, free_port, wait_for_port
 from tinyfleet.server.processes import ProcessGroup, find_tool, tool_env
 from tinyfleet.simulations.deploy_tls import site_key
 from tinyfleet.simulations.flower_app import DONE_FILE
@@ -281,23 +282,48 @@ def _superlink(
     return f"127.0.0.1:{port}"
 
 
-def _brokers(settings: DeploySettings, stack: contextlib.ExitStack) -> list[BrokerAddress]:
-    addresses = []
+@dataclass(frozen=True)
+class _SiteBroker:
+    """A site's broker: where devices and the gateway connect, and the passwords they
+    get through their environment (None for a user's broker given by URL)."""
+
+    address: BrokerAddress
+    gateway_user: str | None = None
+    gateway_password: str | None = None
+    device_password: str | None = None
+
+    @staticmethod
+    def env(base: Mapping[str, str], password: str | None) -> dict[str, str] | None:
+        """``base`` plus the password, or None (the group's own environment)."""
+        return None if password is None else {**base, PASSWORD_ENV: password}
+
+
+def _brokers(settings: DeploySettings, stack: contextlib.ExitStack) -> list[_SiteBroker]:
+    brokers = []
+    ids = device_ids(settings.devices)
     for site in range(settings.sites):
         if settings.site_brokers:
             address = BrokerAddress.parse(settings.site_brokers[site])
             if not _reachable(address.host, address.port):
                 raise DeployError(f"site-{site}: broker {address.url} is down (no answer)")
-        else:
-            address = stack.enter_context(ManagedBroker()).address()
-        addresses.append(address)
-    return addresses
+            brokers.append(_SiteBroker(address))
+            continue
+        # Secure by default: logins only, the ACL, username = client id. `device run
+        # --count N` logs its N devices in with one password, so a site's devices share
+        # one (each still reads and writes only its own topics).
+        site_password = secrets.token_urlsafe(18)
+        users = {GATEWAY_USER: secrets.token_urlsafe(18)}
+        users.update({ids[i]: site_password for i in settings.site_indices(site)})
+        broker = stack.enter_context(ManagedBroker(users=users))
+        brokers.append(
+            _SiteBroker(broker.address(), GATEWAY_USER, users[GATEWAY_USER], site_password)
+        )
+    return brokers
 
 
-def _devices(
-    settings: DeploySettings, procs: ProcessGroup, addresses: Sequence[BrokerAddress]
-) -> None:
-    for site, address in enumerate(addresses):
+def _devices(settings: DeploySettings, procs: ProcessGroup, brokers: Sequence[_SiteBroker]) -> None:
+    for site, broker in enumerate(brokers):
+        address = broker.address
         first = settings.site_indices(site).start
         # `device run --count 1` takes --device-id as the whole id, more as a prefix.
         name = "sim" if settings.devices_per_site > 1 else device_ids(first + 1)[first]
@@ -322,6 +348,7 @@ def _devices(
                 "--fleet",
                 FLEET,
             ],
+            env=broker.env(procs.env, broker.device_password),
         )
 
 
@@ -329,15 +356,23 @@ def _supernodes(
     settings: DeploySettings,
     procs: ProcessGroup,
     superlink: str,
-    addresses: Sequence[BrokerAddress],
+    brokers: Sequence[_SiteBroker],
     tls: dict[str, Path] | None,
 ) -> None:
     ids = device_ids(settings.devices)
-    for site, address in enumerate(addresses):
+    for site, broker in enumerate(brokers):
         members = ",".join(ids[i] for i in settings.site_indices(site))
+        address = broker.address
+        if broker.gateway_user is not None:
+            address = address.with_credentials(broker.gateway_user, None)
         node_config = (
             f"broker='{address.url}' site='site-{site}' fleet='{FLEET}' devices='{members}'"
         )
+        if broker.gateway_password is not None:  # an owner-only file, not the command line
+            secret = procs.log_dir / f"gateway-site-{site}.password"
+            secret.touch(mode=0o600)
+            secret.write_text(broker.gateway_password, encoding="utf-8")
+            node_config += f" password-file='{secret}'"
         argv = [
             find_tool("flower-supernode"),
             "--superlink",
@@ -357,7 +392,9 @@ def _supernodes(
             key = site_key(settings.tls_dir, site)
             _register_supernode(procs, key.with_suffix(".pub"), site)
             argv += ["--auth-supernode-private-key", str(key)]
-        procs.start(f"supernode-site-{site}", argv)
+        procs.start(
+            f"supernode-site-{site}", argv, env=broker.env(procs.env, broker.gateway_password)
+        )
 
 
 def _register_supernode(procs: ProcessGroup, public_key: Path, site: int) -> None:

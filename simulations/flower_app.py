@@ -218,12 +218,15 @@ def _gateway_call(context: Context) -> Any:
     """The started gateway of this site (one per ClientApp process), devices online."""
     with _LOCK:
         if "gateway" not in _STATE:
-            from tinyfleet.device.mqtt import BrokerAddress
             from tinyfleet.server.gateway import GatewaySettings, MqttGateway
-            from tinyfleet.server.gateway_flower import GatewayClientCall, route_by_config
+            from tinyfleet.server.gateway_flower import (
+                GatewayClientCall,
+                broker_from_node_config,
+                route_by_config,
+            )
 
             config = context.node_config
-            address = BrokerAddress.parse(str(config["broker"]))
+            address = broker_from_node_config(config)
             gateway = MqttGateway(
                 address, GatewaySettings(fleet=str(config.get("fleet", "default")))
             )
