@@ -35,6 +35,7 @@ from tinyfleet.device.wire.contract import (
     KEY_DEVICE_INDEX,
     KEY_ROUND,
     KEY_SEED,
+    METRIC_BYTES_DOWN,
     METRIC_BYTES_UP,
     METRIC_DEVICE_INDEX,
     METRIC_GRAD_EVALS,
@@ -71,6 +72,8 @@ class StrategyCounters:
     grad_evals_total: int = 0
     bytes_down_total: int = 0
     bytes_up_total: int = 0
+    #: Sum of the replies' ``bytes-down`` (the encoded task's size as the device saw it).
+    bytes_down_reported_total: int = 0
 
 
 class FleetStrategy(Strategy):
@@ -212,6 +215,7 @@ class FleetStrategy(Strategy):
             for phi, metrics, _ in accepted:
                 self.counters.grad_evals_total += int(metrics.get(METRIC_GRAD_EVALS, 0))
                 self.counters.bytes_up_total += int(metrics.get(METRIC_BYTES_UP, phi.nbytes))
+                self.counters.bytes_down_reported_total += int(metrics.get(METRIC_BYTES_DOWN, 0))
             new_theta = self.update(server_round, theta, accepted)
             new_arrays = ArrayRecord([new_theta])
             self._last_arrays, self._last_theta = new_arrays, new_theta
@@ -356,6 +360,7 @@ class FedAvg(FleetStrategy):
         return np.asarray(averaged.to_numpy_ndarrays()[0], dtype=np.float32)
 
 
+#: TinyMetaFed (``server/tinymetafed.py``) adds itself when imported.
 STRATEGIES: dict[str, type[FleetStrategy]] = {
     TinyReptile.name: TinyReptile,
     Reptile.name: Reptile,

@@ -185,9 +185,12 @@ class DigitsTask:
 def sample_digits_task(rng: np.random.Generator, split: str, ways: int = WAYS) -> DigitsTask:
     """A new device: ``ways`` classes of ``split`` in a random order."""
     splits = class_splits()
-    if split not in ("train", "heldout"):
-        raise UsageError(f"unknown split {split!r}; expected 'train' or 'heldout'")
-    pool = splits[split]
+    if split not in ("train", "heldout", "validation"):
+        raise UsageError(f"unknown split {split!r}; expected 'train', 'heldout' or 'validation'")
+    # Validation devices are new devices over the TRAINING classes: the class split (and
+    # with it the pre-trained backbone) stays as it is, and model selection never sees a
+    # test class.
+    pool = splits["train" if split == "validation" else split]
     if not 2 <= ways <= len(pool):
         raise UsageError(f"ways must be in [2, {len(pool)}] for the {split} split, got {ways}")
     chosen = rng.choice(len(pool), size=ways, replace=False)
