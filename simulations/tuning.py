@@ -8,7 +8,8 @@
    (``rounds * k`` gradient evaluations, seed :data:`TUNE_SEED`), on the training devices.
 2. Each final head is adapted on VALIDATION devices (their own split, disjoint from the
    training and the held-out test devices) under every adaptation lr of
-   :data:`ADAPT_LRS`; no retraining is needed for that.
+   :func:`adapt_lrs` (half, the same and double the use case's); no retraining is needed
+   for that.
 3. The candidate x adaptation lr with the best validation metric is the strategy's
    tuned setting. They are saved with the use case (``simulations/usecases/
    <use case>_tuned.json``): a plain ``simulate`` reads them, so it reproduces them
@@ -44,7 +45,8 @@ from tinyfleet.server.fewshot import FewShotEvaluator
 USECASES_DIR = Path(__file__).resolve().parent / "usecases"
 TUNE_SEED = 0
 VALIDATION_DEVICES = 50
-ADAPT_LRS = (0.01, 0.02, 0.04)
+#: Adaptation lrs tried on each final head: half, the same and double the use case's.
+ADAPT_LR_FACTORS = (0.5, 1.0, 2.0)
 
 # Candidates per strategy (generic keys, see SimulationSettings.for_strategy). The
 # hand-found settings of DESIGN.md are in them, so the tuned ones can only be as good or
@@ -147,6 +149,11 @@ def load_tuned(use_case: str) -> dict[str, dict[str, Any]]:
     return {str(k): dict(v) for k, v in doc.get("per_strategy", {}).items()}
 
 
+def adapt_lrs(settings: Any) -> tuple[float, ...]:
+    """The adaptation learning rates a trial is scored under."""
+    return tuple(round(float(settings.adapt_lr) * f, 6) for f in ADAPT_LR_FACTORS)
+
+
 def _key(settings: Any, name: str, candidate: Mapping[str, Any]) -> str:
     base = asdict(settings)
     for k in (
@@ -159,7 +166,9 @@ def _key(settings: Any, name: str, candidate: Mapping[str, Any]) -> str:
         "eval_devices",
     ):
         base.pop(k, None)
-    text = json.dumps([base, name, dict(candidate)], sort_keys=True, default=str)
+    text = json.dumps(
+        [base, name, dict(candidate), adapt_lrs(settings)], sort_keys=True, default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -195,7 +204,7 @@ def _trial(base: Any, name: str, candidate: Mapping[str, Any]) -> dict[str, Any]
 
     def score(_: str, final: np.ndarray) -> dict[str, Any]:
         scores = {}
-        for lr in ADAPT_LRS:
+        for lr in adapt_lrs(base):
             evaluator = FewShotEvaluator(spec, episodes, base.adapt_steps, lr, use_case.metric)
             scores[str(lr)] = float(evaluator.curve(final)[-1])
         return {"validation_by_adapt_lr": scores}
@@ -277,7 +286,7 @@ def tune(
         "use_case": use_case.name,
         "protocol": (
             f"seed {TUNE_SEED}, {VALIDATION_DEVICES} validation devices, budget "
-            f"{base.budget} grad evals per run, adaptation lr in {list(ADAPT_LRS)}"
+            f"{base.budget} grad evals per run, adaptation lr in {list(adapt_lrs(base))}"
         ),
         "budget_grad_evals": base.budget,
         "per_strategy": chosen,

@@ -27,8 +27,9 @@ def test_tune_picks_the_best_validation_setting_and_caches(tmp_path, monkeypatch
     doc = tuning.tune(settings, cache_dir=tmp_path, save=False, log=lambda _: None)
     assert set(doc["per_strategy"]) == {"tinyreptile", "fedavg"}
     assert doc["per_strategy"]["tinyreptile"]["lr"] == 0.02  # lr 1e-4 barely learns
-    assert doc["per_strategy"]["tinyreptile"]["adapt_lr"] in tuning.ADAPT_LRS
-    assert len(doc["trials"]["tinyreptile"]) == 2 * len(tuning.ADAPT_LRS)
+    assert tuning.adapt_lrs(settings) == (0.01, 0.02, 0.04)  # sine's 0.02 halved, doubled
+    assert doc["per_strategy"]["tinyreptile"]["adapt_lr"] in tuning.adapt_lrs(settings)
+    assert len(doc["trials"]["tinyreptile"]) == 2 * len(tuning.adapt_lrs(settings))
     assert doc["budget_grad_evals"] == 600
     # A second search trains nothing: every trial comes from the cache.
     monkeypatch.setattr(tuning, "_trial", lambda *a: pytest.fail("retrained"))
