@@ -26,11 +26,18 @@ federated report's ``device_ram_bytes`` so that every strategy is costed alike.
 support set::
 
     params        4 * P
-    gradients     4 * P                                (accumulated over the batch)
+    gradients     4 * P                                (ONE accumulator for the batch)
     optimizer     0 (sgd), 4 * P (momentum), 8 * P (adam: two moments)
     stored set    stored_samples * sample_bytes
-    activations   4 * batch * (sum(layer_sizes) + 2 * max(layer_sizes[1:]))
+    activations   4 * (sum(layer_sizes) + 2 * max(layer_sizes[1:]))   (ONE sample's)
     arena         arena_bytes
+
+  The minibatch gradient is the mean of per-sample gradients computed one sample at a
+  time (``device/rounds.py``'s ``_batch_grads``): each sample's forward/backward pass adds
+  its outer products into the accumulator layer by layer, then its activations are reused
+  for the next sample. So the batch size does not multiply the activations; it only
+  decides whether an accumulator is needed at all (batch 1 + SGD updates in place and
+  is costed by :func:`online_sgd_ram_bytes` plus the stored set).
 
 :func:`sample_bytes_for` gives ``sample_bytes`` for a raw sample: float32 values of the
 input plus the target (an int32 label for classification, float32 outputs for
@@ -51,8 +58,8 @@ FLOAT_BYTES = 4
 OPTIMIZER_STATE_FLOATS = {"sgd": 0, "momentum": 1, "adam": 2}  # per parameter
 
 
-def _activation_floats(spec: HeadSpec, batch: int = 1) -> int:
-    return batch * (sum(spec.layer_sizes) + 2 * max(spec.layer_sizes[1:]))
+def _activation_floats(spec: HeadSpec) -> int:
+    return sum(spec.layer_sizes) + 2 * max(spec.layer_sizes[1:])
 
 
 def sample_bytes_for(spec: HeadSpec, input_shape: tuple[int, ...] | None = None) -> int:
@@ -91,10 +98,11 @@ def minibatch_sgd_ram_bytes(
     if batch < 1 or stored_samples < 0 or sample_bytes < 0 or arena_bytes < 0:
         raise UsageError("batch must be >= 1; stored_samples, sample_bytes, arena_bytes >= 0")
     params = spec.num_params
+    # Per-sample gradients are accumulated one sample at a time: one sample's activations.
     return (
         FLOAT_BYTES * params * (2 + OPTIMIZER_STATE_FLOATS[optimizer])
         + int(stored_samples) * int(sample_bytes)
-        + FLOAT_BYTES * _activation_floats(spec, batch)
+        + FLOAT_BYTES * _activation_floats(spec)
         + int(arena_bytes)
     )
 

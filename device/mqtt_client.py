@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import paho.mqtt.client as mqtt
 
 from tinyfleet.device import wire
@@ -39,7 +38,7 @@ from tinyfleet.device.mqtt import (
     start_client,
     stop_client,
 )
-from tinyfleet.device.rounds import StreamForDevice, Trainer, run_configured_round
+from tinyfleet.device.rounds import StreamForDevice, Trainer, encoded_bytes, run_reply_round
 from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessage
 from tinyfleet.device.wire.contract import ERROR_CODE_BAD_TASK, ERROR_CODE_FAILED
 from tinyfleet.device.wire.types import pad4
@@ -316,7 +315,8 @@ class RoundTaskHandler:
 
     The task carries ONE float32 array (theta, flat head vector) and the round config
     (``round``, ``device-index``, ``seed``, the :class:`RoundPlan` keys); the reply carries
-    phi under the same array name and the round's metrics. The stream comes from
+    phi (or its Top-P% / int8 update, as the plan says: :func:`~tinyfleet.device.rounds.
+    upload_array`) under the same array name and the round's metrics. The stream comes from
     ``stream_for_device(seed, device_index)`` and the randomness from
     ``round_rng(seed, device_index, round)``: the same numbers as the in-process ClientApp.
     ``device_index``, when set, is this device's own index and a task naming another
@@ -338,16 +338,21 @@ class RoundTaskHandler:
         if len(task.arrays) != 1:
             raise UsageError(f"expected one parameter array, got {len(task.arrays)}")
         theta_wire = task.arrays[0]
-        phi, metrics = run_configured_round(
+        if len(theta_wire.shape) != 1:
+            raise UsageError(f"theta must be a flat vector, got shape {theta_wire.shape}")
+        out, metrics = run_reply_round(
             theta_wire.to_float32().ravel(),
             task.fields_dict(),
             self.spec,
             self.stream_for_device,
+            array_name=theta_wire.name,
+            device_id=task.device_id,
+            # The task as it travelled (encoding is deterministic: same bytes, same size).
+            task_bytes=encoded_bytes(
+                task.msg_type, task.round, task.device_id, task.fields_dict(), list(task.arrays)
+            ),
             macs_per_sample=self.macs_per_sample,
             own_device_index=self.device_index,
             trainer=None if self.trainer_for_task is None else self.trainer_for_task(task),
-        )
-        out = wire.float32_array(
-            theta_wire.name, np.asarray(phi, np.float32).reshape(theta_wire.shape)
         )
         return metrics, [out]

@@ -14,11 +14,17 @@ RAM: ``online`` = in-place batch-1 SGD (params + one sample's activations + one 
 see :mod:`tinyfleet.device.learner`); a batch plan with ``batch_size == 1`` and SGD is
 costed the same way plus its stored set; larger minibatches accumulate per-sample
 gradients one sample at a time (a gradient buffer, not a minibatch of activations).
+A plan that uploads the update ``phi - theta`` (TinyMetaFed) also keeps theta's shared
+entries (float32) beside phi.
+
+Reply: :func:`run_reply_round` = the round, then :func:`upload_array` (phi, or the Top-P%
+/ int8 update) and the encoded message sizes as ``bytes-down`` / ``bytes-up``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,14 +35,19 @@ from tinyfleet.device.learner import (
     online_sgd_ram_bytes,
     sample_bytes_for,
 )
+from tinyfleet.device.wire.compress import float32_array, int8_array, sparse_top_p
 from tinyfleet.device.wire.contract import (
     FLOAT_BYTES,
     KEY_DEVICE_INDEX,
     KEY_ROUND,
     KEY_SEED,
+    METRIC_BYTES_DOWN,
+    METRIC_BYTES_UP,
     RoundPlan,
     RoundStats,
 )
+from tinyfleet.device.wire.encode import encode_message
+from tinyfleet.device.wire.types import FieldValue, MessageType, WireArray
 from tinyfleet.errors import UsageError
 
 ROUND_TAG = 0x524F554E  # "ROUN"
@@ -74,6 +85,13 @@ Trainer = Callable[
 def round_ram_bytes(spec: HeadSpec, plan: RoundPlan) -> int:
     """Peak RAM a device needs for ``plan`` (see the module docstring)."""
     sample = sample_bytes_for(spec)
+    if plan.upload == "delta":
+        # The update phi - theta needs theta's shared entries kept beside phi.
+        shared = spec.num_params - local_param_count(spec, plan.local_layers)
+        base = round_ram_bytes(
+            spec, replace(plan, upload="phi", top_p=1.0, local_layers=0, recon_steps=0)
+        )
+        return base + FLOAT_BYTES * shared
     if plan.algorithm == "online":
         return online_sgd_ram_bytes(spec, sample, plan.arena_bytes)
     if plan.batch_size == 1 and plan.optimizer == "sgd":
@@ -115,9 +133,14 @@ def python_trainer(spec: HeadSpec) -> Trainer:
     ) -> tuple[np.ndarray, float]:
         head = MLPHead(spec, params=unflatten(spec, theta))
         if plan.algorithm == "online":
-            losses = [
-                head.sgd_step(*_one_sample(stream, rng), plan.inner_lr) for _ in range(plan.k)
-            ]
+            local = 2 * int(plan.local_layers)  # the last layers' W, b arrays
+            losses = []
+            for step in range(plan.k):
+                x, y = _one_sample(stream, rng)
+                if step < plan.recon_steps:  # reconstruct the local layers, shared frozen
+                    losses.append(_local_step(head, x, y, plan.inner_lr, local))
+                else:
+                    losses.append(head.sgd_step(x, y, plan.inner_lr))
         else:
             x, y = stream.sample(plan.support_size, rng)
             losses = _train_minibatches(head, x, y, plan, rng)
@@ -146,6 +169,130 @@ def run_local_round(
         raise UsageError(f"expected {spec.num_params} head parameters, got shape {theta.shape}")
     phi, loss = (trainer or python_trainer(spec))(theta, plan, stream, rng)
     return phi, round_stats(spec, plan, loss, macs_per_sample)
+
+
+def _local_step(head: MLPHead, x: np.ndarray, y: np.ndarray, lr: float, arrays: int) -> float:
+    """One SGD step on the last ``arrays`` parameter arrays only (the rest frozen)."""
+    loss, grads = head.loss_and_grads(x, y)
+    lr32 = np.float32(lr)
+    for p, g in zip(head.params[-arrays:], grads[-arrays:], strict=True):
+        p -= lr32 * g
+    return loss
+
+
+def local_param_count(spec: HeadSpec, local_layers: int) -> int:
+    """Entries of the last ``local_layers`` layers: the tail of the flat vector."""
+    shapes = spec.param_shapes()
+    if not 0 <= int(local_layers) < len(shapes) // 2:
+        raise UsageError(
+            f"local layers must be in [0, {len(shapes) // 2 - 1}] for this head, got "
+            f"{local_layers} (at least one layer must be shared)"
+        )
+    tail = shapes[len(shapes) - 2 * int(local_layers) :]
+    return sum(int(np.prod(s)) for s in tail)
+
+
+def upload_array(
+    name: str, theta: np.ndarray, phi: np.ndarray, spec: HeadSpec, plan: RoundPlan
+) -> WireArray:
+    """What the reply carries for ``plan`` (see the contract's "What the reply carries").
+
+    ``phi`` dense (float32 or int8), or the update ``phi - theta`` without the local
+    layers' entries, Top-P% sparse and/or int8 when the plan says so.
+    """
+    phi = np.asarray(phi, np.float32)
+    if plan.upload == "phi":
+        return int8_array(name, phi) if plan.upload_int8 else float32_array(name, phi)
+    delta = (phi - np.asarray(theta, np.float32)).astype(np.float32)
+    shared = delta.size - local_param_count(spec, plan.local_layers)
+    if plan.top_p >= 1.0 and shared == delta.size:
+        return int8_array(name, delta) if plan.upload_int8 else float32_array(name, delta)
+    sparse = sparse_top_p(name, delta[:shared], plan.top_p, int8=plan.upload_int8)
+    return replace(sparse, shape=tuple(int(d) for d in delta.shape))
+
+
+def encoded_bytes(
+    msg_type: MessageType,
+    server_round: int,
+    device_id: str,
+    fields: Mapping[str, FieldValue],
+    arrays: list[WireArray],
+) -> int:
+    """Size of the encoded wire message (what MQTT carries, without chunking).
+
+    Computed by encoding; every part but strings and arrays is fixed-width, so sizes are
+    cached by layout (keys, value types, string lengths, array shapes/dtypes/entries)."""
+    layout = (
+        int(msg_type),
+        len(device_id.encode()),
+        tuple(
+            (k, type(v).__name__, len(v.encode()) if isinstance(v, str) else 0)
+            for k, v in fields.items()
+        ),
+        tuple(
+            (a.name, a.shape, int(a.dtype), -1 if a.indices is None else int(a.indices.size))
+            for a in arrays
+        ),
+    )
+    size = _SIZES.get(layout)
+    if size is None:
+        size = len(
+            encode_message(
+                msg_type,
+                round=server_round,
+                msg_id=0,
+                device_id=device_id,
+                fields=fields,
+                arrays=arrays,
+            )
+        )
+        if len(_SIZES) < 4096:
+            _SIZES[layout] = size
+    return size
+
+
+_SIZES: dict[tuple[Any, ...], int] = {}
+
+
+def run_reply_round(
+    theta: np.ndarray,
+    config: Mapping[str, Any],
+    spec: HeadSpec,
+    stream_for_device: StreamForDevice,
+    *,
+    array_name: str,
+    device_id: str,
+    task_bytes: int,
+    macs_per_sample: int = 0,
+    own_device_index: int | None = None,
+    trainer: Trainer | None = None,
+) -> tuple[WireArray, dict[str, Any]]:
+    """:func:`run_configured_round`, then the reply as it travels: ``(array, metrics)``.
+
+    The array is :func:`upload_array` of the plan; the metrics' ``bytes-down`` is
+    ``task_bytes`` (the encoded task's size) and ``bytes-up`` the encoded REPLY's size
+    (fields are fixed-width, so the size does not depend on the value it reports).
+    Every transport (in-process ClientApp, MQTT device, serial bridge) calls this.
+    """
+    theta = np.asarray(theta, np.float32)
+    phi, metrics = run_configured_round(
+        theta,
+        config,
+        spec,
+        stream_for_device,
+        macs_per_sample=macs_per_sample,
+        own_device_index=own_device_index,
+        trainer=trainer,
+    )
+    plan = RoundPlan.from_config(config)
+    array = upload_array(array_name, theta, phi, spec, plan)
+    metrics[METRIC_BYTES_DOWN] = int(task_bytes)
+    metrics[METRIC_BYTES_UP] = 0
+    server_round = int(metrics[KEY_ROUND])
+    metrics[METRIC_BYTES_UP] = encoded_bytes(
+        MessageType.REPLY, server_round, device_id, metrics, [array]
+    )
+    return array, metrics
 
 
 def _one_sample(stream: SampleStream, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,8 @@ class StrategyCounters:
     grad_evals_total: int = 0
     bytes_down_total: int = 0
     bytes_up_total: int = 0
+    #: Sum of the replies' ``bytes-down`` (the encoded task's size as the device saw it).
+    bytes_down_reported_total: int = 0
     bounded_replies: int = 0  # refused by the update-norm bound (part of rejected_replies)
     duplicate_replies: int = 0  # a second reply for a device in one round (ignored)
     max_update_ratio: float = 0.0  # largest ||phi - theta|| / ||theta|| accepted

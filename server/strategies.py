@@ -38,6 +38,7 @@ from tinyfleet.device.wire.contract import (
     KEY_DEVICE_INDEX,
     KEY_ROUND,
     KEY_SEED,
+    METRIC_BYTES_DOWN,
     METRIC_BYTES_UP,
     METRIC_DEVICE_INDEX,
     METRIC_GRAD_EVALS,
@@ -262,6 +263,7 @@ class FleetStrategy(Strategy):
             for phi, metrics, _ in accepted:
                 self.counters.grad_evals_total += int(metrics.get(METRIC_GRAD_EVALS, 0))
                 self.counters.bytes_up_total += int(metrics.get(METRIC_BYTES_UP, phi.nbytes))
+                self.counters.bytes_down_reported_total += int(metrics.get(METRIC_BYTES_DOWN, 0))
             new_theta = self.update(server_round, theta, accepted)
             new_arrays = vector_record(new_theta)
             self._last_arrays, self._last_theta = new_arrays, new_theta
@@ -440,6 +442,7 @@ class FedAvg(FleetStrategy):
         return np.asarray(averaged.to_numpy_ndarrays()[0], dtype=np.float32)
 
 
+#: TinyMetaFed (``server/tinymetafed.py``) adds itself when imported.
 STRATEGIES: dict[str, type[FleetStrategy]] = {
     TinyReptile.name: TinyReptile,
     Reptile.name: Reptile,

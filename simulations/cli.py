@@ -9,14 +9,18 @@ from typing import Any
 
 SIMULATE_HELP = """\
 Simulate a fleet of heterogeneous devices and compare federated strategies on it:
-TinyReptile (one device per round, k online SGD steps, annealed outer step), Reptile
-(several devices per round, epochs over a stored support set), FedAvg (weighted
-average), and scratch (no federated training). Every strategy is then adapted the same
+TinyReptile (one device per round, k online SGD steps, annealed outer step), TinyMetaFed
+(TinyReptile + partial local reconstruction + a Top-P% int8 update upload), Reptile
+(devices x epochs over a stored support set), FedAvg (weighted average), and scratch (no
+federated training). Every strategy is then adapted the same
 way on held-out devices that never trained (SHOTS shots, ADAPT_STEPS online steps).
 By default all federated strategies get the same total device compute: Reptile's and
 FedAvg's rounds are derived from TinyReptile's budget (rounds x k gradient evaluations).
-Writes OUT/report.json, OUT/report.md, OUT/learning_curve.png, OUT/adaptation_curve.png.
-Options left out take the use case's defaults (shown as 'use case default').
+Each strategy runs with its own tuned settings when the use case has them
+(simulations/usecases/USE_CASE_tuned.json, written by --tune). --seeds 0,1,2 repeats the
+comparison per seed and reports mean and spread.
+Writes OUT/report.json, OUT/report.md, OUT/learning_curve.png, OUT/adaptation_curve.png,
+OUT/pareto.png. Options left out take the use case's defaults (shown as 'use case default').
 """
 
 
@@ -54,14 +58,39 @@ def register(subparsers: Any) -> None:
         "--seed", type=int, default=0, help="run seed: fleet, sampling, data (default 0)"
     )
     size.add_argument(
+        "--seeds",
+        help="comma-separated seeds, e.g. 0,1,2: the comparison per seed, reported as mean, "
+        "std and per seed (overrides --seed)",
+    )
+    size.add_argument(
+        "--tune",
+        action="store_true",
+        help="first tune every strategy on validation devices at the same compute (grid in "
+        "simulations/tuning.py; runs cached in ./.tinyfleet-cache), save the choice with the "
+        "use case, then evaluate it on the held-out test devices",
+    )
+    size.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes for --tune trials and for the seeds of an in-process run "
+        "(default 1; numbers do not depend on it)",
+    )
+    size.add_argument(
+        "--untuned",
+        action="store_true",
+        help="ignore the use case's saved tuned settings (every strategy on the shared ones)",
+    )
+    size.add_argument(
         "--out",
         type=Path,
         help="report folder (default: ./tinyfleet-simulate-USE_CASE)",
     )
     size.add_argument(
         "--strategies",
-        default="tinyreptile,reptile,fedavg,scratch",
-        help="comma-separated subset of tinyreptile,reptile,fedavg,scratch (default: all)",
+        default="tinyreptile,tinymetafed,reptile,fedavg,scratch",
+        help="comma-separated subset of tinyreptile,tinymetafed,reptile,fedavg,scratch "
+        "(default: all)",
     )
     size.add_argument(
         "--transport",
@@ -122,6 +151,12 @@ def register(subparsers: Any) -> None:
         "(openai/supervised-reptile's inner loop)",
     )
     algo.add_argument(
+        "--top-p", type=float, help="TinyMetaFed: fraction of the update uploaded (Top-P%%)"
+    )
+    algo.add_argument(
+        "--local-layers", type=int, help="TinyMetaFed: last layers kept on the device (1)"
+    )
+    algo.add_argument(
         "--baseline-rounds",
         type=int,
         help="Reptile/FedAvg rounds, overriding the equal-compute budget (breaks fairness)",
@@ -145,7 +180,6 @@ def register(subparsers: Any) -> None:
 
 
 def simulate_command(args: argparse.Namespace) -> int:
-    from tinyfleet.errors import UsageError
     from tinyfleet.simulations.report import write_report
     from tinyfleet.simulations.runner import run, settings_for
     from tinyfleet.simulations.usecase import get_use_case
@@ -157,8 +191,16 @@ def simulate_command(args: argparse.Namespace) -> int:
         raise UsageError("--data-dir works with --transport inproc or simulation, not mqtt")
     use_case = get_use_case(args.use_case, data_dir=args.data_dir)
     strategies = tuple(s.strip() for s in str(args.strategies).split(",") if s.strip())
+    try:
+        seeds = tuple(int(v) for v in str(args.seeds or "").split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
     settings = settings_for(
         use_case,
+        tuned=not (args.untuned or args.tune),
+        seeds=seeds or None,
+        top_p=args.top_p,
+        local_layers=args.local_layers,
         devices=args.devices,
         rounds=args.rounds,
         seed=args.seed,
@@ -185,24 +227,44 @@ def simulate_command(args: argparse.Namespace) -> int:
         eval_devices=args.eval_devices,
     )
     out = args.out if args.out is not None else Path(f"tinyfleet-simulate-{use_case.name}")
+    if args.tune:
+        from dataclasses import replace
+
+        from tinyfleet.simulations.tuning import tune, tuned_path
+
+        doc = tune(settings, log=lambda line: print(line, file=sys.stderr), jobs=args.jobs)
+        print(f"tuned settings: {tuned_path(use_case.name)}", file=sys.stderr)
+        settings = replace(settings, per_strategy=doc["per_strategy"])
     if args.duty_cycle:
         from tinyfleet.simulations.duty import duty_cycle_command
 
         return duty_cycle_command(args, settings, use_case, out)
-    total = sum(settings.rounds_for(s) for s in settings.strategies if s != "scratch")
+    total = len(settings.run_seeds) * sum(
+        settings.rounds_for(s) for s in settings.strategies if s != "scratch"
+    )
     from tqdm import tqdm
 
     with tqdm(
         total=total, unit="round", desc=f"simulate {use_case.name}", disable=args.no_progress
     ) as bar:
-        report = run(settings, progress=bar.update, use_case=use_case)
+        report = run(settings, progress=bar.update, use_case=use_case, jobs=args.jobs)
     paths = write_report(report, out)
     metric = report["metric"]
     for name, row in report["strategies"].items():
         print(
-            f"{name:12s} few-shot {metric} {row['fewshot']:.4f}  device RAM "
-            f"{row['device_ram_bytes']} B  grad evals/round {row['device_grad_evals_per_round']}"
-            f"  total {row['grad_evals_total']}"
+            f"{name:12s} few-shot {metric} {row['fewshot_mean']:.4f} +- {row['fewshot_std']:.4f}"
+            f"  device RAM {row['device_ram_bytes']} B  grad evals/device-round "
+            f"{row['device_grad_evals_per_round']}  total {row['grad_evals_total']}  bytes "
+            f"up/device-round {row['bytes_up_per_device_round']}"
+            + ("  DIVERGED" if row.get("diverged") else "")
+        )
+    for name in report["comparison"].get("diverged", []):
+        print(
+            f"tinyfleet: warning: {name} diverged (seeds "
+            f"{report['strategies'][name]['diverged_seeds']}): its last round's replies were "
+            "all rejected (NaN/Inf) or its few-shot metric is not finite; lower its learning "
+            "rate",
+            file=sys.stderr,
         )
     if report["comparison"].get("equal_compute_within_10pct") is False:
         print(

@@ -1,8 +1,12 @@
 """The Flower ClientApp of a simulated device (the contract in docs/algorithms.md).
 
 It reads theta and the round config from the Message, runs
-:func:`tinyfleet.device.rounds.run_local_round` with the device's seeded stream, and
-replies with phi and the round's metrics. The MQTT gateway relays the same content.
+:func:`tinyfleet.device.rounds.run_reply_round` with the device's seeded stream, and
+replies with what an MQTT device would send (phi, or the Top-P% / int8 update the plan
+asks for), dequantised to float32 exactly as the MQTT gateway does, plus the round's
+metrics. ``bytes-down`` / ``bytes-up`` are the sizes of the encoded task and reply wire
+messages of the device ``sim-NNNN`` (the MQTT fleet's naming rule), so the in-process
+numbers are the ones MQTT measures.
 """
 
 from __future__ import annotations
@@ -11,7 +15,11 @@ from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.rounds import StreamForDevice, run_configured_round
+from tinyfleet.device.rounds import StreamForDevice, encoded_bytes, run_reply_round
+from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX
+from tinyfleet.device.wire.topics import device_ids
+from tinyfleet.errors import UsageError
+from tinyfleet.server.gateway_flower import message_to_task
 from tinyfleet.server.records import (
     ARRAYS_KEY,
     CONFIG_KEY,
@@ -29,16 +37,27 @@ def handle_train(
 ) -> Message:
     """Run one local round for the device named in the message's config; reply."""
     content = message.content
-    phi, metrics = run_configured_round(
+    config = content.config_records[CONFIG_KEY]
+    try:
+        index = int(config[KEY_DEVICE_INDEX])  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError) as error:
+        raise UsageError(f"round config lacks or garbles {error}") from None
+    device_id = device_ids(index + 1)[index] if index >= 0 else "sim-none"
+    kind, server_round, fields, arrays = message_to_task(message)
+    theta_name = next(iter(content.array_records[ARRAYS_KEY].keys()))
+    out, metrics = run_reply_round(
         single_vector(content.array_records[ARRAYS_KEY]),
-        content.config_records[CONFIG_KEY],
+        config,
         spec,
         stream_for_device,
+        array_name=theta_name,
+        device_id=device_id,
+        task_bytes=encoded_bytes(kind, server_round, device_id, fields, arrays),
         macs_per_sample=macs_per_sample,
     )
     reply = RecordDict(
         {
-            ARRAYS_KEY: vector_record(phi),
+            ARRAYS_KEY: vector_record(out.to_float32()),
             METRICS_KEY: MetricRecord(metrics),
         }
     )

@@ -284,8 +284,7 @@ def _superlink(
 
 @dataclass(frozen=True)
 class _SiteBroker:
-    """A site's broker: where devices and the gateway connect, and the passwords they
-    get through their environment (None for a user's broker given by URL)."""
+    """A site's broker and its generated passwords (None for a user's broker URL)."""
 
     address: BrokerAddress
     gateway_user: str | None = None
@@ -294,7 +293,6 @@ class _SiteBroker:
 
     @staticmethod
     def env(base: Mapping[str, str], password: str | None) -> dict[str, str] | None:
-        """``base`` plus the password, or None (the group's own environment)."""
         return None if password is None else {**base, PASSWORD_ENV: password}
 
 
@@ -308,9 +306,8 @@ def _brokers(settings: DeploySettings, stack: contextlib.ExitStack) -> list[_Sit
                 raise DeployError(f"site-{site}: broker {address.url} is down (no answer)")
             brokers.append(_SiteBroker(address))
             continue
-        # Secure by default: logins only, the ACL, username = client id. `device run
-        # --count N` logs its N devices in with one password, so a site's devices share
-        # one (each still reads and writes only its own topics).
+        # Secure by default (logins, ACL, username = client id); `device run --count N`
+        # logs its devices in with one password (each still only reaches its own topics).
         site_password = secrets.token_urlsafe(18)
         users = {GATEWAY_USER: secrets.token_urlsafe(18)}
         users.update({ids[i]: site_password for i in settings.site_indices(site)})

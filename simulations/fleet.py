@@ -67,14 +67,17 @@ class Fleet:
     def stream_for_device(self) -> StreamForDevice:
         return self.stream
 
-    def heldout_episodes(self, seed: int, count: int, shots: int, query: int) -> list[Episode]:
-        """``count`` held-out devices, each with ``shots`` shots and ``query`` query points."""
+    def heldout_episodes(
+        self, seed: int, count: int, shots: int, query: int, split: str = "heldout"
+    ) -> list[Episode]:
+        """``count`` evaluation devices of ``split`` (``heldout``: the test devices;
+        ``validation``: the tuner's), each with ``shots`` shots and ``query`` query points."""
         if int(count) < 1 or int(shots) < 1 or int(query) < 1:
             raise UsageError("held-out devices, shots and query points must all be >= 1")
         episodes = []
         for index in range(int(count)):
-            stream = EmbeddedStream(self.task(seed, index, "heldout"), self.embedder)
-            rng = eval_rng(seed, index)
+            stream = EmbeddedStream(self.task(seed, index, split), self.embedder)
+            rng = eval_rng(seed, index, split)
             shots_x, shots_y = stream.sample(int(shots), rng)
             query_x, query_y = stream.sample(int(query), rng)
             episodes.append(Episode(shots_x, shots_y, query_x, query_y))

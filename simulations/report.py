@@ -7,17 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from tinyfleet.errors import InputFileError
+from tinyfleet.simulations.comparison import COSTS
 
 COLUMNS = (
-    ("fewshot", "few-shot {metric} (after)"),
-    ("fewshot_before_adaptation", "before adapt."),
     ("rounds", "rounds"),
-    ("devices_per_round", "devices/round"),
-    ("device_ram_bytes", "device RAM B"),
-    ("device_grad_evals_per_round", "grad evals/device/round"),
+    *COSTS,
     ("grad_evals_total", "grad evals total"),
-    ("bytes_up_per_round", "bytes up/round"),
-    ("bytes_down_per_round", "bytes down/round"),
     ("wall_s", "wall s"),
 )
 
@@ -42,51 +37,85 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _quality(row: dict[str, Any]) -> str:
+    mean = row.get("fewshot_mean", row["fewshot"])
+    text = f"{mean:.3f} ± {row.get('fewshot_std', 0.0):.3f}"
+    return text + (" **diverged**" if row.get("diverged") else "")
+
+
 def markdown(report: dict[str, Any]) -> str:
     metric = report["metric"]
     protocol = report["fewshot_protocol"]
+    seeds = report.get("seeds", [report["seed"]])
+    comparison = report.get("comparison", {})
     lines = [
-        f"# tinyfleet simulate {report['use_case']} (seed {report['seed']})",
+        f"# tinyfleet simulate {report['use_case']} (seeds {', '.join(map(str, seeds))})",
         "",
-        f"Few-shot {metric} on {protocol['heldout_devices']} held-out devices never seen in "
-        f"training: {protocol['shots']} shots, {protocol['adapt_steps']} online SGD steps "
-        f"(lr {protocol['adapt_lr']}), measured on {protocol['query_size']} fresh query "
-        f"points per device. {'Lower' if metric == 'mse' else 'Higher'} is better.",
+        f"Few-shot {metric} on {protocol['heldout_devices']} {protocol.get('split', 'heldout')}"
+        f" devices never seen in training: {protocol['shots']} shots, "
+        f"{protocol['adapt_steps']} online SGD steps (each strategy's adaptation lr), "
+        f"measured on {protocol['query_size']} fresh query points per device. "
+        f"{'Lower' if metric == 'mse' else 'Higher'} is better. Mean ± sample std over "
+        f"{len(seeds)} seed(s).",
         "",
-        *(
-            [
-                "Guessing each held-out device's majority class scores "
-                f"{protocol['majority_class_rate']:.4g} (the majority class rate).",
-                "",
-            ]
-            if "majority_class_rate" in protocol
-            else []
-        ),
-        "| strategy | " + " | ".join(t.format(metric=metric) for _, t in COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
+    ]
+    if "majority_class_rate" in protocol:
+        lines += [
+            "Guessing each held-out device's majority class scores "
+            f"{protocol['majority_class_rate']:.4g} (the majority class rate).",
+            "",
+        ]
+    if "grad_evals_total_max_over_min" in comparison:
+        within = comparison["equal_compute_within_10pct"]
+        lines += [
+            f"Equal compute: every federated strategy used "
+            f"{report.get('budget_grad_evals', '?')} gradient evaluations (max/min of the "
+            f"totals {comparison['grad_evals_total_max_over_min']:.3f}: "
+            f"{'within' if within else 'NOT within'} 10%).",
+            "",
+        ]
+    head = ["strategy", f"few-shot {metric}", "per seed", "validation", "adapt lr"]
+    lines += [
+        "| " + " | ".join(head + [t for _, t in COLUMNS]) + " |",
+        "|---|" + "---|" * (len(head) - 1 + len(COLUMNS)),
     ]
     for name, row in report["strategies"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(k)) for k, _ in COLUMNS) + " |")
+        per_seed = ", ".join(f"{v:.3f}" for v in row.get("fewshot_per_seed", [row["fewshot"]]))
+        cells = [
+            name,
+            _quality(row),
+            per_seed,
+            _fmt(row.get("validation_fewshot", "-")),
+            _fmt(row.get("adapt_lr", protocol["adapt_lr"])),
+        ]
+        lines.append("| " + " | ".join(cells + [_fmt(row.get(k)) for k, _ in COLUMNS]) + " |")
+    tuned = {n: r["tuned"] for n, r in report["strategies"].items() if r.get("tuned")}
+    if tuned:
+        lines += ["", "## Settings per strategy (tuned on validation devices)", ""]
+        for name, values in tuned.items():
+            lines.append(f"- {name}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
     lines += ["", "## Comparison", ""]
-    for key, value in report.get("comparison", {}).items():
+    for key, value in comparison.items():
         lines.append(f"- `{key}`: {_fmt(value)}")
     lines += [
         "",
-        "Plots: `learning_curve.png` (held-out few-shot metric during training, on "
-        f"{protocol['learning_curve_heldout_devices']} held-out devices) and "
-        "`adaptation_curve.png` (metric vs. adaptation step, all held-out devices).",
+        "Costs are per device and round: RAM from `device/learner.py` (per-sample gradient "
+        "accumulation), bytes = the encoded wire messages (task down, reply up) as MQTT "
+        "carries them. Plots: `learning_curve.png` (mean ± std over seeds, on "
+        f"{protocol['learning_curve_heldout_devices']} held-out devices), "
+        "`adaptation_curve.png`, `pareto.png` (quality vs. each cost).",
         "",
     ]
     return "\n".join(lines)
 
 
 def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
-    """``learning_curve.png`` (vs. rounds and vs. device gradient evaluations) and
-    ``adaptation_curve.png`` (vs. adaptation steps)."""
+    """``learning_curve.png``, ``adaptation_curve.png`` and ``pareto.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     metric = report["metric"]
     strategies = report["strategies"]
@@ -97,17 +126,21 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
         points = row.get("learning_curve") or []
         if not points:
             continue
-        axes[0].plot([p["round"] for p in points], [p["fewshot"] for p in points], "o-", label=name)
-        axes[1].plot(
-            [p["grad_evals"] for p in points], [p["fewshot"] for p in points], "o-", label=name
-        )
+        mean = np.array([p["fewshot"] for p in points])
+        std = np.array([p.get("fewshot_std", 0.0) for p in points])
+        for ax, xs in (
+            (axes[0], [p["round"] for p in points]),
+            (axes[1], [p["grad_evals"] for p in points]),
+        ):
+            (line,) = ax.plot(xs, mean, "o-", label=name)
+            ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     if "scratch" in strategies:
         for ax in axes:
             ax.axhline(strategies["scratch"]["fewshot"], color="grey", ls="--", label="scratch")
     axes[0].set_xlabel("round")
     axes[1].set_xlabel("device gradient evaluations (all devices)")
     for ax in axes:
-        ax.set_ylabel(f"held-out few-shot {metric} after adaptation")
+        ax.set_ylabel(f"held-out few-shot {metric} (mean ± std)")
         if metric == "mse":
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -121,8 +154,12 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, row in strategies.items():
-        curve = row["adaptation_curve"]
-        ax.plot(range(len(curve)), curve, "o-", label=name)
+        curve = np.array(row["adaptation_curve"])
+        std = np.array(row.get("adaptation_curve_std", np.zeros_like(curve)))
+        (line,) = ax.plot(range(len(curve)), curve, "o-", label=name)
+        ax.fill_between(
+            range(len(curve)), curve - std, curve + std, color=line.get_color(), alpha=0.2
+        )
     ax.set_xlabel("online adaptation step on a held-out device")
     ax.set_ylabel(f"query {metric}")
     if metric == "mse":
@@ -135,4 +172,48 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     paths.append(path)
+
+    paths.append(pareto(report, out_dir))
     return paths
+
+
+def pareto(report: dict[str, Any], out_dir: Path) -> Path:
+    """``pareto.png``: few-shot quality (mean ± std) against each cost, one panel per cost."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = report["metric"]
+    rows = {n: r for n, r in report["strategies"].items() if n != "scratch"}
+    fig, axes = plt.subplots(1, len(COSTS), figsize=(4 * len(COSTS), 3.8))
+    for ax, (key, title) in zip(axes, COSTS, strict=True):
+        for name, row in rows.items():
+            ax.errorbar(
+                row.get(key, 0),
+                row.get("fewshot_mean", row["fewshot"]),
+                yerr=row.get("fewshot_std", 0.0),
+                fmt="o",
+                capsize=3,
+                label=name,
+            )
+            ax.annotate(
+                name,
+                (row.get(key, 0), row.get("fewshot_mean", row["fewshot"])),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        ax.set_xlabel(title)
+        ax.set_ylabel(f"few-shot {metric}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(
+        f"{report['use_case']}: quality vs. device cost "
+        f"({'lower' if metric == 'mse' else 'higher'} is better; cheaper is left)"
+    )
+    fig.tight_layout()
+    path = out_dir / "pareto.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -17,6 +17,29 @@ Algorithms (``RoundPlan.algorithm``)
     gradients), with optimiser ``"sgd"`` or ``"adam"`` (beta1 = 0, as in
     openai/supervised-reptile's inner loop).
 
+What the reply carries (TinyMetaFed keys; absent = the defaults, i.e. a dense float32 phi,
+so a device or firmware that does not know them is unaffected)
+------------------------------------------------------------------------------------------
+``upload`` = ``"phi"`` (default)
+    The reply array is phi, dense float32.
+``upload`` = ``"delta"``
+    The reply array is the UPDATE ``phi - theta``. Only this mode may be sparse: a sparse
+    array decodes to zeros where it has no entry, and a missing entry of an update means
+    "no change", whereas a missing entry of phi would mean "parameter = 0".
+``top-p`` (float in (0, 1], default 1.0)
+    With ``upload = "delta"``: only the ``ceil(top_p * n)`` largest-magnitude entries of
+    the update travel, as a sparse array (flat indices + values).
+``upload-int8`` (bool, default false)
+    The travelling values are int8 (affine, per array: scale + zero point).
+``local-layers`` (int, default 0)
+    Partial local reconstruction: the last ``local-layers`` layers (weights + biases, the
+    tail of the flat vector) are the device's own. Each round they are rebuilt from the
+    values in theta (the server never changes them): the first ``recon-steps`` samples of
+    the round train only them (the shared layers frozen), the rest train all layers.
+    Their entries are never uploaded (the update is zero there before Top-P).
+``recon-steps`` (int, default 0)
+    See ``local-layers``; at most ``k``.
+
 Imports nothing of tinyfleet's but the root error class: the C firmware mirrors it.
 """
 
@@ -42,6 +65,11 @@ KEY_EPOCHS = "epochs"
 KEY_BATCH_SIZE = "batch-size"
 KEY_OPTIMIZER = "optimizer"
 KEY_ARENA_BYTES = "arena-bytes"
+KEY_UPLOAD = "upload"
+KEY_TOP_P = "top-p"
+KEY_UPLOAD_INT8 = "upload-int8"
+KEY_LOCAL_LAYERS = "local-layers"
+KEY_RECON_STEPS = "recon-steps"
 CONFIG_KEYS = (
     KEY_ROUND,
     KEY_DEVICE_INDEX,
@@ -54,6 +82,11 @@ CONFIG_KEYS = (
     KEY_BATCH_SIZE,
     KEY_OPTIMIZER,
     KEY_ARENA_BYTES,
+    KEY_UPLOAD,
+    KEY_TOP_P,
+    KEY_UPLOAD_INT8,
+    KEY_LOCAL_LAYERS,
+    KEY_RECON_STEPS,
 )
 
 METRIC_LOSS = "loss"
@@ -80,6 +113,7 @@ METRIC_KEYS = (
 )
 
 ALGORITHMS = ("online", "batch")
+UPLOADS = ("phi", "delta")
 OPTIMIZERS = ("sgd", "adam")
 
 #: ERROR reply codes: the task could not be decoded or did not fit this device / the
@@ -102,6 +136,11 @@ class RoundPlan:
     batch_size: int = 10
     optimizer: str = "sgd"
     arena_bytes: int = 0
+    upload: str = "phi"
+    top_p: float = 1.0
+    upload_int8: bool = False
+    local_layers: int = 0
+    recon_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -115,6 +154,18 @@ class RoundPlan:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         if int(self.arena_bytes) < 0:
             raise UsageError(f"arena bytes must be >= 0, got {self.arena_bytes}")
+        if self.upload not in UPLOADS:
+            raise UsageError(f"unknown upload {self.upload!r}; choose from {UPLOADS}")
+        if not (np.isfinite(self.top_p) and 0.0 < self.top_p <= 1.0):
+            raise UsageError(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.upload == "phi" and (self.top_p < 1.0 or self.local_layers > 0):
+            raise UsageError("top-p < 1 and local layers need upload 'delta' (see contract)")
+        if int(self.local_layers) < 0 or int(self.recon_steps) < 0:
+            raise UsageError("local-layers and recon-steps must be >= 0")
+        if int(self.recon_steps) > 0 and (
+            int(self.local_layers) == 0 or self.algorithm != "online" or self.recon_steps > self.k
+        ):
+            raise UsageError("recon-steps needs local layers, the online algorithm and <= k")
 
     @property
     def grad_evals(self) -> int:
@@ -133,9 +184,28 @@ class RoundPlan:
     def num_examples(self) -> int:
         return int(self.k) if self.algorithm == "online" else int(self.support_size)
 
+    @property
+    def compressed(self) -> bool:
+        """Whether the reply is anything but a dense float32 phi."""
+        return self.upload != "phi" or self.upload_int8
+
     def to_config(self) -> dict[str, Any]:
-        """The plan as kebab-case config entries (without round/device-index/seed)."""
-        return {
+        """The plan as kebab-case config entries (without round/device-index/seed).
+
+        The TinyMetaFed keys appear only when they differ from their defaults, so the
+        tasks of the other strategies are byte-for-byte what they were."""
+        extra: dict[str, Any] = {}
+        if self.upload != "phi":
+            extra[KEY_UPLOAD] = self.upload
+        if self.top_p != 1.0:
+            extra[KEY_TOP_P] = float(self.top_p)
+        if self.upload_int8:
+            extra[KEY_UPLOAD_INT8] = True
+        if self.local_layers:
+            extra[KEY_LOCAL_LAYERS] = int(self.local_layers)
+        if self.recon_steps:
+            extra[KEY_RECON_STEPS] = int(self.recon_steps)
+        base: dict[str, Any] = {
             KEY_ALGORITHM: self.algorithm,
             KEY_INNER_LR: float(self.inner_lr),
             KEY_K: int(self.k),
@@ -145,6 +215,7 @@ class RoundPlan:
             KEY_OPTIMIZER: self.optimizer,
             KEY_ARENA_BYTES: int(self.arena_bytes),
         }
+        return base | extra
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RoundPlan:
@@ -160,6 +231,11 @@ class RoundPlan:
                 batch_size=int(config.get(KEY_BATCH_SIZE, defaults.batch_size)),
                 optimizer=str(config.get(KEY_OPTIMIZER, defaults.optimizer)),
                 arena_bytes=int(config.get(KEY_ARENA_BYTES, 0)),
+                upload=str(config.get(KEY_UPLOAD, "phi")),
+                top_p=float(config.get(KEY_TOP_P, 1.0)),
+                upload_int8=bool(config.get(KEY_UPLOAD_INT8, False)),
+                local_layers=int(config.get(KEY_LOCAL_LAYERS, 0)),
+                recon_steps=int(config.get(KEY_RECON_STEPS, 0)),
             )
         except KeyError as missing:
             raise UsageError(f"round config lacks {missing}") from None

@@ -39,10 +39,10 @@ class SineTask:
 
 
 def sample_sine_task(rng: np.random.Generator, split: str) -> SineTask:
-    """A new device's task; train and held-out devices come from the same distribution
-    (they differ only by the random stream the caller passes in)."""
-    if split not in ("train", "heldout"):
-        raise UsageError(f"unknown split {split!r}; expected 'train' or 'heldout'")
+    """A new device's task; train, held-out and validation devices come from the same
+    distribution (they differ only by the random stream the caller passes in)."""
+    if split not in ("train", "heldout", "validation"):
+        raise UsageError(f"unknown split {split!r}; expected 'train', 'heldout' or 'validation'")
     amplitude = float(rng.uniform(*AMPLITUDE_RANGE))
     phase = float(rng.uniform(*PHASE_RANGE))
     return SineTask(amplitude, phase)

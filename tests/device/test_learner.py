@@ -59,7 +59,10 @@ def test_ram_formulas_by_hand() -> None:
     assert sample_bytes_for(HeadSpec((1, 40, 1)), None) == 4 + 4
     assert online_sgd_ram_bytes(spec, 100, 1000) == 4884 + 4 * 69 + 4 * 64 + 100 + 1000
     sgd = minibatch_sgd_ram_bytes(spec, batch=10, stored_samples=50, sample_bytes=260)
-    assert sgd == 2 * 4884 + 50 * 260 + 4 * 10 * (69 + 64)
+    # One accumulator + ONE sample's activations: per-sample gradients are summed one
+    # sample at a time, so the batch size does not multiply the activations (issue 11).
+    assert sgd == 2 * 4884 + 50 * 260 + 4 * (69 + 64)
+    assert minibatch_sgd_ram_bytes(spec, 1, 50, 260) == sgd
     adam = minibatch_sgd_ram_bytes(spec, 10, 50, 260, arena_bytes=7, optimizer="adam")
     assert adam - sgd == 2 * 4884 + 7
     with pytest.raises(UsageError):

@@ -70,9 +70,10 @@ def test_ram_accounting_counts_stored_samples_and_adam_buffer():
     online = round_ram_bytes(SPEC, RoundPlan("online", 0.02, k=10))
     assert online == params + acts + 8  # in-place SGD: no gradient buffer
     batch = RoundPlan("batch", 0.02, support_size=50, batch_size=10, optimizer="adam")
-    assert round_ram_bytes(SPEC, batch) == 3 * params + 50 * 8 + 10 * acts
+    # per-sample gradients are accumulated: one sample's activations, not a batch's (issue 11)
+    assert round_ram_bytes(SPEC, batch) == 3 * params + 50 * 8 + acts
     sgd = RoundPlan("batch", 0.02, support_size=50, batch_size=10, arena_bytes=100)
-    assert round_ram_bytes(SPEC, sgd) == 2 * params + 50 * 8 + 10 * acts + 100
+    assert round_ram_bytes(SPEC, sgd) == 2 * params + 50 * 8 + acts + 100
     in_place = RoundPlan("batch", 0.02, support_size=50, batch_size=1)
     assert round_ram_bytes(SPEC, in_place) == params + acts + 50 * 8
 

@@ -18,7 +18,7 @@ def test_simulate_mqtt_equals_inproc(broker: ManagedBroker) -> None:
         devices=4,
         rounds=6,
         seed=3,
-        strategies=("tinyreptile", "reptile"),
+        strategies=("tinyreptile", "tinymetafed", "reptile"),
         heldout_devices=2,
         eval_devices=1,
         eval_points=1,
@@ -27,14 +27,18 @@ def test_simulate_mqtt_equals_inproc(broker: ManagedBroker) -> None:
         clients_per_round=2,
         baseline_rounds=2,
     )
+    common["tuned"] = False
     inproc = run(settings_for(use_case, transport="inproc", **common))
     extra = {"broker": f"mqtt://{broker.host}:{broker.port}"}
     mqtt = run(settings_for(use_case, transport="mqtt", **common, **extra))
-    for name in ("tinyreptile", "reptile"):
+    for name in ("tinyreptile", "tinymetafed", "reptile"):
         assert (
             mqtt["strategies"][name]["final_params_sha256"]
             == inproc["strategies"][name]["final_params_sha256"]
         ), name
+        # The bytes MQTT carried (encoded messages) are what the in-process run computes.
+        for key in ("bytes_up_per_device_round", "bytes_down_per_device_round"):
+            assert mqtt["strategies"][name][key] == inproc["strategies"][name][key], (name, key)
 
 
 def test_simulate_mqtt_cli_starts_its_own_broker(tmp_path) -> None:
