@@ -366,8 +366,7 @@ def _supernodes(
             f"broker='{address.url}' site='site-{site}' fleet='{FLEET}' devices='{members}'"
         )
         if broker.gateway_password is not None:  # an owner-only file, not the command line
-            secret = procs.log_dir / f"gateway-site-{site}.password"
-            secret.touch(mode=0o600)
+            (secret := procs.log_dir / f"gateway-site-{site}.password").touch(mode=0o600)
             secret.write_text(broker.gateway_password, encoding="utf-8")
             node_config += f" password-file='{secret}'"
         argv = [
