@@ -18,7 +18,34 @@ from tinyfleet.device.backbone import Int8Backbone, dequantize
 from tinyfleet.errors import UsageError
 
 
-class CachedEmbedder:
+class BackboneView:
+    """What the learner and the runner read from a backbone (shape and costs), for
+    stand-ins that wrap an :class:`Int8Backbone` in ``self.backbone``."""
+
+    backbone: Int8Backbone
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.backbone.input_shape
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.backbone.embedding_dim
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.backbone.arena_bytes
+
+    @property
+    def flash_bytes(self) -> int:
+        return self.backbone.flash_bytes
+
+    @property
+    def macs(self) -> int:
+        return self.backbone.macs
+
+
+class CachedEmbedder(BackboneView):
     """Wraps an :class:`Int8Backbone` with a lookup table over ``images``.
 
     Parameters
@@ -48,27 +75,6 @@ class CachedEmbedder:
         self._index = {images[i].tobytes(): i for i in range(len(images))}
         self.hits = 0
         self.misses = 0
-
-    # What the learner and the runner read from a backbone.
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.backbone.input_shape
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.backbone.embedding_dim
-
-    @property
-    def arena_bytes(self) -> int:
-        return self.backbone.arena_bytes
-
-    @property
-    def flash_bytes(self) -> int:
-        return self.backbone.flash_bytes
-
-    @property
-    def macs(self) -> int:
-        return self.backbone.macs
 
     def embeddings(self, ids: np.ndarray | None = None) -> np.ndarray:
         """Float32 embeddings of cached images by row id (all rows when ``ids`` is None)."""

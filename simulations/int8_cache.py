@@ -12,35 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from tinyfleet.device.backbone import Int8Backbone, quantize
+from tinyfleet.device.embedding_cache import BackboneView
 
 
-class QuantizedInputCache:
+class QuantizedInputCache(BackboneView):
     """A drop-in :class:`Int8Backbone` (embed, costs) with a memo of int8 outputs."""
 
     def __init__(self, backbone: Int8Backbone, max_entries: int = 2_000_000) -> None:
         self.backbone = backbone
         self._memo: dict[bytes, np.ndarray] = {}
         self._max = int(max_entries)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.backbone.input_shape
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.backbone.embedding_dim
-
-    @property
-    def arena_bytes(self) -> int:
-        return self.backbone.arena_bytes
-
-    @property
-    def flash_bytes(self) -> int:
-        return self.backbone.flash_bytes
-
-    @property
-    def macs(self) -> int:
-        return self.backbone.macs
 
     def embed_int8(self, x: np.ndarray) -> np.ndarray:
         """Int8 embeddings of a batch ``(n, *input_shape)`` or of one sample."""

@@ -9,6 +9,7 @@ import pytest
 
 from tinyfleet.errors import UsageError
 from tinyfleet.simulations.flower_app import settings_from_run_config
+from tinyfleet.simulations.settings import ALL_STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +23,7 @@ def test_pyproject_declares_the_app_and_its_config_is_valid():
     assert "federations" not in flwr  # Flower 1.42 would move them out of pyproject
     settings, use_case = settings_from_run_config(flwr["app"]["config"])
     assert use_case.name == "sine" and settings.rounds == flwr["app"]["config"]["rounds"]
-    assert settings.strategies == ("tinyreptile", "reptile", "fedavg", "scratch")
+    assert settings.strategies == ALL_STRATEGIES
 
 
 def test_run_config_maps_and_defaults():

@@ -103,7 +103,7 @@ def test_simulate_kws_end_to_end_on_a_small_corpus(
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["use_case"] == "kws" and report["metric"] == "accuracy"
-    assert set(report["strategies"]) == {"tinyreptile", "reptile", "fedavg", "scratch"}
+    assert set(report["strategies"]) == {"tinyreptile", "tinymetafed", "reptile", "fedavg", "scratch"}
     for row in report["strategies"].values():
         assert 0.0 <= row["fewshot"] <= 1.0
     assert report["head"]["layer_sizes"] == [32, 32, 5]
