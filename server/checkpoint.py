@@ -89,6 +89,32 @@ def load(directory: Path) -> dict[str, Any] | None:
     return dict(doc)
 
 
+def read_quarantine(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(quarantine state, run settings)`` of the checkpoint in ``directory``."""
+    doc = load(directory)
+    if doc is None:
+        raise UsageError(f"no checkpoint in {directory}")
+    return dict(doc["quarantine"]), dict(doc["settings"])
+
+
+def clear_quarantine(directory: Path, device: int) -> bool:
+    """Let ``device`` train again in the checkpointed run (an operator's decision): drop
+    it from the saved quarantine and its refusal count, rewriting the file atomically.
+    Returns False (nothing written) when it was not quarantined. Do this while the run
+    is stopped: a running server overwrites the file at its next checkpoint."""
+    path = directory / FILENAME
+    if load(directory) is None:
+        raise UsageError(f"no checkpoint in {directory}")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    quarantine = doc.setdefault("quarantine", {})
+    if str(int(device)) not in quarantine.get("quarantined", {}):
+        return False
+    for key in ("quarantined", "rejections", "reasons"):
+        quarantine.get(key, {}).pop(str(int(device)), None)
+    write_atomic(path, json.dumps(doc, sort_keys=True).encode())
+    return True
+
+
 def restore(strategy: FleetStrategy, doc: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
     """Put a checkpoint's state into a fresh ``strategy`` (same settings required)."""
     saved = dict(doc["settings"])

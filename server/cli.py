@@ -156,6 +156,9 @@ def register(subparsers: Any) -> None:
     )
     kg.add_argument("--task-id", default=None, help="id of this run in the graph (default: auto)")
     run.set_defaults(func=_server_run)
+    from tinyfleet.server import quarantine_cli
+
+    quarantine_cli.register(sub)
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -325,6 +328,10 @@ def _server_run(args: argparse.Namespace) -> int:
             if device_id not in ids:
                 raise UsageError(f"--clear-quarantine: {device_id!r} is not in this fleet")
             strategy.quarantine.clear(ids.index(device_id))
+        if knowledge is not None:  # re-published descriptions replaced the old marks
+            q = strategy.quarantine
+            for device, server_round in sorted(q.quarantined.items()):
+                knowledge.record_quarantine(ids[device], server_round, q.reasons.get(device, ""))
         final = start
         if rounds_left > 0:
             final, _ = run_in_process(

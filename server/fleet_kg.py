@@ -162,22 +162,47 @@ class FleetKnowledge:
     def record_quarantine(self, device_id: str, server_round: int, reason: str) -> None:
         """Mark ``device_id`` quarantined (refused updates; see server/quarantine.py).
 
-        ``tfo:quarantinedInRound`` / ``tfo:quarantineReason`` on the device; an operator
-        stay until an operator removes them (and clears the strategy's quarantine).
+        Sets ``tfo:quarantinedInRound`` / ``tfo:quarantineReason`` on the device through a
+        SHACL-validated SPARQL UPDATE (the device shape allows one of each, both or
+        neither). They stay until an operator clears the device
+        (``tinyfleet server quarantine clear``, :func:`clear_quarantine`).
         """
-        from rdflib import Graph, Literal
+        from rdflib import Literal
 
-        from tinyfleet.ontology.namespaces import TFO, device_iri
+        from tinyfleet.ontology.namespaces import device_iri
 
-        graph = Graph()
-        device = device_iri(device_id)
-        graph.add((device, TFO.quarantinedInRound, Literal(int(server_round))))
-        graph.add((device, TFO.quarantineReason, Literal(str(reason))))
-        self.kg.add(graph, validate=False)
+        device = device_iri(device_id).n3()
+        self.kg.update(
+            f"DELETE {{ {device} <{_ROUND}> ?r . {device} <{_REASON}> ?w }} "
+            f"INSERT {{ {device} <{_ROUND}> {Literal(int(server_round)).n3()} . "
+            f"{device} <{_REASON}> {Literal(str(reason)).n3()} }} "
+            f"WHERE {{ OPTIONAL {{ {device} <{_ROUND}> ?r }} OPTIONAL {{ {device} <{_REASON}> ?w }} }}"
+        )
 
     def quarantined(self) -> list[str]:
         """Device IRIs the graph holds as quarantined."""
-        rows = self.kg.query(
-            "SELECT ?d WHERE { ?d <https://w3id.org/tinyfleet/ontology#quarantinedInRound> ?r }"
-        )
-        return sorted(str(row[0]) for row in rows)
+        return [iri for iri, _round, _reason in quarantined_devices(self.kg)]
+
+
+_ROUND = "https://w3id.org/tinyfleet/ontology#quarantinedInRound"
+_REASON = "https://w3id.org/tinyfleet/ontology#quarantineReason"
+
+
+def quarantined_devices(kg: KnowledgeGraph) -> list[tuple[str, int, str]]:
+    """``(device IRI, round, reason)`` of every device the graph holds as quarantined."""
+    rows = kg.query(
+        f"SELECT ?d ?r ?w WHERE {{ ?d <{_ROUND}> ?r OPTIONAL {{ ?d <{_REASON}> ?w }} }} ORDER BY ?d"
+    )
+    return [(str(d), int(r), "" if w is None else str(w)) for d, r, w in rows]
+
+
+def clear_quarantine(kg: KnowledgeGraph, device_id: str) -> int:
+    """Remove ``device_id``'s quarantine marks from the graph; return the triples removed."""
+    from tinyfleet.ontology.namespaces import device_iri
+
+    device = device_iri(device_id).n3()
+    _added, removed = kg.update(
+        f"DELETE {{ {device} <{_ROUND}> ?r . {device} <{_REASON}> ?w }} "
+        f"WHERE {{ OPTIONAL {{ {device} <{_ROUND}> ?r }} OPTIONAL {{ {device} <{_REASON}> ?w }} }}"
+    )
+    return removed

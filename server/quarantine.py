@@ -13,7 +13,8 @@ devices of the same seeded draw and the first ``count`` that are not quarantined
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from tinyfleet.errors import UsageError
 from tinyfleet.server.sampling import DeviceSampler
@@ -45,6 +46,7 @@ class Quarantine:
         self.on_quarantine = on_quarantine
         self.rejections: dict[int, int] = {}
         self.quarantined: dict[int, int] = {}  # device -> round it was quarantined in
+        self.reasons: dict[int, str] = {}  # device -> its last refusal's reason
 
     def reject(self, device: int, server_round: int, reason: str) -> bool:
         """Count one refusal; return True if this quarantines the device."""
@@ -54,6 +56,7 @@ class Quarantine:
         if self.after is None or count < self.after or device in self.quarantined:
             return False
         self.quarantined[device] = int(server_round)
+        self.reasons[device] = str(reason)
         LOG.warning(
             "device %d quarantined in round %d after %d refused replies (last: %s)",
             device,
@@ -68,6 +71,7 @@ class Quarantine:
     def clear(self, device: int) -> None:
         """An operator lets ``device`` train again (its count starts from zero)."""
         self.quarantined.pop(int(device), None)
+        self.reasons.pop(int(device), None)
         self.rejections.pop(int(device), None)
 
     def select(self, sampler: DeviceSampler, server_round: int, count: int) -> list[int]:
@@ -77,13 +81,15 @@ class Quarantine:
         picks = sampler.select(server_round, count + len(self.quarantined))
         return [d for d in picks if d not in self.quarantined][:count]
 
-    def state(self) -> dict[str, dict[str, int]]:
+    def state(self) -> dict[str, dict[str, Any]]:
         """JSON-friendly state (checkpoints, reports)."""
         return {
             "rejections": {str(k): v for k, v in sorted(self.rejections.items())},
             "quarantined": {str(k): v for k, v in sorted(self.quarantined.items())},
+            "reasons": {str(k): v for k, v in sorted(self.reasons.items())},
         }
 
-    def load_state(self, state: dict[str, dict[str, int]]) -> None:
+    def load_state(self, state: Mapping[str, Mapping[str, Any]]) -> None:
         self.rejections = {int(k): int(v) for k, v in state.get("rejections", {}).items()}
         self.quarantined = {int(k): int(v) for k, v in state.get("quarantined", {}).items()}
+        self.reasons = {int(k): str(v) for k, v in state.get("reasons", {}).items()}

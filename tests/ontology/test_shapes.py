@@ -172,3 +172,35 @@ def test_unknown_sensor_modality_is_refused() -> None:
     description["sensors"] = ["sonar"]
     messages = {v.message for v in violations(device_to_rdf(description))}
     assert any(m.startswith("A sensor needs exactly one sosa:observes") for m in messages)
+
+
+def _quarantined_device(round_value: Any = 7, reason: Any = "update norm 45 x model norm") -> Graph:
+    """A device as the server marks it quarantined (server/fleet_kg.py)."""
+    from tinyfleet.ontology.namespaces import device_iri
+
+    graph, device = _device(), device_iri("nano33-0001")
+    if round_value is not None:
+        graph.add((device, TFO.quarantinedInRound, Literal(round_value)))
+    if reason is not None:
+        graph.add((device, TFO.quarantineReason, Literal(reason)))
+    return graph
+
+
+def test_device_shape_quarantine_conforming_and_violating() -> None:
+    assert violations(_quarantined_device()) == []
+    cases = {
+        "A quarantined device needs both": _quarantined_device(reason=None),
+        "A quarantined device needs both ": _quarantined_device(round_value=None),
+        "A device has at most one tfo:quarantinedInRound": _quarantined_device(round_value=0),
+        "A device has at most one tfo:quarantinedInRound, ": _quarantined_device(
+            round_value="seven"
+        ),
+        "A device has at most one tfo:quarantineReason": _quarantined_device(reason=3),
+    }
+    for message, graph in cases.items():
+        found = [v.message for v in violations(graph)]
+        assert any(m.startswith(message.strip()) for m in found), (message, found)
+    twice = _quarantined_device()
+    twice.add((next(iter(twice.subjects(TFO.quarantinedInRound, None))), TFO.quarantinedInRound,
+               Literal(9)))  # fmt: skip
+    assert any("at most one tfo:quarantinedInRound" in v.message for v in violations(twice))
