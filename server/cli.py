@@ -102,6 +102,20 @@ def register(subparsers: Any) -> None:
     run.add_argument("--activation", default="tanh", help="hidden activation: tanh | relu")
     run.add_argument("--loss", default="mse", help="mse | softmax_ce")
     run.add_argument("--round-timeout", type=float, default=30.0, help="seconds per reply")
+    run.add_argument(
+        "--offline-wait",
+        type=float,
+        default=10.0,
+        help="seconds to wait for an offline or dropped device to come back (default 10)",
+    )
+    run.add_argument(
+        "--reassign",
+        type=int,
+        default=0,
+        metavar="N",
+        help="when a device stays away past --offline-wait (or times out), give its task "
+        "to up to N other devices in turn, chosen deterministically (default 0: off)",
+    )
     run.add_argument("--connect-timeout", type=float, default=60.0, help="wait for devices")
     run.add_argument("--output", default=None, help="write a JSON summary here")
     run.add_argument(
@@ -256,7 +270,11 @@ def _server_run(args: argparse.Namespace) -> int:
         raise UsageError("give the password in --broker or --password-file, not both")
     quiet_flower()
     ids = device_ids(args.devices, args.device_prefix)
-    settings = GatewaySettings(fleet=args.fleet, round_timeout=args.round_timeout)
+    settings = GatewaySettings(
+        fleet=args.fleet, round_timeout=args.round_timeout, offline_wait=args.offline_wait
+    )
+    if args.reassign < 0:
+        raise UsageError(f"--reassign must be >= 0, got {args.reassign}")
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         gateway = stack.enter_context(MqttGateway(address, settings))
@@ -293,6 +311,14 @@ def _server_run(args: argparse.Namespace) -> int:
 
         strategy = _make_server_strategy(args, sampler, on_quarantine)
         call = RecordingCall(GatewayClientCall(gateway, route_by_config(ids)))
+        relay: Any = call
+        if args.reassign > 0:
+            from tinyfleet.server.reassign import ReassigningCall
+
+            def available(device: int) -> bool:
+                return ids[device] in gateway.online_devices()
+
+            relay = ReassigningCall(call, strategy, available, args.reassign)
         task_id = args.task_id or f"{args.fleet}-{args.algorithm}-{int(time.time())}"
         recorded = {"rounds": 0}
 
@@ -336,7 +362,7 @@ def _server_run(args: argparse.Namespace) -> int:
         if rounds_left > 0:
             final, _ = run_in_process(
                 strategy,
-                call,
+                relay,
                 len(ids),
                 start,
                 rounds_left,
@@ -356,6 +382,7 @@ def _server_run(args: argparse.Namespace) -> int:
         "seconds": round(elapsed, 3),
         "accepted": strategy.counters.accepted_replies,
         "rejected": strategy.counters.rejected_replies,
+        "reassigned": strategy.counters.reassigned_tasks,
         "rejected_by_device": {
             ids[d]: n for d, n in strategy.counters.rejected_by_device.items() if d >= 0
         },

@@ -18,6 +18,7 @@ class StrategyCounters:
     #: Sum of the replies' ``bytes-down`` (the encoded task's size as the device saw it).
     bytes_down_reported_total: int = 0
     bounded_replies: int = 0  # refused by the update-norm bound (part of rejected_replies)
+    reassigned_tasks: int = 0  # tasks given to a substitute device (server/reassign.py)
     duplicate_replies: int = 0  # a second reply for a device in one round (ignored)
     max_update_ratio: float = 0.0  # largest ||phi - theta|| / ||theta|| accepted
     rejected_by_device: dict[int, int] = field(default_factory=dict)

@@ -36,12 +36,15 @@ from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessag
 from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND
 from tinyfleet.errors import TinyfleetError
 from tinyfleet.server.gateway import GatewayError, MqttGateway
+from tinyfleet.server.gateway_errors import DeviceDroppedError, GatewayTimeout
 from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY
 
 LOG = logging.getLogger(__name__)
 
 KEY_DEVICE_ID = "device-id"
 ERROR_CODE_RELAY = 101  # Flower Error code for a failed MQTT relay
+ERROR_CODE_OFFLINE = 102  # ... because the device was offline past the wait
+ERROR_CODE_TIMEOUT = 103  # ... because no reply came within the timeout
 
 Route = Callable[[Message], str]
 
@@ -126,7 +129,12 @@ class GatewayClientCall:
             )
         except (GatewayError, TinyfleetError) as error:
             LOG.warning("relay failed: %s", error)
-            return Message(Error(code=ERROR_CODE_RELAY, reason=str(error)), reply_to=message)
+            code = ERROR_CODE_RELAY
+            if isinstance(error, DeviceDroppedError):
+                code = ERROR_CODE_OFFLINE  # server/reassign.py may hand the task on
+            elif isinstance(error, GatewayTimeout):
+                code = ERROR_CODE_TIMEOUT
+            return Message(Error(code=code, reason=str(error)), reply_to=message)
         return reply_to_message(reply, message)
 
 

@@ -25,6 +25,7 @@ whose replies are refused ``quarantine_after`` times is no longer sampled
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -174,6 +175,11 @@ class FleetStrategy(Strategy):
         self._last_arrays: ArrayRecord | None = None
         self._last_theta: np.ndarray | None = None
         self._sent: list[tuple[Message, int]] = []
+        # Reassignment (server/reassign.py): this round's busy devices and substitutes.
+        self._round_now = 0
+        self._busy: set[int] = set()
+        self._moved: dict[str, int] = {}
+        self._moving = threading.Lock()
         # Crash and resume (server/checkpoint.py): rounds already done, and a hook called
         # with (round, theta) after each round's aggregation.
         self.round_offset = 0
@@ -224,6 +230,8 @@ class FleetStrategy(Strategy):
             )
         self.counters.bytes_down_total += len(messages) * int(self._theta.nbytes)
         self._sent = list(zip(messages, [int(d) for d in devices], strict=True))
+        with self._moving:
+            self._round_now, self._busy, self._moved = server_round, set(devices), {}
         return messages
 
     def aggregate_train(
@@ -321,8 +329,29 @@ class FleetStrategy(Strategy):
                 time.sleep(0.05)
         return self._node_ids
 
+    def substitute(self, message_id: str, unavailable: Callable[[int], bool]) -> int | None:
+        """A device to take over this round's task ``message_id`` (server/reassign.py):
+        the first of the round's seeded draw order that is not busy in this round, not
+        quarantined and not ``unavailable``; None if there is none. Thread-safe."""
+        with self._moving:
+            order = self.sampler.select(self._round_now, self.num_devices)
+            for device in (int(d) for d in order):
+                if device in self._busy or device in self.quarantine.quarantined:
+                    continue
+                if unavailable(device):
+                    continue
+                self._busy.add(device)
+                self._moved[message_id] = device
+                self.counters.reassigned_tasks += 1
+                return device
+        return None
+
     def _device_of(self, reply: Message, sent: dict[str, int], checked: object) -> int:
-        """The device a reply answers: its message's device, else its metrics' (or -1)."""
+        """The device a reply answers: its message's device (or the substitute it was
+        reassigned to), else its metrics' (or -1)."""
+        device = self._moved.get(reply.metadata.reply_to_message_id)
+        if device is not None:
+            return device
         device = sent.get(reply.metadata.reply_to_message_id)
         if device is not None:
             return device

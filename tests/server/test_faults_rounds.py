@@ -90,3 +90,89 @@ def test_device_dropping_mid_round_and_coming_back_loses_no_round(
     assert strat.counters.accepted_replies == rounds
     assert strat.counters.rejected_replies == 0
     assert counters["drops"] >= 1 and counters["recovered"] >= 1
+
+
+KILLED_AT = 8  # the victim's first task in a round >= this kills it for good
+
+
+def reassigned_run(
+    broker: ManagedBroker, fleet_name: str, devices: int, rounds: int, victim: int
+) -> tuple[bytes, TinyReptile, dict[str, int]]:
+    """An MQTT run in which device ``victim`` loses power for good in its first task
+    from round KILLED_AT on (no DISCONNECT, never reconnects); tasks reassigned."""
+    from tinyfleet.server.reassign import ReassigningCall
+
+    holder: dict[str, object] = {}
+
+    def wrap(index: int, handler: TaskHandler) -> TaskHandler:
+        if index != victim:
+            return handler
+
+        def dying(task: WireMessage):
+            if task.round >= KILLED_AT:
+                dead = holder["fleet"].devices[victim]  # type: ignore[attr-defined]
+                dead.client.reconnect_delay_set(3600, 3600)  # never back
+                sock = dead.client.socket()
+                sock.shutdown(2)  # no DISCONNECT: the broker sends the Last Will
+                raise ConnectionError("power lost")  # its error reply is never sent
+            return handler(task)
+
+        return dying
+
+    with run_mqtt_fleet(
+        SPEC, stream_for_device, devices, broker_url=f"mqtt://{broker.host}:{broker.port}",
+        fleet=fleet_name, round_timeout=20, offline_wait=1.0, wrap_handler=wrap,
+    ) as fleet:  # fmt: skip
+        holder["fleet"] = fleet
+        strat = strategy(devices, rounds)
+        ids = [f"sim-{i:04d}" for i in range(devices)]
+
+        def available(device: int) -> bool:
+            return ids[device] in fleet.gateway.online_devices()
+
+        call = ReassigningCall(fleet.client_call, strat, available, limit=2)  # type: ignore[arg-type]
+        got, _ = run_in_process(strat, call, devices, INITIAL, rounds)
+        counters = fleet.counters()
+    return got.tobytes(), strat, counters
+
+
+def test_device_killed_for_good_loses_no_round_and_reassignment_is_reproducible(
+    broker: ManagedBroker,
+) -> None:
+    from flwr.app import Error, Message
+
+    from tinyfleet.server.gateway_flower import ERROR_CODE_OFFLINE
+    from tinyfleet.server.reassign import ReassigningCall
+    from tinyfleet.server.sampling import SeededSampler
+
+    victim, devices, rounds = 1, 4, 30
+    sampler = SeededSampler(devices, SEED)
+    lost = [r for r in range(KILLED_AT, rounds + 1) if sampler.select(r, 1) == [victim]]
+    assert len(lost) >= 3  # the seed makes the victim miss several rounds
+
+    first, strat, counters = reassigned_run(broker, "reassign-a", devices, rounds, victim)
+    second, again, _ = reassigned_run(broker, "reassign-b", devices, rounds, victim)
+    assert first == second  # the same failures give the same substitutes, bit for bit
+    for s in (strat, again):
+        assert s.counters.accepted_replies == rounds  # no round lost
+        assert s.counters.rejected_replies == 0
+        assert s.counters.reassigned_tasks == len(lost)
+    assert counters["drops"] >= 1
+
+    # The same rule in process: the victim's tasks fail as "offline" from KILLED_AT on.
+    honest = client_app_call(make_client_app(SPEC, stream_for_device))
+
+    def offline_victim(message):
+        config = message.content["config"]
+        if int(config["device-index"]) == victim and int(config["round"]) >= KILLED_AT:
+            return Message(Error(code=ERROR_CODE_OFFLINE, reason="offline"), reply_to=message)
+        return honest(message)
+
+    reference = strategy(devices, rounds)
+    call = ReassigningCall(offline_victim, reference, lambda d: d != victim, limit=2)
+    expected, _ = run_in_process(reference, call, devices, INITIAL, rounds)
+    assert first == expected.tobytes()
+    undisturbed, _ = run_in_process(
+        strategy(devices, rounds), honest, devices, INITIAL, rounds
+    )
+    assert first != undisturbed.tobytes()  # the substitutes' data, not the victim's
