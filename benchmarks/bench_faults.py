@@ -10,6 +10,16 @@ Run:  .venv/bin/python benchmarks/bench_faults.py [--repeats N] [--rounds R]
 3. 300 chunk starts announcing 1 MiB each into one ChunkAssembler: bytes sent, bytes held
    (tracemalloc), pending messages; before issue 9 the assembler allocated the announced
    1 MiB per start (300 MiB).
+4. The same floods against a real MqttGateway through a real Mosquitto (secure default:
+   the flooders log in with stolen device credentials, each on its own update topic),
+   sent from another process so that this process's memory is the gateway's: (a) issue
+   9's row, 300 starts announcing 1 MiB, 56 data bytes each (3 devices); (b) a flood that
+   sends real chunk data, 40 devices x 2 partial 1 MiB messages (4 of 5 chunks: 64 MiB
+   sent). Prints the gateway's held chunk bytes and pending messages against the stated
+   bound (32 MiB of chunk data, 256 messages, 2 MiB per device) and the process RSS
+   growth (current and peak, /proc/self/status) against 32 MiB + 16 MiB of headroom for
+   the interpreter, paho and the allocator. Before issue 9 row (a) took the server from
+   97 MB to 362 MB. Skipped with --no-broker or when mosquitto is not installed.
 """
 
 from __future__ import annotations
@@ -119,29 +129,137 @@ def chunk_flood(starts: int = 300) -> dict[str, int]:
     }
 
 
+GATEWAY_BOUND_BYTES = 32 * 1024 * 1024  # the gateway's max_total_bytes (server/gateway.py)
+RSS_HEADROOM_BYTES = 16 * 1024 * 1024
+
+
+def _memory_kib() -> tuple[int, int]:
+    """``(VmRSS, VmHWM)`` of this process in KiB."""
+    fields = {}
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0])
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def _flood_worker(
+    host: str, port: int, logins: list[tuple[str, str]], spec: tuple[int, ...]
+) -> None:
+    """Publish chunk starts as each device in ``logins`` (its own update topic)."""
+    import paho.mqtt.client as mqtt
+
+    messages, chunks, data = spec
+    for device_id, password in logins:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id)
+        client.username_pw_set(device_id, password)
+        client.connect(host, port)
+        client.loop_start()
+        topic = wire.topic("flood", device_id, "update")
+        infos = []
+        for msg in range(messages):
+            for index in range(chunks):
+                chunk = Chunk(1, msg, device_id, index, 5, 1 << 20, index * data, b"x" * data)
+                infos.append(client.publish(topic, wire.encode_chunk(chunk), qos=1))
+        for info in infos:
+            info.wait_for_publish(30)
+        client.disconnect()
+        client.loop_stop()
+
+
+def gateway_flood() -> list[dict[str, int]]:
+    """Floods (a) and (b) of section 4 against a real gateway; one dict per flood."""
+    import multiprocessing as mp
+
+    from tinyfleet.errors import MissingToolError
+    from tinyfleet.server.broker import ManagedBroker
+    from tinyfleet.server.gateway import GatewaySettings, MqttGateway
+
+    # (name, devices, messages per device, chunks per message, data bytes per chunk)
+    floods = [("a: issue row, 300 starts x 1 MiB announced", 3, 100, 1, 56),
+              ("b: 40 devices x 2 x 4/5 of 1 MiB", 40, 2, 4, 209_715)]  # fmt: skip
+    ids = [f"flood-{i:04d}" for i in range(40)]
+    out = []
+    try:
+        broker = ManagedBroker(device_ids=ids).start()
+    except MissingToolError as error:
+        print(f"   skipped: {error}")
+        return out
+    ctx = mp.get_context("spawn")
+    with broker:
+        users = broker.users or {}
+        for name, devices, messages, chunks, data in floods:
+            with MqttGateway(broker.gateway_address(), GatewaySettings(fleet="flood")) as gw:
+                time.sleep(0.5)
+                rss0, hwm0 = _memory_kib()
+                logins = [(d, users[d]) for d in ids[:devices]]
+                sample = wire.encode_chunk(Chunk(1, 0, ids[0], 0, 5, 1 << 20, 0, b"x" * data))
+                proc = ctx.Process(
+                    target=_flood_worker,
+                    args=(broker.host, broker.port, logins, (messages, chunks, data)),
+                )
+                proc.start()
+                proc.join(300)
+                time.sleep(1.0)  # the gateway's network thread drains the last messages
+                rss1, hwm1 = _memory_kib()
+                assembler = gw._assembler  # noqa: SLF001 - the benchmark reads its state
+                out.append({
+                    "flood": name,  # type: ignore[dict-item]
+                    "sent_bytes": devices * messages * chunks * len(sample),
+                    "announced_bytes": devices * messages << 20,
+                    "held_chunk_bytes": assembler.pending_bytes,
+                    "pending_messages": assembler.pending_messages,
+                    "evicted": assembler.counters.evicted,
+                    "rss_growth_kib": rss1 - rss0,
+                    "peak_rss_growth_kib": max(hwm1 - hwm0, 0),
+                    "rss_before_kib": rss0,
+                })  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--no-broker", action="store_true", help="skip section 4")
+    parser.add_argument("--only-flood", action="store_true", help="sections 3 and 4 only")
     args = parser.parse_args()
     quiet_flower()
-    print("1. aggregate_train per round (us), ratio to the plain path")
-    for size in (1761, 65536):
-        for clients in (1, 5):
-            cost = aggregate_cost(size, clients, args.repeats)
-            plain = cost["plain (no bound, mean)"]
-            for name, us in cost.items():
-                print(
-                    f"   {size:>6} params  M={clients}  {name:<24} {us:9.1f} us  x{us / plain:.2f}"
-                )
-    print("2. whole in-process TinyReptile round on sine (us), ratio to the plain path")
-    cost = round_cost(args.rounds)
-    plain = cost["plain (no bound, mean)"]
-    for name, us in cost.items():
-        print(f"   {name:<24} {us:9.1f} us  x{us / plain:.3f}")
-    print("3. chunk flood")
+    if not args.only_flood:
+        print("1. aggregate_train per round (us), ratio to the plain path")
+        for size in (1761, 65536):
+            for clients in (1, 5):
+                cost = aggregate_cost(size, clients, args.repeats)
+                plain = cost["plain (no bound, mean)"]
+                for name, us in cost.items():
+                    print(f"   {size:>6} params  M={clients}  {name:<24} {us:9.1f} us"
+                          f"  x{us / plain:.2f}")  # fmt: skip
+        print("2. whole in-process TinyReptile round on sine (us), ratio to the plain path")
+        cost = round_cost(args.rounds)
+        plain = cost["plain (no bound, mean)"]
+        for name, us in cost.items():
+            print(f"   {name:<24} {us:9.1f} us  x{us / plain:.3f}")
+    print("3. chunk flood (one ChunkAssembler, default caps)")
     for key, value in chunk_flood().items():
         print(f"   {key:<24} {value}")
+    if args.no_broker:
+        return
+    print(
+        f"4. chunk flood against the MQTT gateway (bound: held chunk bytes <= "
+        f"{GATEWAY_BOUND_BYTES >> 20} MiB, <= 256 messages; RSS growth <= "
+        f"{(GATEWAY_BOUND_BYTES + RSS_HEADROOM_BYTES) >> 20} MiB)"
+    )
+    for row in gateway_flood():
+        within = (
+            row["held_chunk_bytes"] <= GATEWAY_BOUND_BYTES
+            and row["pending_messages"] <= 256
+            and max(row["rss_growth_kib"], row["peak_rss_growth_kib"]) * 1024
+            <= GATEWAY_BOUND_BYTES + RSS_HEADROOM_BYTES
+        )
+        print(f"   {row.pop('flood')}: {'WITHIN' if within else 'OVER'} the bound")
+        for key, value in row.items():
+            print(f"      {key:<22} {value:,}")
 
 
 if __name__ == "__main__":
