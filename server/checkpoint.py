@@ -51,9 +51,10 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def save(
     directory: Path, strategy: FleetStrategy, server_round: int, theta: np.ndarray,
-    settings: Mapping[str, Any],
+    settings: Mapping[str, Any], extra: Mapping[str, Any] | None = None,
 ) -> Path:  # fmt: skip
-    """Write the checkpoint of ``strategy`` after ``server_round`` with parameters ``theta``."""
+    """Write the checkpoint of ``strategy`` after ``server_round`` with parameters ``theta``
+    (and the caller's JSON-able ``extra`` state, e.g. a learning curve so far)."""
     counters = asdict(strategy.counters)
     counters["rejected_by_device"] = {
         str(k): v for k, v in strategy.counters.rejected_by_device.items()
@@ -66,6 +67,7 @@ def save(
         "counters": counters,
         "quarantine": strategy.quarantine.state(),
         "settings": dict(settings),
+        "extra": dict(extra or {}),
     }
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / FILENAME
@@ -134,6 +136,7 @@ def restore(strategy: FleetStrategy, doc: Mapping[str, Any], settings: Mapping[s
 def checkpoint_hook(
     directory: Path, strategy: FleetStrategy, every: int, settings: Mapping[str, Any],
     on_save: Callable[[int, np.ndarray], None] | None = None,
+    extra: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Callable[[int, np.ndarray], None]:  # fmt: skip
     """An ``on_round_end`` hook that saves every ``every`` rounds and after the last."""
     if int(every) < 1:
@@ -141,7 +144,8 @@ def checkpoint_hook(
 
     def hook(server_round: int, theta: np.ndarray) -> None:
         if server_round % every == 0 or server_round == strategy.num_rounds:
-            save(directory, strategy, server_round, theta, settings)
+            state = None if extra is None else extra()
+            save(directory, strategy, server_round, theta, settings, state)
             if on_save is not None:
                 on_save(server_round, theta)
 
@@ -152,9 +156,11 @@ def prepare(
     strategy: FleetStrategy, directory: Path, *, every: int, resume: bool,
     settings: Mapping[str, Any], initial: np.ndarray,
     on_save: Callable[[int, np.ndarray], None] | None = None,
+    extra: Callable[[], Mapping[str, Any]] | None = None,
 ) -> tuple[np.ndarray, int]:  # fmt: skip
     """Set ``strategy`` up to checkpoint into ``directory`` (and, with ``resume``, to go on
-    from the checkpoint there); return the parameters to start from and the rounds left."""
+    from the checkpoint there); return the parameters to start from and the rounds left.
+    ``extra()`` is saved with each checkpoint (``load(directory)["extra"]``)."""
     found = load(directory)
     start, done = initial, 0
     if resume:
@@ -167,5 +173,5 @@ def prepare(
             f"{directory} already holds a checkpoint (round {found['round']}): pass --resume "
             "to continue it, or another directory"
         )
-    strategy.on_round_end = checkpoint_hook(directory, strategy, every, settings, on_save)
+    strategy.on_round_end = checkpoint_hook(directory, strategy, every, settings, on_save, extra)
     return start, strategy.num_rounds - done

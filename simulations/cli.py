@@ -109,6 +109,22 @@ def register(subparsers: Any) -> None:
         "Mosquitto on a free loopback port and stop it afterwards)",
     )
     size.add_argument("--no-progress", action="store_true", help="no progress bar")
+    size.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        type=Path,
+        help="write atomic checkpoints into DIR (every strategy's theta, round, counters, "
+        "curve so far; finished strategies' rows) so that a killed run can --resume",
+    )
+    size.add_argument(
+        "--checkpoint-every", type=int, default=50, help="rounds between checkpoints (50)"
+    )
+    size.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run checkpointed in --checkpoint DIR (same settings): the report "
+        "equals an uninterrupted run's",
+    )
     duty = p.add_argument_group("devices that sleep (simulated clock; simulations/duty.py)")
     duty.add_argument(
         "--duty-cycle",
@@ -180,13 +196,12 @@ def register(subparsers: Any) -> None:
 
 
 def simulate_command(args: argparse.Namespace) -> int:
+    from tinyfleet.errors import UsageError
     from tinyfleet.simulations.report import write_report
     from tinyfleet.simulations.runner import run, settings_for
     from tinyfleet.simulations.usecase import get_use_case
 
     if args.data_dir is not None and args.transport == "mqtt":
-        from tinyfleet.errors import UsageError
-
         # MQTT device processes build their own streams from the use case's default data.
         raise UsageError("--data-dir works with --transport inproc or simulation, not mqtt")
     use_case = get_use_case(args.use_case, data_dir=args.data_dir)
@@ -227,6 +242,16 @@ def simulate_command(args: argparse.Namespace) -> int:
         eval_devices=args.eval_devices,
     )
     out = args.out if args.out is not None else Path(f"tinyfleet-simulate-{use_case.name}")
+    checkpoint = None
+    if args.checkpoint is not None:
+        from tinyfleet.simulations.resume import SimulateCheckpoint
+
+        if args.tune or args.duty_cycle:
+            raise UsageError("--checkpoint works with a plain simulate run (not --tune, "
+                             "--duty-cycle)")  # fmt: skip
+        checkpoint = SimulateCheckpoint(args.checkpoint, args.checkpoint_every, args.resume)
+    elif args.resume:
+        raise UsageError("--resume needs --checkpoint DIR")
     if args.tune:
         from dataclasses import replace
 
@@ -247,7 +272,9 @@ def simulate_command(args: argparse.Namespace) -> int:
     with tqdm(
         total=total, unit="round", desc=f"simulate {use_case.name}", disable=args.no_progress
     ) as bar:
-        report = run(settings, progress=bar.update, use_case=use_case, jobs=args.jobs)
+        report = run(
+            settings, progress=bar.update, use_case=use_case, jobs=args.jobs, checkpoint=checkpoint
+        )
     paths = write_report(report, out)
     metric = report["metric"]
     for name, row in report["strategies"].items():

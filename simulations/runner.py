@@ -26,8 +26,10 @@ from tinyfleet.device.head import params_sha256
 from tinyfleet.device.learner import online_sgd_ram_bytes, sample_bytes_for
 from tinyfleet.device.rounds import round_ram_bytes
 from tinyfleet.device.wire.contract import RoundPlan
+from tinyfleet.errors import UsageError
 from tinyfleet.server.fewshot import FewShotEvaluator
 from tinyfleet.server.initial import initial_head_vector
+from tinyfleet.server.records import vector_record
 from tinyfleet.server.run import (
     quiet_flower,
     run_in_process,
@@ -38,6 +40,7 @@ from tinyfleet.simulations.clientapp import make_client_app
 from tinyfleet.simulations.comparison import combine_seeds
 from tinyfleet.simulations.fewshot_baselines import constant_guess_baseline
 from tinyfleet.simulations.fleet import Fleet
+from tinyfleet.simulations.resume import SimulateCheckpoint, resumable_evaluate
 from tinyfleet.simulations.settings import (
     ALL_STRATEGIES,
     FEDERATED,
@@ -92,6 +95,7 @@ def run(
     use_case: UseCase | None = None,
     jobs: int = 1,
     run_strategy: RunStrategy | None = None,
+    checkpoint: SimulateCheckpoint | None = None,
 ) -> dict[str, Any]:
     """Run every strategy of ``settings`` for every seed; return the report (see
     docs/algorithms.md and :func:`tinyfleet.simulations.comparison.combine_seeds`).
@@ -100,18 +104,25 @@ def run(
     ``jobs`` > 1 runs the seeds of an in-process run in that many worker processes (the
     numbers do not change: each seed's run is self-contained). ``run_strategy``, when
     given, runs each strategy instead of ``settings.transport`` (e.g. on the Grid a
-    ServerApp gets from ``flwr run``: simulations/flower_app.py).
+    ServerApp gets from ``flwr run``: simulations/flower_app.py). ``checkpoint`` makes the
+    run resumable (:mod:`tinyfleet.simulations.resume`).
     """
     quiet_flower()
     use_case = use_case or get_use_case(settings.use_case)
     seeds = settings.run_seeds
+    if checkpoint is not None:
+        if run_strategy is not None:
+            raise UsageError("checkpoints need tinyfleet's own transports, not run_strategy")
+        checkpoint.begin(settings)
     if jobs > 1 and len(seeds) > 1 and settings.transport == "inproc" and run_strategy is None:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         per_seed = sum(settings.rounds_for(s) for s in settings.strategies if s != "scratch")
         with ProcessPoolExecutor(min(jobs, len(seeds)), mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_seed_worker, replace(settings, seed=s)) for s in seeds]
+            futures = [
+                pool.submit(_seed_worker, replace(settings, seed=s), checkpoint) for s in seeds
+            ]
             reports = []
             for future in futures:
                 reports.append(future.result())
@@ -149,18 +160,21 @@ def run(
                 mqtt_call,
                 progress,
                 run_strategy=run_strategy,
+                checkpoint=checkpoint,
             )
             for seed in seeds
         ]
     return _finish(combine_seeds(reports, settings, use_case), settings, reports)
 
 
-def _seed_worker(settings: SimulationSettings) -> dict[str, Any]:
+def _seed_worker(
+    settings: SimulationSettings, checkpoint: SimulateCheckpoint | None = None
+) -> dict[str, Any]:
     quiet_flower()
     use_case = get_use_case(settings.use_case)
     fleet = Fleet(use_case, use_case.make_backbone())
     app = make_client_app(use_case.head_spec, fleet.stream_for_device(), fleet.macs_per_sample)
-    report = run_seed(settings, use_case, fleet, app)
+    report = run_seed(settings, use_case, fleet, app, checkpoint=checkpoint)
     return {key: report[key] for key in ("seed", "strategies", "constant_guess")}
 
 
@@ -189,6 +203,7 @@ def run_seed(
     progress: Callable[[int], None] | None = None,
     evaluate: Callable[[str, np.ndarray], dict[str, float]] | None = None,
     run_strategy: RunStrategy | None = None,
+    checkpoint: SimulateCheckpoint | None = None,
 ) -> dict[str, Any]:
     """One seed's comparison (``settings.seed``): the per-strategy rows.
 
@@ -227,6 +242,12 @@ def run_seed(
                 "diverged": False,
             }
             continue
+        done = None if checkpoint is None else checkpoint.finished_row(settings.seed, name)
+        if done is not None:  # finished before the run was killed: reuse its row
+            strategies[name] = done
+            if progress is not None:
+                progress(settings.rounds_for(name))
+            continue
         plan = settings.plan_for(name, arena)
         strategy = _make_strategy(name, settings, plan)
         final, learning, diverged = _train(
@@ -238,6 +259,7 @@ def run_seed(
             theta0,
             (client_app, mqtt_call, run_strategy),
             progress,
+            checkpoint,
         )
         curve = evaluator.curve(final)
         counters = strategy.counters
@@ -263,6 +285,8 @@ def run_seed(
         }
         if evaluate is not None:
             strategies[name].update(evaluate(name, final))
+        if checkpoint is not None:
+            checkpoint.save_row(settings.seed, name, strategies[name])
     return {
         "seed": settings.seed,
         "strategies": strategies,
@@ -292,10 +316,40 @@ def _train(
     theta0: np.ndarray,
     transports: tuple[Any, Callable[[Any], Any] | None, RunStrategy | None],
     progress: Callable[[int], None] | None,
+    checkpoint: SimulateCheckpoint | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]], bool]:
     """Run ``strategy``; return the final head, the learning curve and whether it
-    diverged (its last round's replies were all rejected, e.g. NaN updates)."""
+    diverged (its last round's replies were all rejected, e.g. NaN updates). With
+    ``checkpoint``, save it as it goes and continue a killed run of it."""
     rounds = strategy.num_rounds
+    # Round -> the evaluation's metrics, and the accepted replies of the last round: kept
+    # in the checkpoint so that a resumed run reports the same curve.
+    state: dict[str, Any] = {"evaluations": {}, "accepted_last": 0}
+    start, left = theta0, rounds
+    if checkpoint is not None:
+        from tinyfleet.server import checkpoint as server_checkpoint
+
+        unit = checkpoint.unit(settings.seed, strategy.name)
+        resume = checkpoint.resume and checkpoint.has_checkpoint(settings.seed, strategy.name)
+        if resume:
+            saved = server_checkpoint.load(unit)
+            state.update((saved or {}).get("extra", {}))
+        start, left = server_checkpoint.prepare(
+            strategy, unit, every=checkpoint.every, resume=resume,
+            settings={"strategy": strategy.name, "seed": settings.seed}, initial=theta0,
+            extra=lambda: state,
+        )  # fmt: skip
+    offset = strategy.round_offset
+    saving = strategy.on_round_end
+
+    def round_end(server_round: int, theta: np.ndarray) -> None:
+        state["accepted_last"] = strategy.counters.accepted_replies - state.get("accepted", 0)
+        state["accepted"] = strategy.counters.accepted_replies
+        if saving is not None:
+            saving(server_round, theta)
+
+    state["accepted"] = strategy.counters.accepted_replies
+    strategy.on_round_end = round_end
     curve_evaluator = FewShotEvaluator(
         use_case.head_spec,
         episodes[: settings.eval_devices],
@@ -305,42 +359,47 @@ def _train(
     )
 
     def on_round(server_round: int) -> None:
-        if progress is not None and server_round > 0:
+        if progress is not None and server_round > offset:
             progress(1)
 
-    evaluate_fn = curve_evaluator.evaluate_fn(_eval_rounds(rounds, settings.eval_points), on_round)
+    if progress is not None and offset:
+        progress(offset)
+    evaluate_fn = resumable_evaluate(
+        curve_evaluator.evaluate_fn(_eval_rounds(rounds, settings.eval_points), on_round),
+        offset,
+        state["evaluations"],
+    )
     client_app, mqtt_call, run_strategy = transports
-    if run_strategy is not None:
-        final, result = run_strategy(strategy, theta0, rounds, evaluate_fn)
+    final = start
+    if left == 0:  # killed after its last checkpoint: only the last evaluation may be due
+        evaluate_fn(0, vector_record(start))
+    elif run_strategy is not None:
+        final, _ = run_strategy(strategy, start, left, evaluate_fn)
     elif settings.transport == "inproc":
-        final, result = run_in_process(
-            strategy, client_app, settings.devices, theta0, rounds, evaluate_fn
-        )
+        final, _ = run_in_process(strategy, client_app, settings.devices, start, left, evaluate_fn)
     elif mqtt_call is not None:
-        final, result = run_in_process(
+        final, _ = run_in_process(
             strategy,
             mqtt_call,
             settings.devices,
-            theta0,
-            rounds,
+            start,
+            left,
             evaluate_fn,
             max_concurrent=strategy.clients_per_round,
         )
     else:
-        final, result = run_in_simulation_engine(
-            strategy, client_app, settings.devices, theta0, rounds, evaluate_fn
+        final, _ = run_in_simulation_engine(
+            strategy, client_app, settings.devices, start, left, evaluate_fn
         )
     per_round_evals = strategy.clients_per_round * strategy.plan.grad_evals
     learning = [
         {
             "round": int(r),
             "grad_evals": int(r) * per_round_evals,
-            "fewshot": float(m["fewshot"]),  # type: ignore[arg-type]
-            "before_adaptation": float(m["before"]),  # type: ignore[arg-type]
+            "fewshot": float(m["fewshot"]),
+            "before_adaptation": float(m["before"]),
         }
-        for r, m in sorted(result.evaluate_metrics_serverapp.items())
+        for r, m in sorted((int(r), m) for r, m in state["evaluations"].items())
     ]
-    last = result.train_metrics_clientapp.get(rounds)
-    accepted_last = float(last["accepted"]) if last is not None else 0.0  # type: ignore[arg-type]
-    diverged = strategy.counters.rejected_replies > 0 and accepted_last == 0
+    diverged = strategy.counters.rejected_replies > 0 and state["accepted_last"] == 0
     return final, learning, diverged

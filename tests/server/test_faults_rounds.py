@@ -172,7 +172,5 @@ def test_device_killed_for_good_loses_no_round_and_reassignment_is_reproducible(
     call = ReassigningCall(offline_victim, reference, lambda d: d != victim, limit=2)
     expected, _ = run_in_process(reference, call, devices, INITIAL, rounds)
     assert first == expected.tobytes()
-    undisturbed, _ = run_in_process(
-        strategy(devices, rounds), honest, devices, INITIAL, rounds
-    )
+    undisturbed, _ = run_in_process(strategy(devices, rounds), honest, devices, INITIAL, rounds)
     assert first != undisturbed.tobytes()  # the substitutes' data, not the victim's
