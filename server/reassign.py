@@ -14,6 +14,9 @@ task to a substitute, up to ``limit`` times per task:
 * the substitute trains on its own data for that round (a device's data derives from
   ``(seed, device, round)``), and the strategy attributes the reply to it (refusals,
   duplicates, quarantine), never to the absent device;
+* a device whose wait ran out once is not waited for again while it stays offline: its
+  next tasks go to substitutes at once (a device gone for good costs one wait, not one
+  per round it is drawn in); it is waited for again once it is back online;
 * only transport failures are reassigned (device offline past the wait, no reply within
   the timeout); a device's error reply or a refused update is not, so a liar cannot
   shift work onto others.
@@ -25,9 +28,10 @@ is a failed reply, as before.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import ConfigRecord, Error, Message, RecordDict
 
 from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND
 from tinyfleet.errors import UsageError
@@ -73,11 +77,14 @@ class ReassigningCall:
         self.strategy = strategy
         self.available = available
         self.limit = int(limit)
+        self._gone: set[int] = set()  # devices whose wait ran out, not back since
+        self._lock = threading.Lock()
 
     def __call__(self, message: Message) -> Message:
-        reply = self.call(message)
-        tries = 0
         config = dict(message.content.config_records[CONFIG_KEY])
+        device = int(config[KEY_DEVICE_INDEX])  # type: ignore[arg-type]
+        reply = self._relay(message, device)
+        tries = 0
         while tries < self.limit and reply.has_error() and reply.error.code in REASSIGNABLE:
             absent = int(config[KEY_DEVICE_INDEX])  # type: ignore[arg-type]
             substitute = self.strategy.substitute(
@@ -103,9 +110,25 @@ class ReassigningCall:
                 message_type=message.metadata.message_type,
                 group_id=message.metadata.group_id,
             )
-            answer = self.call(moved)
+            answer = self._relay(moved, int(substitute))
             # Reply to the original message: the strategy maps it to the substitute.
             reply = Message(
                 answer.error if answer.has_error() else answer.content, reply_to=message
             )
+        return reply
+
+    def _relay(self, message: Message, device: int) -> Message:
+        """Relay ``message``, or fail it at once if ``device`` is gone (see module doc)."""
+        with self._lock:
+            gone = self.limit > 0 and device in self._gone
+            if gone and self.available(device):
+                self._gone.discard(device)
+                gone = False
+        if gone:
+            error = Error(code=ERROR_CODE_OFFLINE, reason=f"device {device} is still offline")
+            return Message(error, reply_to=message)
+        reply = self.call(message)
+        if reply.has_error() and reply.error.code == ERROR_CODE_OFFLINE:
+            with self._lock:
+                self._gone.add(device)
         return reply

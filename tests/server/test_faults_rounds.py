@@ -158,6 +158,8 @@ def test_device_killed_for_good_loses_no_round_and_reassignment_is_reproducible(
         assert s.counters.rejected_replies == 0
         assert s.counters.reassigned_tasks == len(lost)
     assert counters["drops"] >= 1
+    # One wait for the dead device; its later draws go to substitutes without a wait.
+    assert counters["tasks"] == rounds + 1
 
     # The same rule in process: the victim's tasks fail as "offline" from KILLED_AT on.
     honest = client_app_call(make_client_app(SPEC, stream_for_device))
