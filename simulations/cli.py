@@ -130,8 +130,8 @@ def register(subparsers: Any) -> None:
         "--duty-cycle",
         metavar="PERIOD:WINDOW",
         help="devices wake every PERIOD s for WINDOW s (e.g. 60:6 = 90%% asleep); compares "
-        "sync rounds with async ones (TinyReptile: next device to wake; Reptile/FedAvg: "
-        "buffered, staleness-weighted) and writes OUT/duty_cycle.json instead of the report",
+        "sync rounds with async ones (one device per round: next device to wake; "
+        "several: buffered, staleness-weighted) and writes OUT/duty_cycle.json instead of the report",
     )
     duty.add_argument("--compute-s", type=float, default=1.0, help="seconds a task takes (1)")
     duty.add_argument(

@@ -6,11 +6,17 @@ on the simulated clock of :mod:`tinyfleet.server.async_rounds`:
 
 * **sync**: Flower's own round loop; a round waits until its last device woke and replied
   (TinyReptile: a random device per round, as without duty cycles);
-* **async**: TinyReptile sends each round to the device that wakes next (and runs twice
-  the rounds, still in a fraction of the time); Reptile and FedAvg run FedBuff-style
-  buffered aggregation (``concurrency`` tasks out, aggregate the first ``buffer``
-  replies, staleness-weighted, server step scaled by buffer/concurrency) for the same
-  simulated time as the sync run.
+* **async**: a strategy with one device per round (TinyReptile, TinyMetaFed, and Reptile
+  with its tuned settings) sends each round to the device that wakes next (and runs
+  twice the rounds, still in a fraction of the time); a multi-device strategy (FedAvg)
+  runs FedBuff-style buffered aggregation (``concurrency`` tasks out, aggregate the
+  first ``buffer`` replies, staleness-weighted, server step scaled by
+  buffer/concurrency) for the same simulated time as the sync run.
+
+Each strategy runs with its own settings (``settings.for_strategy``: the saved tuned
+ones unless told otherwise), exactly as ``simulate`` runs it: round plan, devices per
+round, rounds at equal compute and few-shot adaptation lr. Sync and async of one strategy
+therefore differ only in scheduling.
 
 Reported per strategy and mode: simulated wall time, final few-shot metric on the
 held-out devices, and the simulated time until the few-shot metric first reaches the
@@ -75,25 +81,20 @@ def run_duty_cycle(
     episodes = fleet.heldout_episodes(
         settings.seed, settings.eval_devices, settings.shots, settings.query_size
     )
-    evaluator = FewShotEvaluator(
-        spec, episodes, settings.adapt_steps, settings.adapt_lr, use_case.metric
-    )
     lower_is_better = use_case.metric == "mse"
     theta0 = initial_head(use_case, settings.seed)
     app = make_client_app(spec, fleet.stream_for_device(), fleet.macs_per_sample)
-    k = buffer_size or settings.per_round_clients
-    conc = concurrency or min(settings.devices, 3 * k)
 
-    def fewshot(theta: np.ndarray) -> float:
-        return float(evaluator.curve(theta)[-1])
+    def fewshot_for(name: str) -> Any:
+        own = settings.for_strategy(name)
+        evaluator = FewShotEvaluator(spec, episodes, own.adapt_steps, own.adapt_lr, use_case.metric)
+        return lambda theta: float(evaluator.curve(theta)[-1])
 
     out: dict[str, Any] = {
         "period_s": period,
         "window_s": window,
         "compute_s": compute_s,
         "asleep_fraction": duty.asleep_fraction,
-        "buffer_size": k,
-        "concurrency": conc,
         "heldout_devices": len(episodes),
         "metric": use_case.metric,
         "strategies": {},
@@ -101,23 +102,30 @@ def run_duty_cycle(
     for name in settings.strategies:
         if name == "scratch":
             continue
-        base = settings.online_plan if name == "tinyreptile" else settings.batch_plan
-        plan = replace(base, arena_bytes=fleet.arena_bytes)
+        # The strategy's own plan (tuned settings included), as ``simulate`` runs it.
+        plan = settings.plan_for(name, fleet.arena_bytes)
+        fewshot = fewshot_for(name)
         sync = _run_sync(name, settings, plan, duty, app, theta0, fewshot, None)
         target = sync["fewshot"]
-        if name == "tinyreptile":
-            # Rounds are short when each goes to the next device to wake: spend twice the
-            # device rounds and still far less time (device_rounds says what it cost).
+        if settings.devices_per_round(name) == 1:
+            # One device per round: nothing to buffer, so the round goes to the device that
+            # wakes next. Rounds are short then: spend twice the device rounds and still
+            # far less time (device_rounds says what it cost).
             more = replace(settings, rounds=ASYNC_ROUNDS_FACTOR * settings.rounds)
+            if settings.baseline_rounds is not None:
+                more = replace(more, baseline_rounds=ASYNC_ROUNDS_FACTOR * more.baseline_rounds)
             fast = _run_sync(name, more, plan, duty, app, theta0, fewshot, "next-to-wake")
         else:
             strategy = _make_strategy(name, settings, plan)
+            # Buffer the strategy's own devices per round unless told otherwise.
+            k = buffer_size or strategy.clients_per_round
+            conc = max(k, concurrency or min(settings.devices, 3 * k))
             # The same simulated wall time as the sync run: count the aggregations that
             # fit (timing only), anneal beta over them, then run for real.
             common: dict[str, Any] = {
                 "seed": settings.seed,
                 "buffer_size": k,
-                "concurrency": max(conc, k),
+                "concurrency": conc,
                 "until_s": sync["sim_time_s"],
             }
             fit = run_buffered(None, plan, duty, theta0, aggregations=10**9, **common)
@@ -129,7 +137,7 @@ def run_duty_cycle(
                 aggregations=max(1, fit.aggregations),
                 # K of C tasks out per aggregation: FedBuff's server step K/C keeps the
                 # overlapping (stale) updates from adding up (beta 1 diverged here).
-                beta0=(strategy.beta0 if name != "fedavg" else 1.0) * k / max(conc, k),
+                beta0=(strategy.beta0 if name != "fedavg" else 1.0) * k / conc,
                 anneal=name != "fedavg",
                 evaluate=fewshot,
                 eval_every=max(1, fit.aggregations // (2 * settings.eval_points)),
@@ -137,6 +145,8 @@ def run_duty_cycle(
             )
             fast = {
                 "mode": "buffered",
+                "buffer_size": k,
+                "concurrency": conc,
                 "sim_time_s": round(result.sim_time_s, 1),
                 "fewshot": result.curve[-1]["fewshot"],
                 "device_rounds": result.replies,
