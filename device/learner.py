@@ -39,6 +39,20 @@ support set::
   decides whether an accumulator is needed at all (batch 1 + SGD updates in place and
   is costed by :func:`online_sgd_ram_bytes` plus the stored set).
 
+:func:`link_buffer_bytes` -- the message buffers of a round, counted alike for every
+strategy from the encoded task and reply (what the firmware's device loop,
+``firmware/apps/tinyfleet_device.c``, holds: it decodes and encodes WHOLE messages, it
+does not stream)::
+
+    receive       1 + task_bytes + 2                   (frame kind + task + CRC-16, the
+                                                        frame decoded in place: g_rx)
+    reply         1 + reply_bytes                      (kind + encoded reply: g_msg)
+    reply frame   COBS(1 + reply_bytes + 2) + 0x00     (g_frame, the bytes on the line)
+
+  A dense float32 reply therefore costs about twice its size in RAM; a small compressed
+  reply (TinyMetaFed's Top-P% int8 update) almost nothing. A device that streamed its
+  messages would need none of this (not built).
+
 :func:`sample_bytes_for` gives ``sample_bytes`` for a raw sample: float32 values of the
 input plus the target (an int32 label for classification, float32 outputs for
 regression).
@@ -80,6 +94,24 @@ def online_sgd_ram_bytes(spec: HeadSpec, sample_bytes: int, arena_bytes: int = 0
         + int(sample_bytes)
         + int(arena_bytes)
     )
+
+
+def cobs_frame_bytes(payload_bytes: int) -> int:
+    """Bytes of the serial frame of a ``payload_bytes`` payload: COBS over payload + CRC-16,
+    plus the 0x00 delimiter (``tinyfleet_frame_max_encoded`` in the firmware)."""
+    body = int(payload_bytes) + 2
+    return body + body // 254 + 2
+
+
+def link_buffer_bytes(task_bytes: int, reply_bytes: int) -> int:
+    """RAM of a round's message buffers: the whole task received, the reply and its frame
+    (see the module docstring). 0 for a device that neither receives nor sends."""
+    if task_bytes < 0 or reply_bytes < 0:
+        raise UsageError("task_bytes and reply_bytes must be >= 0")
+    if task_bytes == 0 and reply_bytes == 0:
+        return 0
+    receive = 1 + int(task_bytes) + 2
+    return receive + 1 + int(reply_bytes) + cobs_frame_bytes(1 + int(reply_bytes))
 
 
 def minibatch_sgd_ram_bytes(

@@ -15,7 +15,9 @@ see :mod:`tinyfleet.device.learner`); a batch plan with ``batch_size == 1`` and 
 costed the same way plus its stored set; larger minibatches accumulate per-sample
 gradients one sample at a time (a gradient buffer, not a minibatch of activations).
 A plan that uploads the update ``phi - theta`` (TinyMetaFed) also keeps theta's shared
-entries (float32) beside phi.
+entries (float32) beside phi. Given the round's encoded task and reply sizes, the
+message buffers (:func:`~tinyfleet.device.learner.link_buffer_bytes`: the whole task
+received, the reply and its serial frame) are added, alike for every strategy.
 
 Reply: :func:`run_reply_round` = the round, then :func:`upload_array` (phi, or the Top-P%
 / int8 update) and the encoded message sizes as ``bytes-down`` / ``bytes-up``.
@@ -31,6 +33,7 @@ import numpy as np
 
 from tinyfleet.device.head import HeadSpec, MLPHead, unflatten
 from tinyfleet.device.learner import (
+    link_buffer_bytes,
     minibatch_sgd_ram_bytes,
     online_sgd_ram_bytes,
     sample_bytes_for,
@@ -43,6 +46,7 @@ from tinyfleet.device.wire.contract import (
     KEY_SEED,
     METRIC_BYTES_DOWN,
     METRIC_BYTES_UP,
+    METRIC_RAM_BYTES,
     RoundPlan,
     RoundStats,
 )
@@ -82,8 +86,13 @@ Trainer = Callable[
 ]
 
 
-def round_ram_bytes(spec: HeadSpec, plan: RoundPlan) -> int:
-    """Peak RAM a device needs for ``plan`` (see the module docstring)."""
+def round_ram_bytes(
+    spec: HeadSpec, plan: RoundPlan, task_bytes: int = 0, reply_bytes: int = 0
+) -> int:
+    """Peak RAM a device needs for ``plan`` (see the module docstring); with the encoded
+    task and reply sizes, their message buffers included."""
+    if task_bytes or reply_bytes:
+        return round_ram_bytes(spec, plan) + link_buffer_bytes(task_bytes, reply_bytes)
     sample = sample_bytes_for(spec)
     if plan.upload == "delta":
         # The update phi - theta needs theta's shared entries kept beside phi.
@@ -291,6 +300,10 @@ def run_reply_round(
     server_round = int(metrics[KEY_ROUND])
     metrics[METRIC_BYTES_UP] = encoded_bytes(
         MessageType.REPLY, server_round, device_id, metrics, [array]
+    )
+    # The message buffers join the RAM figure (an int either way: the size is unchanged).
+    metrics[METRIC_RAM_BYTES] = round_ram_bytes(
+        spec, plan, int(task_bytes), int(metrics[METRIC_BYTES_UP])
     )
     return array, metrics
 

@@ -198,10 +198,9 @@ class FirmwareTrainer:
         ) -> tuple[np.ndarray, float]:
             if plan.algorithm != "online":
                 raise UsageError("the firmware runs online (TinyReptile) rounds only")
-            if plan.recon_steps:
-                # TinyMetaFed's upload (Top-P% int8 update, local layers left out) is made
-                # by the round function on this host; local-only steps are not in the C head.
-                raise UsageError("the firmware has no local-reconstruction steps (recon-steps)")
+            # TinyMetaFed: the C head runs the local-only steps (recon-steps); the upload
+            # (Top-P% int8 update, local layers left out) is made from its phi by the
+            # round function on this host.
             self.link.send(b"T", _task_bytes(task))
             for _ in range(plan.k):
                 x, y = stream.sample(1, rng)

@@ -6,7 +6,8 @@ seed into ``report.json``'s content. Per strategy:
 * quality: ``fewshot_mean``, ``fewshot_std`` (sample std over seeds, 0 for one seed),
   ``fewshot_per_seed``; ``fewshot`` = the mean; learning and adaptation curves are means
   over seeds with a ``*_std`` beside them;
-* costs (the same for every seed): ``devices_per_round``, ``device_ram_bytes``,
+* costs (the same for every seed): ``devices_per_round``, ``device_ram_bytes`` (learning
+  + message buffers; ``device_ram_link_bytes`` is the latter part),
   ``device_grad_evals_per_round``, ``device_macs_per_round``, ``bytes_up_per_device_round``
   and ``bytes_down_per_device_round`` (the encoded wire messages, see
   :func:`tinyfleet.device.rounds.run_reply_round`), ``grad_evals_total``;
@@ -187,9 +188,15 @@ def compare(strategies: Mapping[str, Mapping[str, Any]], metric: str) -> dict[st
                 tmf["bytes_up_per_device_round"] / strategies["fedavg"]["bytes_up_per_device_round"]
             )
         if "tinyreptile" in strategies:
+            tiny = strategies["tinyreptile"]
             out["tinymetafed_ram_ratio_vs_tinyreptile"] = (
-                tmf["device_ram_bytes"] / strategies["tinyreptile"]["device_ram_bytes"]
+                tmf["device_ram_bytes"] / tiny["device_ram_bytes"]
             )
+            # The same without the message buffers: what it would be if both devices
+            # streamed their messages (theta's copy is then TinyMetaFed's extra).
+            out["tinymetafed_ram_ratio_vs_tinyreptile_without_link_buffers"] = (
+                tmf["device_ram_bytes"] - tmf.get("device_ram_link_bytes", 0)
+            ) / (tiny["device_ram_bytes"] - tiny.get("device_ram_link_bytes", 0))
     if "tinyreptile" in strategies and "reptile" in strategies:
         tiny, reptile = strategies["tinyreptile"], strategies["reptile"]
         out["tinyreptile_ram_ratio_vs_reptile"] = (

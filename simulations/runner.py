@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tinyfleet.device.head import params_sha256
-from tinyfleet.device.learner import online_sgd_ram_bytes, sample_bytes_for
+from tinyfleet.device.learner import link_buffer_bytes, online_sgd_ram_bytes, sample_bytes_for
 from tinyfleet.device.rounds import round_ram_bytes
 from tinyfleet.device.wire.contract import RoundPlan
 from tinyfleet.errors import UsageError
@@ -234,6 +234,7 @@ def run_seed(
                 "device_ram_bytes": online_sgd_ram_bytes(
                     spec, kept * sample_bytes_for(spec), arena
                 ),
+                "device_ram_link_bytes": 0,
                 "device_grad_evals_per_round": 0,
                 "grad_evals_total": 0,
                 "bytes_up_per_device_round": 0,
@@ -265,18 +266,23 @@ def run_seed(
         counters = strategy.counters
         replies = max(counters.accepted_replies, 1)
         down = counters.bytes_down_reported_total or counters.bytes_down_total
+        up = counters.bytes_up_total // replies
+        # RAM alike for every strategy: learning + the round's message buffers (the whole
+        # task received, the reply and its frame), at the measured per-device-round sizes.
+        link = link_buffer_bytes(down // replies, up) if counters.accepted_replies else 0
         strategies[name] = _row(curve, learning, final, started) | {
             "rounds": strategy.num_rounds,
             "devices_per_round": strategy.clients_per_round,
             "plan": asdict(plan),
             "beta0": strategy.beta0 if name != "fedavg" else None,
             "adapt_lr": own.adapt_lr,
-            "device_ram_bytes": round_ram_bytes(spec, plan),
+            "device_ram_bytes": round_ram_bytes(spec, plan) + link,
+            "device_ram_link_bytes": link,
             "device_grad_evals_per_round": plan.grad_evals,
             "device_macs_per_round": plan.grad_evals * spec.macs_sgd_step
             + plan.num_examples * fleet.macs_per_sample,
             "grad_evals_total": counters.grad_evals_total,
-            "bytes_up_per_device_round": counters.bytes_up_total // replies,
+            "bytes_up_per_device_round": up,
             "bytes_down_per_device_round": down // replies,
             "rejected_replies": counters.rejected_replies,
             "max_update_ratio": counters.max_update_ratio,

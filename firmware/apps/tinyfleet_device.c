@@ -30,6 +30,8 @@ static int8_t g_emb[TINYFLEET_MODEL_OUTPUT_SIZE];
 typedef struct {
     int training;
     uint32_t k, remaining;
+    uint32_t recon_steps;  /* TinyMetaFed: the first samples train only the local layers */
+    int32_t local_layers;
     float lr;
     double loss_sum;
     uint32_t round, msg_id;
@@ -119,7 +121,7 @@ static tinyfleet_status on_task(const tinyfleet_port *port, const uint8_t *data,
     if (task.type != TINYFLEET_MSG_TRAIN || task.n_arrays != 1) {
         return refuse(port, "expected a TRAIN task with one parameter array");
     }
-    int64_t k = -1;
+    int64_t k = -1, recon = 0, local = 0;
     double lr = -1.0;
     for (uint8_t i = 0; i < task.n_fields; ++i) {
         const tinyfleet_wire_field *f = &task.fields[i];
@@ -127,6 +129,10 @@ static tinyfleet_status on_task(const tinyfleet_port *port, const uint8_t *data,
             k = tinyfleet_wire_field_int64(f);
         } else if (key_is(f, "inner-lr") && f->type == TINYFLEET_FIELD_FLOAT64) {
             lr = tinyfleet_wire_field_float64(f);
+        } else if (key_is(f, "recon-steps") && f->type == TINYFLEET_FIELD_INT64) {
+            recon = tinyfleet_wire_field_int64(f);
+        } else if (key_is(f, "local-layers") && f->type == TINYFLEET_FIELD_INT64) {
+            local = tinyfleet_wire_field_int64(f);
         } else if (key_is(f, "algorithm") &&
                    !(f->type == TINYFLEET_FIELD_STRING && f->value_len == 6 &&
                      memcmp(f->value, "online", 6) == 0)) {
@@ -135,6 +141,9 @@ static tinyfleet_status on_task(const tinyfleet_port *port, const uint8_t *data,
     }
     if (k < 0 || k > 1000000 || !(lr >= 0.0)) {
         return refuse(port, "task lacks k or inner-lr");
+    }
+    if (recon < 0 || recon > k || (recon > 0 && (local < 1 || local >= TINYFLEET_DEVICE_HEAD_LAYERS))) {
+        return refuse(port, "recon-steps needs 1 <= local-layers < layers and <= k");
     }
     const tinyfleet_wire_array *theta = &task.arrays[0];
     if (theta->size != TINYFLEET_DEVICE_HEAD_PARAMS ||
@@ -145,6 +154,8 @@ static tinyfleet_status on_task(const tinyfleet_port *port, const uint8_t *data,
     g_round.k = (uint32_t)k;
     g_round.remaining = (uint32_t)k;
     g_round.lr = (float)lr;
+    g_round.recon_steps = (uint32_t)recon;
+    g_round.local_layers = (int32_t)local;
     g_round.loss_sum = 0.0;
     g_round.round = task.round;
     g_round.msg_id = task.msg_id;
@@ -202,7 +213,10 @@ static tinyfleet_status on_sample(const tinyfleet_port *port, const uint8_t *dat
         memcpy(&label, data + x_bytes, 4);
     }
     float loss = 0.0f;
-    tinyfleet_status st = tinyfleet_head_sgd_step(&g_head, g_x, g_y, label, g_round.lr, &loss);
+    const uint32_t step = g_round.k - g_round.remaining;
+    const int32_t train_layers = step < g_round.recon_steps ? g_round.local_layers : TINYFLEET_DEVICE_HEAD_LAYERS;
+    tinyfleet_status st =
+        tinyfleet_head_sgd_step_top(&g_head, g_x, g_y, label, g_round.lr, train_layers, &loss);
     if (st != TINYFLEET_OK) {
         return refuse(port, tinyfleet_status_name(st));
     }

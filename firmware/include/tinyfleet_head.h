@@ -54,6 +54,12 @@ tinyfleet_status tinyfleet_head_forward(const tinyfleet_head *head, const float 
 tinyfleet_status tinyfleet_head_sgd_step(tinyfleet_head *head, const float *x, const float *target, int32_t label,
                            float lr, float *loss_out);
 
+/* The same step on the top `train_layers` weight layers only (1..n_layers); the layers
+ * below keep their weights (TinyMetaFed's local reconstruction steps). With
+ * train_layers == n_layers it is tinyfleet_head_sgd_step. */
+tinyfleet_status tinyfleet_head_sgd_step_top(tinyfleet_head *head, const float *x, const float *target,
+                                             int32_t label, float lr, int32_t train_layers, float *loss_out);
+
 #ifdef __cplusplus
 }
 #endif

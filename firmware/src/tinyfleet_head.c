@@ -156,10 +156,22 @@ static float tinyfleet_head_output_delta(const tinyfleet_head *head, const float
 tinyfleet_status tinyfleet_head_sgd_step(tinyfleet_head *head, const float *x, const float *target, int32_t label,
                            float lr, float *loss_out)
 {
+    return tinyfleet_head_sgd_step_top(head, x, target, label, lr, head ? head->n_layers : 0, loss_out);
+}
+
+tinyfleet_status tinyfleet_head_sgd_step_top(tinyfleet_head *head, const float *x, const float *target,
+                                             int32_t label, float lr, int32_t train_layers, float *loss_out)
+{
     if (!head || !x || !head->params || !head->scratch) {
         return TINYFLEET_ERR_NULL;
     }
     const int32_t n_layers = head->n_layers;
+    if (train_layers < 1 || train_layers > n_layers) {
+        return TINYFLEET_ERR_RANGE;
+    }
+    /* Layers below `lowest` are frozen: the walk down stops there, so a local-only step
+     * costs only the top layers' backward pass. */
+    const int32_t lowest = n_layers - train_layers;
     const int32_t n_out = head->sizes[n_layers];
     if (head->loss == TINYFLEET_LOSS_MSE && !target) {
         return TINYFLEET_ERR_NULL;
@@ -180,14 +192,14 @@ tinyfleet_status tinyfleet_head_sgd_step(tinyfleet_head *head, const float *x, c
 
     /* Offsets of each layer's W in params, walking down from the top. */
     int32_t offset = tinyfleet_head_num_params(n_layers, head->sizes);
-    for (int32_t layer = n_layers - 1; layer >= 0; --layer) {
+    for (int32_t layer = n_layers - 1; layer >= lowest; --layer) {
         const int32_t fan_in = head->sizes[layer];
         const int32_t fan_out = head->sizes[layer + 1];
         offset -= fan_in * fan_out + fan_out;
         float *w = head->params + offset;
         float *b = w + fan_in * fan_out;
         const float *h_in = layer == 0 ? x : tinyfleet_head_acts(head, layer);
-        if (layer > 0) {
+        if (layer > lowest) {
             /* delta_below = (delta @ W^T) * act'(h_in), with the weights before the step. */
             for (int32_t i = 0; i < fan_in; ++i) {
                 float s = 0.0f;

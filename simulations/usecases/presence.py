@@ -120,9 +120,10 @@ class PresenceTask:
 
 
 def simulated_room_task(rng: np.random.Generator, split: str) -> PresenceTask:
-    """A new simulated room (train and held-out rooms come from the same building)."""
-    if split not in ("train", "heldout"):
-        raise UsageError(f"unknown split {split!r}; expected 'train' or 'heldout'")
+    """A new simulated room (train, validation and held-out rooms come from the same
+    building; ``rng`` differs per split, see ``device_task_rng``)."""
+    if split not in ("train", "heldout", "validation"):
+        raise UsageError(f"unknown split {split!r}; expected 'train', 'heldout' or 'validation'")
     room = sample_room(rng)
     return PresenceTask.from_trace(simulate_room(room, DAYS, rng, name=f"{room.kind}"))
 

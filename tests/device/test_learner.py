@@ -9,6 +9,8 @@ from tinyfleet.device.backbone import Int8Backbone
 from tinyfleet.device.head import HeadSpec, MLPHead
 from tinyfleet.device.learner import (
     OnlineLearner,
+    cobs_frame_bytes,
+    link_buffer_bytes,
     minibatch_sgd_ram_bytes,
     online_sgd_ram_bytes,
     sample_bytes_for,
@@ -69,6 +71,17 @@ def test_ram_formulas_by_hand() -> None:
         minibatch_sgd_ram_bytes(spec, 0, 50, 260)
     with pytest.raises(UsageError):
         minibatch_sgd_ram_bytes(spec, 1, 50, 260, optimizer="rmsprop")
+
+
+def test_link_buffers_by_hand() -> None:
+    # Receive: kind + task + CRC-16; reply: kind + reply; frame: COBS(kind + reply + CRC)
+    # with one code byte per 254 plus the leading code byte and the 0x00 delimiter.
+    assert cobs_frame_bytes(7313) == 7315 + 7315 // 254 + 2 == 7345
+    assert link_buffer_bytes(7320, 7312) == (1 + 7320 + 2) + (1 + 7312) + 7345
+    assert link_buffer_bytes(7420, 712) == 7423 + 713 + (715 + 2 + 2)
+    assert link_buffer_bytes(0, 0) == 0  # a device that never talks (scratch)
+    with pytest.raises(UsageError):
+        link_buffer_bytes(-1, 10)
 
 
 def test_bad_learner_arguments() -> None:

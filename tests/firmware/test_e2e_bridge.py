@@ -1,5 +1,6 @@
 """End to end: firmware devices (host build, and QEMU's Cortex-M4F) behind the serial
-bridge take part in TinyReptile rounds over a real Mosquitto beside Python devices."""
+bridge take part in TinyReptile and TinyMetaFed rounds over a real Mosquitto beside
+Python devices."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ from tinyfleet.simulations.seeding import device_task_rng
 SEED, DEVICES, ROUNDS = 7, 3, 10
 FIRMWARE_INDEX = 1
 PLAN = RoundPlan("online", inner_lr=0.02, k=5)
+# TinyMetaFed: 2 local-only (reconstruction) steps on the C head, then 3 full steps; the
+# Top-25% int8 update of the shared layers travels compressed over MQTT.
+TMF_PLAN = RoundPlan(
+    "online", 0.02, k=5, upload="delta", top_p=0.25, upload_int8=True, local_layers=1,
+    recon_steps=2,
+)  # fmt: skip
 
 
 def _use_case() -> Any:
@@ -53,10 +60,11 @@ def device_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _federated_run(
-    link: FramedLink, spec: HeadSpec
+    link: FramedLink, spec: HeadSpec, plan: RoundPlan = PLAN
 ) -> tuple[np.ndarray, np.ndarray, FirmwareTrainer]:
     from tinyfleet.server.run import run_in_process
     from tinyfleet.server.strategies import TinyReptile
+    from tinyfleet.server.tinymetafed import TinyMetaFed
     from tinyfleet.simulations.clientapp import make_client_app
     from tinyfleet.simulations.mqtt_fleet import run_mqtt_fleet
 
@@ -70,7 +78,8 @@ def _federated_run(
         return on_firmware if index == FIRMWARE_INDEX else handler
 
     def strategy() -> TinyReptile:
-        return TinyReptile(PLAN, num_devices=DEVICES, seed=SEED, num_rounds=ROUNDS)
+        kind = TinyMetaFed if plan.upload == "delta" else TinyReptile
+        return kind(plan, num_devices=DEVICES, seed=SEED, num_rounds=ROUNDS)
 
     with run_mqtt_fleet(spec, _stream, DEVICES, wrap_handler=wrap, fleet="fw-e2e") as fleet:
         got, _ = run_in_process(strategy(), fleet.client_call, DEVICES, initial, ROUNDS)
@@ -80,12 +89,14 @@ def _federated_run(
     return got, expected, firmware
 
 
-def _check(got: np.ndarray, expected: np.ndarray, firmware: FirmwareTrainer) -> None:
+def _check(
+    got: np.ndarray, expected: np.ndarray, firmware: FirmwareTrainer, plan: RoundPlan = PLAN
+) -> None:
     spec = _use_case().head_spec
     assert firmware.history, "the firmware device was never picked"
     for server_round, index, theta, phi in firmware.history:
         reference, _ = run_local_round(
-            theta, spec, _stream(SEED, index), PLAN, round_rng(SEED, index, server_round)
+            theta, spec, _stream(SEED, index), plan, round_rng(SEED, index, server_round)
         )
         scale = float(np.max(np.abs(reference)))
         assert float(np.max(np.abs(phi - reference))) <= 1e-5 * scale
@@ -115,6 +126,71 @@ def test_host_firmware_device_in_federated_run(device_builds: dict[str, Path]) -
 def test_qemu_firmware_device_in_federated_run(device_builds: dict[str, Path]) -> None:
     for link in _links(device_builds, "qemu"):
         _check(*_federated_run(link, _use_case().head_spec))
+
+
+@pytest.mark.firmware
+@pytest.mark.mqtt
+def test_host_firmware_runs_tinymetafed_rounds(device_builds: dict[str, Path]) -> None:
+    for link in _links(device_builds, "host"):
+        _check(*_federated_run(link, _use_case().head_spec, TMF_PLAN), TMF_PLAN)
+
+
+@pytest.mark.qemu
+@pytest.mark.mqtt
+def test_qemu_firmware_runs_tinymetafed_rounds(device_builds: dict[str, Path]) -> None:
+    for link in _links(device_builds, "qemu"):
+        _check(*_federated_run(link, _use_case().head_spec, TMF_PLAN), TMF_PLAN)
+
+
+@pytest.mark.firmware
+def test_firmware_local_only_steps_leave_the_shared_layers_alone(
+    device_builds: dict[str, Path],
+) -> None:
+    """recon-steps = k: only the output layer learns, the layers below stay bit-exact."""
+    from tinyfleet.device import wire
+    from tinyfleet.device.rounds import local_param_count
+    from tinyfleet.device.wire import MessageType
+
+    if "host" not in device_builds:
+        pytest.skip("host toolchain absent")
+    spec = _use_case().head_spec
+    theta = flatten(init_params(spec, np.random.default_rng(0)))
+    shared = spec.num_params - local_param_count(spec, 1)
+    plan = RoundPlan("online", 0.1, k=3, upload="delta", local_layers=1, recon_steps=3)
+    samples = [np.array([0.5 * i - 1.0, np.sin(0.5 * i)], dtype="<f4") for i in range(3)]
+    with host_device(device_builds["host"]) as link:
+        fields = {"k": 3, "inner-lr": 0.1, **plan.to_config()}
+        task = wire.encode_message(
+            MessageType.TRAIN, round=1, msg_id=5, device_id="fw-0001", fields=fields,
+            arrays=[wire.float32_array("theta", theta)],
+        )  # fmt: skip
+        link.send(b"T", task)
+        for sample in samples:
+            link.send(b"S", sample.tobytes())
+        kind, body = link.recv()
+        assert kind == b"R", body
+        phi = wire.decode_message(body).arrays[0].to_float32()
+        # bad reconstruction settings are refused, not run
+        bad = {**fields, "recon-steps": 4}
+        link.send(b"T", wire.encode_message(
+            MessageType.TRAIN, round=2, msg_id=6, device_id="fw-0001", fields=bad,
+            arrays=[wire.float32_array("theta", theta)],
+        ))  # fmt: skip
+        kind, body = link.recv()
+        assert kind == b"E" and b"recon-steps" in body
+    assert phi[:shared].tobytes() == theta[:shared].tobytes()
+    assert not np.array_equal(phi[shared:], theta[shared:])
+
+    class _Fixed:
+        def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+            s = samples[self.i]
+            self.i += 1
+            return s[None, :1], s[None, 1:]
+
+        i = 0
+
+    reference, _ = run_local_round(theta, spec, _Fixed(), plan, np.random.default_rng(0))
+    assert float(np.max(np.abs(phi - reference))) <= 1e-5 * float(np.max(np.abs(reference)))
 
 
 @pytest.mark.firmware

@@ -21,6 +21,20 @@ def test_frame_roundtrip_and_no_inner_zeros(payload: bytes) -> None:
     assert len(frame) <= len(payload) + 2 + (len(payload) + 2) // 254 + 2
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000))
+def test_frame_size_bound_is_what_the_ram_model_counts(payload: bytes) -> None:
+    """The device's reply frame buffer (``cobs_frame_bytes``, = the firmware's
+    ``tinyfleet_frame_max_encoded``) holds every frame; all-0xFF payloads fill it."""
+    from tinyfleet.device.learner import cobs_frame_bytes
+
+    assert len(encode_frame(payload)) <= cobs_frame_bytes(len(payload))
+    full = b"\xff" * len(payload)
+    assert len(encode_frame(full)) <= cobs_frame_bytes(len(full))
+    if len(full) % 254 < 250:  # away from a block boundary the bound is exact
+        assert len(encode_frame(full)) >= cobs_frame_bytes(len(full)) - 1
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(min_size=1, max_size=200), st.data())
 def test_single_byte_corruption_is_detected(payload: bytes, data: st.DataObject) -> None:

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from tinyfleet.device.head import flatten, init_params
-from tinyfleet.device.rounds import local_param_count, round_ram_bytes, upload_array
+from tinyfleet.device.learner import link_buffer_bytes
+from tinyfleet.device.rounds import (
+    local_param_count,
+    round_ram_bytes,
+    run_reply_round,
+    upload_array,
+)
 from tinyfleet.device.wire import DType, decode_message
 from tinyfleet.device.wire.contract import (
     KEY_LOCAL_LAYERS,
@@ -70,6 +76,27 @@ def test_upload_is_a_sparse_int8_update_without_the_local_layers() -> None:
     # Keeping theta for the update costs its shared entries on top of TinyReptile's RAM.
     online = round_ram_bytes(SPEC, RoundPlan("online", 0.02, k=5))
     assert round_ram_bytes(SPEC, PLAN) == online + 4 * (theta.size - local)
+
+
+def test_device_ram_counts_the_message_buffers_alike() -> None:
+    """The reported ram-bytes = learning + the whole task received + the reply and its
+    frame. TinyMetaFed keeps theta (more learning RAM) but its reply is a tenth of the size,
+    so with the buffers it needs LESS than TinyReptile; without them, more."""
+    theta = _initial()
+    rows = {}
+    for name, plan in (("tiny", RoundPlan("online", 0.02, k=5)), ("tmf", PLAN)):
+        config = {"round": 3, "device-index": 1, "seed": SEED, **plan.to_config()}
+        task_bytes = 7000 + len(config)  # any size: the device reports what it received
+        _, metrics = run_reply_round(
+            theta, config, SPEC, _stream_for_device, array_name="0", device_id="sim-0001",
+            task_bytes=task_bytes,
+        )  # fmt: skip
+        learning = round_ram_bytes(SPEC, plan)
+        link = link_buffer_bytes(task_bytes, metrics["bytes-up"])
+        assert metrics["ram-bytes"] == learning + link
+        rows[name] = (metrics["ram-bytes"], learning)
+    assert rows["tmf"][0] < rows["tiny"][0]
+    assert rows["tmf"][1] > rows["tiny"][1]
 
 
 def test_local_layers_never_change_and_bytes_up_is_a_tenth_of_fedavg() -> None:
