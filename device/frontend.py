@@ -143,3 +143,33 @@ class MfccFrontend:
         for i, clip in enumerate(clips):
             out[i] = self.features(clip)
         return out
+
+
+def card_entry() -> dict[str, object]:
+    """The ``frontend`` entry of a model card whose input is 1 s of raw audio: firmware
+    built from such a card computes these features itself (``firmware build``), and the
+    serial bridge sends it raw windows instead of features."""
+    return {
+        "kind": "mfcc-q15",
+        "library": "cmsis-dsp 1.10.3",
+        "sample_rate_hz": SAMPLE_RATE,
+        "window_samples": CLIP_SAMPLES,
+        "frame_samples": FFT_LEN,
+        "hop_samples": HOP,
+        "mel_filters": NUM_MEL,
+        "coefficients": NUM_MFCC,
+        "output_q": MFCC_Q,
+    }
+
+
+def card_takes_audio(card: object) -> bool:
+    """Whether a model card's input is raw audio through this front end: its
+    ``frontend`` entry, or (cards exported before it existed) a microphone model whose
+    input is the front end's ``(1, 49, 10, 1)`` MFCCs."""
+    if not isinstance(card, dict):
+        return False
+    entry = card.get("frontend")
+    if isinstance(entry, dict):
+        return entry.get("kind") == "mfcc-q15"
+    shape = (card.get("input") or {}).get("shape") if isinstance(card.get("input"), dict) else None
+    return card.get("sensor") == "microphone" and shape == [1, *FEATURE_SHAPE]

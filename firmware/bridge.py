@@ -3,8 +3,9 @@
 A board (or QEMU's UART on a TCP port, or the host build behind a pipe) speaks COBS+CRC
 frames (``tinyfleet_device.h``): the bridge forwards each TRAIN task as the same wire bytes the
 broker carried (``'T'`` frame), then feeds the device its ``k`` samples one at a time
-(``'S'`` frames: the bridge is the board's sensor here, drawing exactly the samples a
-Python device would draw, from the same seeded stream), and turns the firmware's
+(``'S'`` frames, or ``'A'`` frames of raw audio for firmware with the keyword front end:
+the bridge is the board's sensor here, drawing exactly the samples a Python device would
+draw, from the same seeded stream), and turns the firmware's
 ``'R'`` REPLY (phi, loss, computed by the C head) into the MQTT reply. The MQTT side is
 :class:`tinyfleet.device.mqtt_client.MqttDevice`, unchanged: the firmware is just
 another device to the gateway.
@@ -18,14 +19,16 @@ import select
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
 from tinyfleet.device import wire
 from tinyfleet.device.boards import get_board
+from tinyfleet.device.frontend import CLIP_SAMPLES
 from tinyfleet.device.head import HeadSpec
 from tinyfleet.device.rounds import SampleStream, Trainer
 from tinyfleet.device.wire import MessageType, WireMessage
@@ -170,7 +173,20 @@ def qemu_device(elf: str | Path, timeout: float = 120.0) -> Iterator[FramedLink]
 
 
 def _sample_bytes(spec: HeadSpec, x: np.ndarray, y: object) -> bytes:
-    body = np.asarray(x, dtype="<f4").reshape(-1).tobytes()
+    return _target_bytes(spec, np.asarray(x, dtype="<f4").reshape(-1).tobytes(), y)
+
+
+def _audio_bytes(spec: HeadSpec, pcm: np.ndarray, y: object) -> bytes:
+    """An ``'A'`` frame body: 1 s of int16 little-endian PCM, then the target."""
+    samples = np.asarray(pcm)
+    if samples.dtype != np.int16 or samples.shape != (CLIP_SAMPLES,):
+        raise UsageError(
+            f"an audio window is {CLIP_SAMPLES} int16 samples, got {samples.dtype} {samples.shape}"
+        )
+    return _target_bytes(spec, samples.astype("<i2").tobytes(), y)
+
+
+def _target_bytes(spec: HeadSpec, body: bytes, y: object) -> bytes:
     if spec.loss == "mse":
         return body + np.asarray(y, dtype="<f4").reshape(-1).tobytes()
     return body + int(np.asarray(y).reshape(-1)[0]).to_bytes(4, "little", signed=True)
@@ -186,11 +202,17 @@ class FirmwareTrainer:
     TRAIN task to the firmware (``'T'`` frame), feeds it the ``k`` samples one at a time
     (``'S'`` frames) and reads phi and the loss from its ``'R'`` reply. Online rounds only.
     ``history`` keeps ``(round, device index, theta, phi)`` of every answered task.
+
+    ``audio`` (firmware built from a model card whose input is raw audio, see
+    :func:`tinyfleet.device.frontend.card_takes_audio`): each sample goes as an ``'A'``
+    frame of 1 s of 16 kHz int16 PCM, drawn with the stream's ``sample_audio(n, rng)``
+    (the same draws as its ``sample``), and the firmware computes the features itself.
     """
 
     link: FramedLink
     spec: HeadSpec
     history: list[tuple[int, int, np.ndarray, np.ndarray]] = field(default_factory=list)
+    audio: bool = False
 
     def for_task(self, task: WireMessage) -> Trainer:
         def train(
@@ -202,7 +224,13 @@ class FirmwareTrainer:
             # (Top-P% int8 update, local layers left out) is made from its phi by the
             # round function on this host.
             self.link.send(b"T", _task_bytes(task))
+            audio = _audio_source(stream) if self.audio else None
             for _ in range(plan.k):
+                if audio is not None:
+                    pcm, y = audio(1, rng)
+                    body = _audio_bytes(self.spec, np.asarray(pcm)[0], np.asarray(y)[0])
+                    self.link.send(b"A", body)
+                    continue
                 x, y = stream.sample(1, rng)
                 self.link.send(b"S", _sample_bytes(self.spec, np.asarray(x)[0], np.asarray(y)[0]))
             kind, body = self.link.recv()
@@ -220,6 +248,16 @@ class FirmwareTrainer:
             return phi, float(reply.fields_dict()["loss"])
 
         return train
+
+
+def _audio_source(stream: object) -> Callable[[int, np.random.Generator], tuple[Any, Any]]:
+    """The stream's raw-audio sampler (``sample_audio``; a simulated fleet's stream wraps
+    the device's task, which has it)."""
+    for owner in (stream, getattr(stream, "task", None)):
+        sampler = getattr(owner, "sample_audio", None)
+        if callable(sampler):
+            return cast(Callable[[int, np.random.Generator], tuple[Any, Any]], sampler)
+    raise UsageError("the firmware takes raw audio, but this device's stream has none")
 
 
 def _task_bytes(task: WireMessage) -> bytes:

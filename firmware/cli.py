@@ -196,6 +196,13 @@ def _build(args: argparse.Namespace) -> int:
     if head is not None and args.target != "nano33ble":
         config_dir = build_dir / "device"
         write_device_config(head, config_dir)
+    frontend_dir = None
+    if config_dir is not None and tflite is not None and _takes_audio(args.model):
+        from tinyfleet.firmware.frontend import write_cmake
+
+        # The card's input is 1 s of raw audio: the device loop computes the MFCCs itself.
+        frontend_dir = build_dir / "frontend"
+        write_cmake(frontend_dir)
     result = cmake_build(
         args.target,
         build_dir,
@@ -203,8 +210,11 @@ def _build(args: argparse.Namespace) -> int:
         sanitize=args.sanitize,
         device_config_dir=config_dir,
         kernels=args.kernels,
+        frontend_dir=frontend_dir,
     )
     print(f"built {args.target} in {result.build_dir}")
+    if frontend_dir is not None and result.device:
+        print("  audio front end: CMSIS-DSP MFCC in the device loop ('A' frames: 1 s of PCM)")
     if result.job_runner:
         print(f"  job runner (tests, benchmarks): {result.job_runner}")
     if result.device:
@@ -227,6 +237,18 @@ def _build(args: argparse.Namespace) -> int:
                 shutil.copy(path, src / path.name)
         print(f"  Arduino library: {lib} (copy into your Arduino libraries folder)")
     return 0
+
+
+def _takes_audio(model: Path) -> bool:
+    """Whether ``model`` (a model card, or a .tflite with its card beside it) takes raw
+    audio through the keyword front end."""
+    from tinyfleet.device.frontend import card_takes_audio
+
+    card = model if model.suffix == ".json" else model.parent / "model_card.json"
+    try:
+        return card_takes_audio(json.loads(card.read_text()))
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def _run_qemu(args: argparse.Namespace) -> int:

@@ -64,6 +64,7 @@ def cmake_build(
     defines: dict[str, int] | None = None,
     device_config_dir: str | Path | None = None,
     kernels: str | None = None,
+    frontend_dir: str | Path | None = None,
 ) -> BuildResult:
     """Configure and build ``firmware/`` for ``target`` in ``build_dir``.
 
@@ -72,7 +73,9 @@ def cmake_build(
     runner's buffer capacities (``TINYFLEET_JOB_MAX_PARAMS`` ...). ``device_config_dir`` holds
     ``tinyfleet_device_config.h`` (:func:`tinyfleet.firmware.device.write_device_config`); with
     it the device loop ``tinyfleet_device`` is built too. ``kernels`` (``reference`` or
-    ``dsp``) overrides the target's kernel set from the target table.
+    ``dsp``) overrides the target's kernel set from the target table. ``frontend_dir``
+    holds ``kws_frontend.cmake`` (:func:`tinyfleet.firmware.frontend.write_cmake`): the
+    device loop then takes raw audio windows and computes the MFCCs itself.
     """
     row = get_target(target)
     if kernels not in (None, "reference", "dsp"):
@@ -93,6 +96,7 @@ def cmake_build(
         f"-DTINYFLEET_MODEL_DIR={Path(model_dir).resolve() if model_dir else ''}",
         "-DCMAKE_BUILD_TYPE=Release",
         f"-DTINYFLEET_DEVICE_CONFIG_DIR={Path(device_config_dir).resolve() if device_config_dir else ''}",
+        f"-DTINYFLEET_KWS_FRONTEND_DIR={Path(frontend_dir).resolve() if frontend_dir else ''}",
         "-DTINYFLEET_JOB_DEFINES="
         + ";".join(f"{k}={v}" for k, v in sorted((defines or {}).items())),
     ]

@@ -85,7 +85,7 @@ def run_serial_bridge(
         device_index = device_index_from_id(device_id)
     link, stack = open_port(port)
     with stack:
-        trainer = FirmwareTrainer(link, use_case.head_spec)
+        trainer = FirmwareTrainer(link, use_case.head_spec, audio=_takes_audio(use_case_name))
         handler = RoundTaskHandler(
             use_case.head_spec,
             sim.stream_for_device(),
@@ -107,3 +107,15 @@ def run_serial_bridge(
             device.stop()
         print(f"stopped; {device.counters.replies} round(s) answered", flush=True)
     return 0
+
+
+def _takes_audio(use_case_name: str) -> bool:
+    """Whether the use case's exported model card says its input is raw audio (kws):
+    firmware built from that card computes the features, so it gets raw windows."""
+    if use_case_name != "kws":
+        return False
+    from tinyfleet.device.frontend import card_takes_audio
+    from tinyfleet.device.tooling.modelcard import read_model_card
+    from tinyfleet.simulations.usecases.kws import model_dir
+
+    return card_takes_audio(read_model_card(model_dir()))

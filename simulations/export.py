@@ -269,6 +269,10 @@ def export_use_case(
         sensor=recipe.sensor,
         tflite_file=TFLITE_FILE,
     )
+    if use_case == "kws":
+        from tinyfleet.device import frontend
+
+        card["frontend"] = frontend.card_entry()  # firmware build: raw audio in
     card["pretraining"] = {
         "recipe": recipe_tag(use_case),
         "classes": int(y.max()) + 1,

@@ -10,6 +10,24 @@
 #ifdef TINYFLEET_HAVE_MODEL
 #include "tinyfleet_model.h"
 #endif
+#ifdef TINYFLEET_HAVE_KWS_FRONTEND
+#include <math.h>
+
+#include "kws_frontend.h"
+#ifndef TINYFLEET_HAVE_MODEL
+#error "the keyword front end feeds a backbone: build with a model"
+#endif
+#if TINYFLEET_MODEL_INPUT_SIZE != TINYFLEET_KWS_FEATURES
+#error "the backbone's input is not the front end's 49 x 10 MFCCs"
+#endif
+/* An 'A' frame: kind byte, 1 s of int16 PCM, the target (int32 label or float32 y). */
+#define AUDIO_BYTES (TINYFLEET_KWS_CLIP_SAMPLES * 2)
+#define AUDIO_PAYLOAD (1 + AUDIO_BYTES + 4 * TINYFLEET_DEVICE_HEAD_MAX_WIDTH)
+#define RX_PAYLOAD \
+    (AUDIO_PAYLOAD > TINYFLEET_DEVICE_MAX_MESSAGE ? AUDIO_PAYLOAD : TINYFLEET_DEVICE_MAX_MESSAGE)
+#else
+#define RX_PAYLOAD TINYFLEET_DEVICE_MAX_MESSAGE
+#endif
 
 static const int32_t g_sizes[TINYFLEET_DEVICE_HEAD_LAYERS + 1] = TINYFLEET_DEVICE_HEAD_SIZES;
 #define N_IN (g_sizes[0])
@@ -19,12 +37,16 @@ static float g_params[TINYFLEET_DEVICE_HEAD_PARAMS];
 static float g_scratch[TINYFLEET_DEVICE_HEAD_SCRATCH];
 static float g_x[TINYFLEET_DEVICE_HEAD_MAX_WIDTH];
 static float g_y[TINYFLEET_DEVICE_HEAD_MAX_WIDTH];
-static uint8_t g_rx[TINYFLEET_DEVICE_MAX_MESSAGE + 16];
+/* The received frame, still COBS-encoded (1 byte per 254 more, and the CRC), decoded in place. */
+static uint8_t g_rx[RX_PAYLOAD + RX_PAYLOAD / 254 + 16];
 static uint8_t g_msg[TINYFLEET_DEVICE_MAX_MESSAGE];
 static uint8_t g_frame[TINYFLEET_DEVICE_MAX_MESSAGE + TINYFLEET_DEVICE_MAX_MESSAGE / 254 + 8];
 #ifdef TINYFLEET_HAVE_MODEL
 static int8_t g_in[TINYFLEET_MODEL_INPUT_SIZE];
 static int8_t g_emb[TINYFLEET_MODEL_OUTPUT_SIZE];
+#endif
+#ifdef TINYFLEET_HAVE_KWS_FRONTEND
+static int16_t g_mfcc[TINYFLEET_KWS_FEATURES];
 #endif
 
 typedef struct {
@@ -168,26 +190,79 @@ static tinyfleet_status on_task(const tinyfleet_port *port, const uint8_t *data,
     return g_round.k == 0 ? send_reply(port) : TINYFLEET_OK;
 }
 
-static tinyfleet_status on_sample(const tinyfleet_port *port, const uint8_t *data, size_t len, int raw)
+#ifdef TINYFLEET_HAVE_KWS_FRONTEND
+/* 1 s of little-endian int16 PCM -> q8.7 MFCCs (CMSIS-DSP) -> the backbone's int8 input,
+ * quantised exactly as the Python device does (tinyfleet.device.wire.quant
+ * quantize_half_away on float32 q / 128): round half away from zero, then clamp. */
+static tinyfleet_status audio_to_input(const uint8_t *pcm)
+{
+    if (tinyfleet_kws_frontend_run_le(pcm, g_mfcc) != 0) {
+        return TINYFLEET_ERR_SHAPE;
+    }
+    for (int32_t i = 0; i < TINYFLEET_KWS_FEATURES; ++i) {
+        const float v = ((float)g_mfcc[i] / 128.0f) / TINYFLEET_MODEL_INPUT_SCALE;
+        float r = floorf(fabsf(v) + 0.5f);
+        if (v < 0.0f) {
+            r = -r;
+        }
+        float q = r + (float)TINYFLEET_MODEL_INPUT_ZERO_POINT;
+        q = q < -128.0f ? -128.0f : (q > 127.0f ? 127.0f : q);
+        g_in[i] = (int8_t)q;
+    }
+    return TINYFLEET_OK;
+}
+
+/* 'X' + PCM: the front end and the backbone without training; replies 'X' + int16 MFCCs,
+ * the int8 input and the int8 embedding (host tests compare them with the Python device). */
+static tinyfleet_status on_probe(const tinyfleet_port *port, const uint8_t *data, size_t len)
+{
+    if (len != AUDIO_BYTES) {
+        return refuse(port, "audio window has the wrong size");
+    }
+    tinyfleet_status st = audio_to_input(data);
+    if (st == TINYFLEET_OK) {
+        st = tinyfleet_model_invoke(g_in, g_emb);
+    }
+    if (st != TINYFLEET_OK) {
+        return refuse(port, tinyfleet_status_name(st));
+    }
+    uint8_t *out = g_msg + 1;
+    const size_t n = sizeof g_mfcc + sizeof g_in + sizeof g_emb;
+    if (n + 1 > sizeof g_msg) {
+        return refuse(port, "probe reply does not fit");
+    }
+    memcpy(out, g_mfcc, sizeof g_mfcc);
+    memcpy(out + sizeof g_mfcc, g_in, sizeof g_in);
+    memcpy(out + sizeof g_mfcc + sizeof g_in, g_emb, sizeof g_emb);
+    return send_frame(port, 'X', out, n);
+}
+#endif
+
+/* kind 'S': float32 head input; 'I': int8 backbone input; 'A': 1 s of int16 PCM. */
+static tinyfleet_status on_sample(const tinyfleet_port *port, const uint8_t *data, size_t len, uint8_t kind)
 {
     if (!g_round.training) {
         return refuse(port, "sample without a task");
     }
     size_t x_bytes = (size_t)N_IN * 4;
+    if (kind == 'I') {
 #ifdef TINYFLEET_HAVE_MODEL
-    if (raw) {
         x_bytes = TINYFLEET_MODEL_INPUT_SIZE;
-    }
 #else
-    if (raw) {
         return refuse(port, "this firmware has no backbone");
-    }
 #endif
+    } else if (kind == 'A') {
+#ifdef TINYFLEET_HAVE_KWS_FRONTEND
+        x_bytes = AUDIO_BYTES;
+#else
+        return refuse(port, "this firmware has no audio front end");
+#endif
+    }
     const size_t y_bytes = TINYFLEET_DEVICE_HEAD_LOSS == TINYFLEET_LOSS_MSE ? (size_t)N_OUT * 4 : 4;
     if (len != x_bytes + y_bytes) {
         return refuse(port, "sample has the wrong size");
     }
-    if (!raw) {
+    if (kind == 'S') {
         memcpy(g_x, data, x_bytes);
     }
 #ifdef TINYFLEET_HAVE_MODEL
@@ -195,8 +270,18 @@ static tinyfleet_status on_sample(const tinyfleet_port *port, const uint8_t *dat
         if (TINYFLEET_MODEL_OUTPUT_SIZE != N_IN) {
             return refuse(port, "backbone output does not match the head input");
         }
-        memcpy(g_in, data, x_bytes);
-        tinyfleet_status st = tinyfleet_model_invoke(g_in, g_emb);
+        tinyfleet_status st = TINYFLEET_OK;
+#ifdef TINYFLEET_HAVE_KWS_FRONTEND
+        if (kind == 'A') {
+            st = audio_to_input(data);
+        } else
+#endif
+        {
+            memcpy(g_in, data, x_bytes);
+        }
+        if (st == TINYFLEET_OK) {
+            st = tinyfleet_model_invoke(g_in, g_emb);
+        }
         if (st != TINYFLEET_OK) {
             return refuse(port, tinyfleet_status_name(st));
         }
@@ -235,6 +320,11 @@ tinyfleet_status tinyfleet_device_run(const tinyfleet_port *port)
     if (st != TINYFLEET_OK) {
         return st;
     }
+#ifdef TINYFLEET_HAVE_KWS_FRONTEND
+    if (tinyfleet_kws_frontend_init() != 0) {
+        return TINYFLEET_ERR_SHAPE;
+    }
+#endif
     tinyfleet_frame_rx rx;
     tinyfleet_frame_rx_init(&rx, g_rx, sizeof g_rx);
     uint8_t chunk[64];
@@ -259,8 +349,12 @@ tinyfleet_status tinyfleet_device_run(const tinyfleet_port *port)
             }
             if (kind == 'T') {
                 st = on_task(port, g_rx + 1, len - 1);
-            } else if (kind == 'S' || kind == 'I') {
-                st = on_sample(port, g_rx + 1, len - 1, kind == 'I');
+            } else if (kind == 'S' || kind == 'I' || kind == 'A') {
+                st = on_sample(port, g_rx + 1, len - 1, kind);
+#ifdef TINYFLEET_HAVE_KWS_FRONTEND
+            } else if (kind == 'X') {
+                st = on_probe(port, g_rx + 1, len - 1);
+#endif
             } else {
                 st = refuse(port, "unknown frame kind");
             }

@@ -4,6 +4,8 @@
   ``cmsisdsp`` 1.10.3 source distribution ships them, Apache-2.0) and caches them under
   ``$TINYFLEET_CMSIS_DSP_DIR`` (default ``~/.cache/tinyfleet/cmsis-dsp/1.10.3``).
 * :func:`write_tables` writes the q15 tables of :mod:`tinyfleet.device.frontend` as C.
+* :func:`write_cmake` writes the tables and ``kws_frontend.cmake``, the CMake library
+  the device loop links when a model card says its input is audio (``firmware build``).
 * :func:`build` compiles ``kws_frontend_main`` for the host (gcc) or the mps2-an386
   Cortex-M4F (arm-none-eabi-gcc, the QEMU port's startup and linker script).
 * :func:`run` feeds it int16 clips; returns the MFCCs and, under QEMU ``-icount``, the
@@ -21,6 +23,7 @@ from tinyfleet.firmware.frontend.build import (
     cmsis_dsp_sources,
     frontend_report,
     run,
+    write_cmake,
     write_tables,
 )
 
@@ -31,5 +34,6 @@ __all__ = [
     "cmsis_dsp_sources",
     "frontend_report",
     "run",
+    "write_cmake",
     "write_tables",
 ]

@@ -26,8 +26,14 @@ int tinyfleet_kws_frontend_init(void)
 
 int tinyfleet_kws_frontend_run(const int16_t *clip, int16_t *out)
 {
+    return tinyfleet_kws_frontend_run_le((const uint8_t *)clip, out);
+}
+
+int tinyfleet_kws_frontend_run_le(const uint8_t *pcm, int16_t *out)
+{
     for (uint32_t f = 0; f < TINYFLEET_KWS_FRAMES; f++) {
-        memcpy(frame, clip + f * TINYFLEET_KWS_HOP, sizeof(frame));
+        /* memcpy, not an int16 load: a serial frame's samples may sit at an odd address. */
+        memcpy(frame, pcm + f * TINYFLEET_KWS_HOP * sizeof(q15_t), sizeof(frame));
         arm_status status = arm_mfcc_q15(&mfcc, frame, out + f * TINYFLEET_KWS_MFCC, scratch);
         if (status != ARM_MATH_SUCCESS) {
             return (int)status;

@@ -21,4 +21,8 @@ int tinyfleet_kws_frontend_init(void);
  * frame-major. Returns 0 on success. */
 int tinyfleet_kws_frontend_run(const int16_t *clip, int16_t *mfcc);
 
+/* The same from TINYFLEET_KWS_CLIP_SAMPLES little-endian int16 samples at any alignment
+ * (a serial frame's body: the device loop decodes the frame in place). */
+int tinyfleet_kws_frontend_run_le(const uint8_t *pcm, int16_t *mfcc);
+
 #endif

@@ -50,6 +50,19 @@ class KeywordData:
     word_of: np.ndarray
     speaker_of: np.ndarray
     features_q: np.ndarray
+    #: the WAV file of every clip (raw audio for firmware with the front end)
+    paths: tuple[str, ...] = ()
+
+    def clips(self, ids: np.ndarray) -> np.ndarray:
+        """Raw 1 s windows ``(n, 16000)`` int16 of clips ``ids``, read from their files
+        (what a board's microphone hands its front end)."""
+        if not self.paths:
+            raise InputFileError(f"{self.source}: no clip files known (features only)")
+        rows = np.asarray(ids).reshape(-1)
+        out = np.empty((len(rows), frontend.CLIP_SAMPLES), np.int16)
+        for i, row in enumerate(rows):
+            out[i] = read_clip(self.paths[int(row)])
+        return out
 
     def features(self, ids: np.ndarray | None = None) -> np.ndarray:
         """Float32 backbone inputs ``(n, 49, 10, 1)`` (q8.7 / 128)."""
@@ -109,4 +122,7 @@ def load_keyword_data(data_dir: str | Path | None = None, quiet: bool = False) -
             "learning needs several of each"
         )
     features.setflags(write=False)
-    return KeywordData(str(root), fingerprint, words, speakers, word_of, speaker_of, features)
+    paths = tuple(str(c.path) for c in folder.clips)
+    return KeywordData(
+        str(root), fingerprint, words, speakers, word_of, speaker_of, features, paths
+    )

@@ -179,6 +179,7 @@ class KwsTask:
     words: tuple[int, ...]
     rows: tuple[np.ndarray, ...]
     features: Any  # callable ids -> float features
+    audio: Any = None  # callable ids -> int16 (n, 16000) raw windows
 
     @property
     def ways(self) -> int:
@@ -202,6 +203,14 @@ class KwsTask:
         ids, labels = self.sample_ids(n, rng)
         return self.features(ids), labels
 
+    def sample_audio(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The same draws as :meth:`sample`, as raw 1 s int16 windows (the serial bridge
+        feeds them to firmware that computes the features itself)."""
+        if self.audio is None:
+            raise UsageError("this keyword task has no raw audio")
+        ids, labels = self.sample_ids(n, rng)
+        return self.audio(ids), labels
+
 
 def sample_kws_task(data: KwsData, rng: np.random.Generator, split: str) -> KwsTask:
     if split not in ("train", "heldout"):
@@ -211,7 +220,8 @@ def sample_kws_task(data: KwsData, rng: np.random.Generator, split: str) -> KwsT
     chosen = rng.choice(len(said), size=data.ways, replace=False)
     words = tuple(int(said[i]) for i in chosen)
     rows = tuple(data.rows(speaker, w) for w in words)
-    return KwsTask(speaker, words, rows, data.data.features)
+    audio = data.data.clips if data.data.paths else None
+    return KwsTask(speaker, words, rows, data.data.features, audio)
 
 
 def model_dir(data: KwsData | None = None, data_dir: str | None = None) -> Path:
