@@ -112,6 +112,38 @@ def register(subparsers: Any) -> None:
     run.add_argument("--build-dir", type=Path, help="default: build/firmware-<target>")
     run.set_defaults(func=_run_qemu)
 
+    fl = sub.add_parser(
+        "flash",
+        help="write the device loop image to a board (bossac or pyOCD)",
+        description=(
+            "Check the board image (vector table at the application offset 0x10000, stack "
+            "and reset vector inside RAM and flash, size within the board), then write it "
+            "through the Arduino bootloader with bossac (--port; double-tap reset first) or "
+            "through an SWD probe with pyOCD (--probe). Build it first with `tinyfleet "
+            "firmware build --target nano33ble --model model_card.json`."
+        ),
+    )
+    fl.add_argument("--target", required=True, choices=("nano33ble",))
+    how = fl.add_mutually_exclusive_group(required=True)
+    how.add_argument("--port", help="the bootloader's serial port, e.g. /dev/ttyACM0")
+    how.add_argument(
+        "--probe",
+        nargs="?",
+        const="",
+        metavar="UID",
+        help="write through an SWD probe with pyOCD (optionally the probe's unique id)",
+    )
+    fl.add_argument(
+        "--image",
+        type=Path,
+        help="ELF to write (default: build/firmware-<target>/tinyfleet_device.elf)",
+    )
+    fl.add_argument("--build-dir", type=Path, help="default: build/firmware-<target>")
+    fl.add_argument(
+        "--dry-run", action="store_true", help="check the image and print the command only"
+    )
+    fl.set_defaults(func=_flash)
+
     rep = sub.add_parser(
         "report",
         help="flash, RAM, arena and instruction counts per model",
@@ -193,7 +225,7 @@ def _build(args: argparse.Namespace) -> int:
             check_head_input(generated.output_size, head.input_dim)
         generated.write(model_dir)
     config_dir = None
-    if head is not None and args.target != "nano33ble":
+    if head is not None:
         config_dir = build_dir / "device"
         write_device_config(head, config_dir)
     frontend_dir = None
@@ -222,6 +254,16 @@ def _build(args: argparse.Namespace) -> int:
     if result.map_file:
         flash, ram = flash_and_ram(result.map_file.read_text(), get_target(args.target).ram_origin)
         print(f"  flash {flash} B, RAM {ram} B (linker map {result.map_file})")
+    if result.device is not None and not get_target(args.target).semihosting:
+        from tinyfleet.firmware.flash import check_image, write_bin
+
+        info = check_image(result.device, get_target(args.target))
+        image = write_bin(result.device)
+        print(
+            f"  board image: {image} ({info.flash_bytes} B at {info.load_origin:#x}, RAM "
+            f"{info.ram_bytes} B; write it with `tinyfleet firmware flash --target "
+            f"{args.target} --port PORT`)"
+        )
     if args.target == "nano33ble":
         lib = result.build_dir / "arduino" / "tinyfleet"
         if lib.exists():
@@ -249,6 +291,47 @@ def _takes_audio(model: Path) -> bool:
         return card_takes_audio(json.loads(card.read_text()))
     except (OSError, json.JSONDecodeError):
         return False
+
+
+def _flash(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from tinyfleet.firmware.flash import (
+        BOSSAC_INSTALL,
+        PYOCD_INSTALL,
+        bossac_argv,
+        check_image,
+        pyocd_argv,
+        require_program,
+        write_bin,
+    )
+    from tinyfleet.firmware.targets import get_target
+
+    row = get_target(args.target)
+    elf = args.image or _build_dir(args, args.target) / "tinyfleet_device.elf"
+    if not elf.is_file():
+        raise InputFileError(
+            f"{elf}: no such file (build it with `tinyfleet firmware build --target "
+            f"{args.target} --model MODEL_CARD`)"
+        )
+    info = check_image(elf, row)
+    if args.probe is not None:
+        argv = pyocd_argv(elf, args.probe or None)
+        install = PYOCD_INSTALL
+    else:
+        argv = bossac_argv(args.port, elf.with_suffix(".bin"))
+        install = BOSSAC_INSTALL
+    print(
+        f"{elf}: loads at {info.load_origin:#x}, SP {info.initial_sp:#x}, reset "
+        f"{info.reset_vector:#x}, flash {info.flash_bytes} B, RAM {info.ram_bytes} B"
+    )
+    print(" ".join(argv))
+    if args.dry_run:
+        return 0
+    require_program(argv, install)
+    if args.probe is None:
+        write_bin(elf)
+    return subprocess.run(argv, check=False).returncode
 
 
 def _run_qemu(args: argparse.Namespace) -> int:

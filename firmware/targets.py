@@ -19,6 +19,9 @@ from fractions import Fraction
 from tinyfleet.errors import UsageError
 
 KB = 1024
+#: where the Nano 33 BLE Sense's application starts: the Arduino bootloader (BOSSA
+#: protocol) occupies flash below it and jumps to the reset vector found here
+NANO_APP_OFFSET = 0x10000
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,15 @@ class Target:
     #: startup source and linker script (``@...@`` filled from this row) under firmware/
     startup: str = "ports/qemu/startup.c"
     ldscript: str = "ports/qemu/cortex_m.ld.in"
-    #: the UART device loop exists only where its port driver does (CMSDK UART0 at 0x40004000)
-    device_loop: bool = False
+    #: sources of the device loop's serial port driver under firmware/ (empty: no device
+    #: loop for this row): the mps2 CMSDK UART0, or the nRF52840's UARTE0 and sensors
+    device_port: tuple[str, ...] = ()
+    #: QEMU semihosting (printf, host files, exit status); a board has none
+    semihosting: bool = True
+
+    @property
+    def device_loop(self) -> bool:
+        return bool(self.device_port)
 
 
 _M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
@@ -58,7 +68,8 @@ TARGETS: dict[str, Target] = {
         ),
         Target(
             "qemu-mps2-an386", "Cortex-M4F", _M4F, "mps2-an386", "dsp",
-            0x0, 1024 * KB, 0x20000000, 256 * KB, device_loop=True,
+            0x0, 1024 * KB, 0x20000000, 256 * KB,
+            device_port=("ports/qemu/tinyfleet_device_qemu.c",),
         ),
         Target(
             "qemu-mps2-an500", "Cortex-M7",
@@ -78,9 +89,15 @@ TARGETS: dict[str, Target] = {
             systick_hz=32_000_000,
         ),
         Target(
+            # The Arduino bootloader owns flash below 0x10000: the image starts there.
             "nano33ble", "Cortex-M4F (nRF52840)", _M4F, None, "dsp",
-            0x0, 1024 * KB, 0x20000000, 256 * KB,
-            startup="ports/arduino/startup_nrf52840.c", ldscript="ports/arduino/nrf52840.ld",
+            NANO_APP_OFFSET, 1024 * KB - NANO_APP_OFFSET, 0x20000000, 256 * KB,
+            systick_hz=64_000_000, startup="ports/arduino/startup_nrf52840.c",
+            device_port=(
+                "ports/arduino/tinyfleet_device_nano.c", "ports/arduino/nrf52840_uarte.c",
+                "ports/arduino/nano33ble_sensors.c",
+            ),
+            semihosting=False,
         ),
     )
 }  # fmt: skip
@@ -125,6 +142,7 @@ def cmake_args(target: Target, kernels: str | None = None) -> list[str]:
         f"-DTINYFLEET_RAM_ORIGIN={target.ram_origin:#x}",
         f"-DTINYFLEET_RAM_BYTES={target.ram_bytes}",
         "-DTINYFLEET_INSNS_PER_TICK={}/{}".format(*insns_per_tick(target)),
-        f"-DTINYFLEET_SEMIHOSTING={'ON' if target.qemu_machine else 'OFF'}",
+        f"-DTINYFLEET_SEMIHOSTING={'ON' if target.semihosting else 'OFF'}",
         f"-DTINYFLEET_DEVICE_LOOP={'ON' if target.device_loop else 'OFF'}",
+        "-DTINYFLEET_DEVICE_PORT=" + ";".join(target.device_port),
     ]

@@ -125,6 +125,13 @@ def register(subparsers: Any) -> None:
         help="continue the run checkpointed in --checkpoint DIR (same settings): the report "
         "equals an uninterrupted run's",
     )
+    size.add_argument(
+        "--firmware-report",
+        type=Path,
+        metavar="JSON",
+        help="a saved `tinyfleet firmware report --json` for this use case's model: adds "
+        "device time and energy per device-round (nRF52840) to the report",
+    )
     duty = p.add_argument_group("devices that sleep (simulated clock; simulations/duty.py)")
     duty.add_argument(
         "--duty-cycle",
@@ -205,6 +212,11 @@ def simulate_command(args: argparse.Namespace) -> int:
         # MQTT device processes build their own streams from the use case's default data.
         raise UsageError("--data-dir works with --transport inproc or simulation, not mqtt")
     use_case = get_use_case(args.use_case, data_dir=args.data_dir)
+    fw_row = None
+    if args.firmware_report is not None:  # checked before anything runs
+        from tinyfleet.simulations.device_cost import load_firmware_row
+
+        fw_row = load_firmware_row(args.firmware_report, use_case.head_spec.layer_sizes)
     strategies = tuple(s.strip() for s in str(args.strategies).split(",") if s.strip())
     try:
         seeds = tuple(int(v) for v in str(args.seeds or "").split(",") if v.strip())
@@ -275,6 +287,10 @@ def simulate_command(args: argparse.Namespace) -> int:
         report = run(
             settings, progress=bar.update, use_case=use_case, jobs=args.jobs, checkpoint=checkpoint
         )
+    if fw_row is not None:
+        from tinyfleet.simulations.device_cost import add_device_costs
+
+        add_device_costs(report, fw_row, str(args.firmware_report))
     paths = write_report(report, out)
     metric = report["metric"]
     for name, row in report["strategies"].items():

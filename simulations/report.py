@@ -8,6 +8,7 @@ from typing import Any
 
 from tinyfleet.errors import InputFileError
 from tinyfleet.simulations.comparison import COSTS
+from tinyfleet.simulations.device_cost import COLUMNS as DEVICE_COLUMNS
 
 COLUMNS = (
     ("rounds", "rounds"),
@@ -75,9 +76,11 @@ def markdown(report: dict[str, Any]) -> str:
             "",
         ]
     head = ["strategy", f"few-shot {metric}", "per seed", "validation", "adapt lr"]
+    # device time and energy per round where a firmware report was given (device_cost.py)
+    columns = COLUMNS + (DEVICE_COLUMNS if "firmware_costs" in report else ())
     lines += [
-        "| " + " | ".join(head + [t for _, t in COLUMNS]) + " |",
-        "|---|" + "---|" * (len(head) - 1 + len(COLUMNS)),
+        "| " + " | ".join(head + [t for _, t in columns]) + " |",
+        "|---|" + "---|" * (len(head) - 1 + len(columns)),
     ]
     for name, row in report["strategies"].items():
         per_seed = ", ".join(f"{v:.3f}" for v in row.get("fewshot_per_seed", [row["fewshot"]]))
@@ -88,7 +91,7 @@ def markdown(report: dict[str, Any]) -> str:
             _fmt(row.get("validation_fewshot", "-")),
             _fmt(row.get("adapt_lr", protocol["adapt_lr"])),
         ]
-        lines.append("| " + " | ".join(cells + [_fmt(row.get(k)) for k, _ in COLUMNS]) + " |")
+        lines.append("| " + " | ".join(cells + [_fmt(row.get(k)) for k, _ in columns]) + " |")
     tuned = {n: r["tuned"] for n, r in report["strategies"].items() if r.get("tuned")}
     if tuned:
         lines += ["", "## Settings per strategy (tuned on validation devices)", ""]
@@ -106,6 +109,17 @@ def markdown(report: dict[str, Any]) -> str:
         "`adaptation_curve.png`, `pareto.png` (quality vs. each cost).",
         "",
     ]
+    fw = report.get("firmware_costs")
+    if fw:
+        lines += [
+            f"Device time and energy from `{fw['source']}` ({fw['target']}, {fw['kernels']} "
+            f"kernels): {fw['insns_per_inference']} instructions per backbone inference, "
+            f"{fw['insns_per_sgd_step']} per head SGD step, counted in QEMU; time at the "
+            "nRF52840's 64 MHz and energy at 0.156 nJ per cycle (52 uA/MHz at 3 V, nRF52840 "
+            "PS v1.7 s5.4.1), one instruction per cycle: lower bounds, radio and sensors "
+            "excluded.",
+            "",
+        ]
     return "\n".join(lines)
 
 
