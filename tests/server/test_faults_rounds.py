@@ -176,3 +176,51 @@ def test_device_killed_for_good_loses_no_round_and_reassignment_is_reproducible(
     assert first == expected.tobytes()
     undisturbed, _ = run_in_process(strategy(devices, rounds), honest, devices, INITIAL, rounds)
     assert first != undisturbed.tobytes()  # the substitutes' data, not the victim's
+
+
+def test_server_run_reassigns_the_tasks_of_a_device_sigkilled_for_good(
+    broker: ManagedBroker, tmp_path
+) -> None:
+    """The CLI path: ``server run --reassign 2 --offline-wait 1`` against real device
+    processes; one is SIGKILLed for good a third into the run; no round is lost."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cli = [sys.executable, "-m", "tinyfleet"]
+    url, fleet, rounds = f"mqtt://{broker.host}:{broker.port}", "gone", 150
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    run = [*cli, "device", "run", "--broker", url, "--fleet", fleet]
+    victim = subprocess.Popen([*run, "--device-id", "gone-0000"], **quiet)  # type: ignore[call-overload]
+    others = subprocess.Popen(
+        [*run, "--device-id", "gone", "--count", "3", "--device-index", "1"], **quiet
+    )  # type: ignore[call-overload]
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out.json"
+    server = subprocess.Popen(
+        [*cli, "server", "run", "--broker", url, "--fleet", fleet, "--devices", "4",
+         "--device-prefix", "gone", "--rounds", str(rounds), "--k", "5", "--seed", "2",
+         "--reassign", "2", "--offline-wait", "1", "--checkpoint", str(ckpt),
+         "--checkpoint-every", "10", "--output", str(out)], **quiet,
+    )  # type: ignore[call-overload]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.poll() is None:
+            path = ckpt / "checkpoint.json"
+            if path.exists() and json.loads(path.read_text())["round"] >= rounds // 3:
+                break
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        assert server.wait(timeout=300) == 0
+    finally:
+        for proc in (server, victim, others):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+    got = json.loads(out.read_text())
+    if got["reassigned"] == 0:
+        pytest.skip("the run ended before the dead device was drawn again")
+    assert got["accepted"] == rounds and got["rejected"] == 0  # no round lost
+    assert got["reassigned"] >= 1
