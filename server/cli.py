@@ -247,11 +247,18 @@ def _server_run(args: argparse.Namespace) -> int:
     from tinyfleet.server.gateway import GatewaySettings, MqttGateway
     from tinyfleet.server.gateway_flower import GatewayClientCall, route_by_config
     from tinyfleet.server.run import quiet_flower, run_in_process
+    from tinyfleet.server.run_setup import (
+        fleet_knowledge,
+        initial_head,
+        make_server_strategy,
+        read_card,
+        run_fingerprint,
+    )
     from tinyfleet.server.sampling import SeededSampler
 
     if args.devices < 1 or args.rounds < 1:
         raise UsageError("--devices and --rounds must be >= 1")
-    card = _read_card(args.model_card) if args.model_card else None
+    card = read_card(args.model_card) if args.model_card else None
     try:
         sizes = tuple(int(n) for n in args.head.split(","))
     except ValueError:
@@ -283,7 +290,7 @@ def _server_run(args: argparse.Namespace) -> int:
         knowledge = None
         eligible: list[int] | None = None
         if card is not None:
-            knowledge = _fleet_knowledge(stack, args.kg_store, card)
+            knowledge = fleet_knowledge(stack, args.kg_store, card)
             refused = knowledge.register_devices(
                 {i: d for i, d in gateway.descriptions.items() if i in set(ids)}
             )
@@ -309,7 +316,7 @@ def _server_run(args: argparse.Namespace) -> int:
             def on_quarantine(device: int, server_round: int, reason: str) -> None:
                 kg_view.record_quarantine(ids[device], server_round, reason)
 
-        strategy = _make_server_strategy(args, sampler, on_quarantine)
+        strategy = make_server_strategy(args, sampler, on_quarantine)
         call = RecordingCall(GatewayClientCall(gateway, route_by_config(ids)))
         relay: Any = call
         if args.reassign > 0:
@@ -342,7 +349,7 @@ def _server_run(args: argparse.Namespace) -> int:
                 Path(args.checkpoint),
                 every=args.checkpoint_every,
                 resume=args.resume,
-                settings=_run_fingerprint(args),
+                settings=run_fingerprint(args),
                 initial=start,
                 on_save=record,
             )
@@ -395,76 +402,3 @@ def _server_run(args: argparse.Namespace) -> int:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump({**summary, "final_params": [float(v) for v in final]}, handle)
     return 0
-
-
-def _run_fingerprint(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings a resumed run must share with the checkpointed one."""
-    names = (
-        "algorithm", "rounds", "devices", "device_prefix", "fleet", "seed", "inner_lr", "k",
-        "beta0", "head", "activation", "loss", "clients_per_round", "max_update_ratio",
-        "aggregate", "quarantine_after",
-    )  # fmt: skip
-    return {name: getattr(args, name) for name in names}
-
-
-def _make_server_strategy(args: argparse.Namespace, sampler: Any, on_quarantine: Any = None) -> Any:
-    from tinyfleet.device.wire.contract import RoundPlan
-    from tinyfleet.server.strategies import FedAvg, Reptile, TinyReptile
-
-    guard: dict[str, Any] = {
-        "max_update_ratio": args.max_update_ratio if args.max_update_ratio > 0 else None,
-        "quarantine_after": args.quarantine_after if args.quarantine_after > 0 else None,
-        "on_quarantine": on_quarantine,
-    }
-
-    if args.algorithm == "tinyreptile":
-        plan = RoundPlan("online", inner_lr=args.inner_lr, k=args.k)
-        strategy: Any = TinyReptile(
-            plan,
-            num_devices=args.devices,
-            seed=args.seed,
-            num_rounds=args.rounds,
-            beta0=args.beta0,
-            sampler=sampler,
-            **guard,
-        )
-    else:
-        plan = RoundPlan("batch", inner_lr=args.inner_lr, support_size=args.k, batch_size=args.k)
-        cls = Reptile if args.algorithm == "reptile" else FedAvg
-        strategy = cls(
-            plan,
-            num_devices=args.devices,
-            seed=args.seed,
-            num_rounds=args.rounds,
-            beta0=args.beta0,
-            clients_per_round=args.clients_per_round or 5,
-            sampler=sampler,
-            aggregate=args.aggregate,
-            **guard,
-        )
-    return strategy
-
-
-def _read_card(path: str) -> dict[str, Any]:
-    from tinyfleet.ontology.extract_device import read_json
-
-    card = read_json(path)
-    if not isinstance(card, dict) or "name" not in card or "version" not in card:
-        raise InputFileError(f"{path}: not a model card (needs 'name' and 'version')")
-    return card
-
-
-def _fleet_knowledge(stack: contextlib.ExitStack, store: str | None, card: dict[str, Any]) -> Any:
-    from tinyfleet.ontology.store import KnowledgeGraph
-    from tinyfleet.server.fleet_kg import FleetKnowledge
-
-    kg = KnowledgeGraph.connect(store) if store else KnowledgeGraph.memory()
-    stack.callback(kg.close)
-    return FleetKnowledge(kg, card)
-
-
-def initial_head(spec: Any, seed: int) -> Any:
-    """theta_0 of a run: the same starting point as ``tinyfleet simulate`` uses."""
-    from tinyfleet.server.initial import initial_head_vector
-
-    return initial_head_vector(spec, seed)

@@ -45,7 +45,6 @@ from tinyfleet.device.wire.contract import (
     METRIC_GRAD_EVALS,
     METRIC_LOSS,
     METRIC_NUM_EXAMPLES,
-    METRIC_ROUND,
     RoundPlan,
 )
 from tinyfleet.errors import UsageError
@@ -56,9 +55,9 @@ from tinyfleet.server.records import (
     CONFIG_KEY,
     METRICS_KEY,
     model_vector,
-    single_vector,
     vector_record,
 )
+from tinyfleet.server.replies import parse_train_reply, reply_device
 from tinyfleet.server.robust import (
     DEFAULT_MAX_UPDATE_RATIO,
     DEFAULT_MIN_NORM,
@@ -69,7 +68,7 @@ from tinyfleet.server.robust import (
     update_ratio,
 )
 from tinyfleet.server.sampling import DeviceSampler, SeededSampler
-from tinyfleet.server.validation import update_problem
+from tinyfleet.server.validation import check_run_settings
 
 LOG = logging.getLogger(__name__)
 
@@ -143,14 +142,7 @@ class FleetStrategy(Strategy):
         quarantine_after: int | None = DEFAULT_QUARANTINE_AFTER,
         on_quarantine: Callable[[int, int, str], None] | None = None,
     ) -> None:
-        if int(num_devices) < 1:
-            raise UsageError(f"the fleet needs >= 1 device, got {num_devices}")
-        if int(clients_per_round) < 1:
-            raise UsageError(f"clients per round must be >= 1, got {clients_per_round}")
-        if int(num_rounds) < 1:
-            raise UsageError(f"rounds must be >= 1, got {num_rounds}")
-        if not (np.isfinite(beta0) and beta0 > 0):
-            raise UsageError(f"beta0 must be > 0, got {beta0}")
+        check_run_settings(num_devices, clients_per_round, num_rounds, beta0)
         check_settings(max_update_ratio, min_norm, aggregate, trim_fraction)
         self.max_update_ratio = None if max_update_ratio is None else float(max_update_ratio)
         self.min_norm = float(min_norm)
@@ -247,7 +239,7 @@ class FleetStrategy(Strategy):
         seen: set[int] = set()
         for reply in replies:
             checked = self._check_reply(reply, theta, server_round)
-            device = self._device_of(reply, sent, checked)
+            device = reply_device(reply, self._moved, sent, checked)
             if isinstance(checked, tuple) and device >= 0 and device in seen:
                 self.counters.duplicate_replies += 1
                 continue  # at-least-once delivery: never apply a device's update twice
@@ -346,19 +338,6 @@ class FleetStrategy(Strategy):
                 return device
         return None
 
-    def _device_of(self, reply: Message, sent: dict[str, int], checked: object) -> int:
-        """The device a reply answers: its message's device (or the substitute it was
-        reassigned to), else its metrics' (or -1)."""
-        device = self._moved.get(reply.metadata.reply_to_message_id)
-        if device is not None:
-            return device
-        device = sent.get(reply.metadata.reply_to_message_id)
-        if device is not None:
-            return device
-        if isinstance(checked, tuple):
-            return int(checked[1].get(METRIC_DEVICE_INDEX, -1))
-        return -1
-
     def _check_reply(
         self, reply: Message, theta: np.ndarray, server_round: int
     ) -> tuple[np.ndarray, dict[str, float], RecordDict] | str | None:
@@ -377,33 +356,16 @@ class FleetStrategy(Strategy):
     def _parse_reply(
         self, reply: Message, theta: np.ndarray, server_round: int
     ) -> tuple[str | None, tuple[np.ndarray, dict[str, float], RecordDict] | None]:
-        content = reply.content
-        try:
-            record = content[self.arrayrecord_key]
-            metrics = (
-                dict(content[self.metricrecord_key]) if self.metricrecord_key in content else {}
-            )
-        except (KeyError, AttributeError, TypeError, ValueError) as error:
-            return str(error) or type(error).__name__, None
-        if not isinstance(record, ArrayRecord) or len(record) != 1:
-            return "not one parameter array", None
-        try:
-            phi = single_vector(record)
-        except (TypeError, ValueError, UsageError) as error:  # not a numpy payload, garbled
-            return str(error) or type(error).__name__, None
-        problem = update_problem(phi, theta.shape)
-        if problem is not None:
-            return problem, None
-        clean = {str(k): float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-        if clean.get(METRIC_ROUND, server_round) != server_round:
-            return f"stale round {clean[METRIC_ROUND]}", None
-        if self.max_update_ratio is not None:
-            ratio = update_ratio(phi, theta, self.min_norm)
+        problem, checked = parse_train_reply(
+            reply.content, theta, server_round, self.arrayrecord_key, self.metricrecord_key
+        )
+        if checked is not None and self.max_update_ratio is not None:
+            ratio = update_ratio(checked[0], theta, self.min_norm)
             if ratio > self.max_update_ratio:
                 self.counters.bounded_replies += 1
                 return f"update norm {ratio:.3g} x model norm > {self.max_update_ratio}", None
             self.counters.max_update_ratio = max(self.counters.max_update_ratio, ratio)
-        return None, (phi, clean, content)
+        return problem, checked
 
     def combine(self, vectors: list[np.ndarray]) -> np.ndarray:
         """The round's aggregate of the accepted ``phi``: mean, median or trimmed mean."""

@@ -15,8 +15,8 @@ import pytest
 from tinyfleet.device.head import HeadSpec
 from tinyfleet.device.wire.contract import RoundPlan
 from tinyfleet.server.broker import ManagedBroker
-from tinyfleet.server.cli import initial_head
 from tinyfleet.server.run import run_in_process
+from tinyfleet.server.run_setup import initial_head
 from tinyfleet.server.strategies import TinyReptile
 from tinyfleet.simulations.clientapp import make_client_app
 from tinyfleet.simulations.seeding import device_task_rng
