@@ -166,5 +166,8 @@ def require_program(argv: list[str], install: str) -> None:
         raise MissingToolError(f"{argv[0]} not found on PATH (install with: {install})")
 
 
-BOSSAC_INSTALL = "apt-get install bossa-cli, or the Arduino core's bossac 1.9.1-arduino2+"
+BOSSAC_INSTALL = (
+    "the Arduino fork, bossac 1.9.1-arduino2+ (arduino-cli core install arduino:mbed_nano); "
+    "Debian's bossa-cli lacks nRF52 support"
+)
 PYOCD_INSTALL = "pip install pyocd"
