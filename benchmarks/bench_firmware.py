@@ -72,11 +72,13 @@ def _check_bit_exact(model: Path, target: str) -> str:
     from tinyfleet.firmware.jobs import inference_job, run_job
     from tinyfleet.firmware.toolchain import cmake_build
 
-    machine = TARGETS[target].qemu_machine
+    row = TARGETS[target]
+    twin = TARGETS[row.measured_on] if row.measured_on else row  # a board: its QEMU twin
+    machine = twin.qemu_machine
     assert machine is not None
     with tempfile.TemporaryDirectory() as tmp:
         gen = generate_from_file(model, Path(tmp) / "model")
-        build = cmake_build(target, Path(tmp) / "b", Path(tmp) / "model")
+        build = cmake_build(twin.name, Path(tmp) / "b", Path(tmp) / "model")
         assert build.job_runner is not None
         rng = np.random.default_rng(1)
         inputs = rng.integers(-128, 128, (20, gen.input_size), dtype=np.int8)

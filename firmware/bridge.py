@@ -105,6 +105,11 @@ def open_port(port: str, timeout: float = 60.0) -> tuple[FramedLink, contextlib.
     stack.callback(os.close, fd)
     with contextlib.suppress(termios.error):
         tty.setraw(fd)  # a real tty/pty: no echo, no line discipline
+        # A USB-serial adapter to a board's UART runs at the firmware's rate (the
+        # nRF52840 port's UARTE0: 115200 8N1); a pty ignores it.
+        attrs = termios.tcgetattr(fd)
+        attrs[4] = attrs[5] = termios.B115200
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
     return FramedLink(fd, fd, timeout), stack
 
 

@@ -163,8 +163,10 @@ def register(subparsers: Any) -> None:
     rep.add_argument(
         "--target",
         action="append",
-        choices=QEMU_TARGET_NAMES,
-        help="QEMU target to measure on (repeatable; default qemu-mps2-an386, the Nano's core)",
+        choices=(*QEMU_TARGET_NAMES, "nano33ble"),
+        help="target to measure (repeatable; default qemu-mps2-an386, the Nano's core); "
+        "nano33ble: instructions on its QEMU twin, flash and RAM of the board's "
+        "device-loop image",
     )
     rep.add_argument(
         "--kernels",

@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +94,31 @@ def _shape4(tensor: Tensor, op: Operator) -> tuple[int, int, int, int]:
     if n != 1:
         raise _fail(op, f"batch must be 1, got {n} (export with keras.Input(batch_size=1))")
     return n, h, w, c
+
+
+# Which layers the DSP kernels cover (their early returns in src/tinyfleet_kernels_dsp.c):
+# those call the kernels' ``_fast`` entry points, so that a DSP build links no reference
+# loop it never runs. A layer wrongly marked covered fails loudly (TINYFLEET_ERR_UNSUPPORTED
+# from the invoke), never silently: the differential tests run every model on both sets.
+def dsp_covers_conv(kh: int, kw: int, has_scratch: bool) -> bool:
+    """CONV_2D: im2col into the planned scratch, or a 1x1 filter read in place (a 1x1
+    filter never gets padding, SAME or VALID)."""
+    return has_scratch or (kh == 1 and kw == 1)
+
+
+def dsp_covers_depthwise(depth_multiplier: int, options: dict[str, Any]) -> bool:
+    """DEPTHWISE_CONV_2D: depth multiplier 1, no dilation."""
+    dilation = (options.get("dilation_h_factor", 1), options.get("dilation_w_factor", 1))
+    return depth_multiplier == 1 and tuple(int(d) for d in dilation) == (1, 1)
+
+
+def dsp_covers_max_pool(channels: int) -> bool:
+    """MAX_POOL_2D: four channels per word."""
+    return channels % 4 == 0
+
+
+def _fast(covered: bool) -> str:
+    return "_fast" if covered else ""
 
 
 def _per_tensor(tensor: Tensor, op: Operator) -> tuple[float, int]:
@@ -206,8 +232,9 @@ class _Lowering:
             b = self.bias(op, ins[2] if len(ins) > 2 else None, oc)
             sid = scratch_id(op.index)
             scratch = self.ptr(sid) if sid in self.offsets else "NULL"
+            fn = "tinyfleet_conv2d_s8" + _fast(dsp_covers_conv(kh, kw, sid in self.offsets))
             self.call(
-                f"tinyfleet_conv2d_s8({w}, {q}, {self.ptr(inp.index)}, {f}, {b}, "
+                f"{fn}({w}, {q}, {self.ptr(inp.index)}, {f}, {b}, "
                 f"{self.ptr(out.index)}, {scratch})"
             )
         elif op.op == "DEPTHWISE_CONV_2D":
@@ -222,8 +249,11 @@ class _Lowering:
             q = self.requant(op, inp, filt, out, oc)
             f = self.weights(op, filt)
             b = self.bias(op, ins[2] if len(ins) > 2 else None, oc)
+            fn = "tinyfleet_depthwise_conv2d_s8" + _fast(
+                dsp_covers_depthwise(oc // ic, op.options)
+            )
             self.call(
-                f"tinyfleet_depthwise_conv2d_s8({w}, {oc // ic}, {q}, {self.ptr(inp.index)}, {f}, {b}, "
+                f"{fn}({w}, {oc // ic}, {q}, {self.ptr(inp.index)}, {f}, {b}, "
                 f"{self.ptr(out.index)})"
             )
         elif op.op == "FULLY_CONNECTED":
@@ -254,7 +284,7 @@ class _Lowering:
             fn = (
                 "tinyfleet_average_pool2d_s8"
                 if op.op == "AVERAGE_POOL_2D"
-                else "tinyfleet_max_pool2d_s8"
+                else "tinyfleet_max_pool2d_s8" + _fast(dsp_covers_max_pool(_shape4(inp, op)[3]))
             )
             self.call(f"{fn}({w}, {lo}, {hi}, {self.ptr(inp.index)}, {self.ptr(out.index)})")
         else:  # RESHAPE

@@ -12,8 +12,8 @@ Two ways onto the board:
   button (the LED pulses), then ``bossac --port=PORT -U -i -e -w -v IMAGE.bin -R``, the
   command the Arduino core's upload recipe runs. The bootloader places the image at
   0x10000 itself. Only BOSSA builds with nRF52 support talk to it (the Arduino fork,
-  1.9.1-arduino2 and later, which the Arduino core installs); check
-  ``bossac --help``'s device list if the Debian ``bossa-cli`` build refuses the board.
+  1.9.1-arduino2 and later, which the Arduino core installs); Debian's ``bossa-cli``
+  (1.9.1) is upstream BOSSA without it.
 * an SWD probe (``pyocd flash --target nrf52840 --erase sector IMAGE.elf``): sector
   erase rewrites only the sectors the image covers, so the bootloader below 0x10000
   stays. pyOCD is on PyPI (``pip install pyocd``).
@@ -166,5 +166,8 @@ def require_program(argv: list[str], install: str) -> None:
         raise MissingToolError(f"{argv[0]} not found on PATH (install with: {install})")
 
 
-BOSSAC_INSTALL = "apt-get install bossa-cli, or the Arduino core's bossac 1.9.1-arduino2+"
+BOSSAC_INSTALL = (
+    "the Arduino fork, bossac 1.9.1-arduino2+ (arduino-cli core install arduino:mbed_nano); "
+    "Debian's bossa-cli lacks nRF52 support"
+)
 PYOCD_INSTALL = "pip install pyocd"

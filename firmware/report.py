@@ -32,7 +32,7 @@ from tinyfleet.device.head import HeadSpec, MLPHead
 from tinyfleet.errors import InputFileError, UsageError
 from tinyfleet.firmware.codegen import generate_from_file
 from tinyfleet.firmware.jobs import bench_job, run_job
-from tinyfleet.firmware.targets import DEFAULT_QEMU_TARGET, get_target
+from tinyfleet.firmware.targets import DEFAULT_QEMU_TARGET, Target, get_target
 from tinyfleet.firmware.toolchain import cmake_build
 from tinyfleet.firmware.validate import check_head_input
 
@@ -164,7 +164,10 @@ def report_model(
     from tinyfleet.device.tooling.tflite_model import load_tflite
     from tinyfleet.firmware.codegen import generate_passthrough
 
-    row = get_target(target)
+    board = get_target(target)
+    # A board's instructions are counted on its QEMU twin (same core, same flags); its
+    # flash and RAM are those of the device-loop image it runs.
+    row = get_target(board.measured_on) if board.measured_on else board
     if row.qemu_machine is None:
         raise UsageError(f"target {target} does not run in QEMU; choose a qemu-* target")
     kernels = kernels or row.kernels
@@ -188,10 +191,12 @@ def report_model(
             "TINYFLEET_JOB_MAX_SAMPLES": 1,
         }
         build = cmake_build(
-            target, work / "build", work / "model", defines=defines, kernels=kernels
+            row.name, work / "build", work / "model", defines=defines, kernels=kernels
         )
         assert build.job_runner is not None and build.map_file is not None
         flash, ram = flash_and_ram(build.map_file.read_text(), row.ram_origin)
+        if board is not row:
+            flash, ram = _board_image(board, spec, work, kernels, tflite is not None)
         learner = MLPHead(spec, seed=0)
         x = np.linspace(-1.0, 1.0, spec.input_dim, dtype=np.float32)
         y: object = np.zeros(spec.output_dim, np.float32) if spec.loss == "mse" else 0
@@ -237,6 +242,24 @@ def report_model(
             for key, board in BOARDS.items()
         },
     )
+
+
+def _board_image(
+    board: Target, spec: HeadSpec, work: Path, kernels: str, with_model: bool
+) -> tuple[int, int]:
+    """(flash, RAM) of the device-loop image for ``board`` (checked like `flash` does);
+    a float-head card's image has no backbone, as `build` makes it."""
+    from tinyfleet.firmware.device_config import write_device_config
+    from tinyfleet.firmware.flash import check_image
+
+    write_device_config(spec, work / "device")
+    build = cmake_build(
+        board.name, work / "board", work / "model" if with_model else None,
+        device_config_dir=work / "device", kernels=kernels,
+    )  # fmt: skip
+    assert build.device is not None
+    info = check_image(build.device, board)
+    return info.flash_bytes, info.ram_bytes
 
 
 def _short(model: str) -> str:

@@ -60,6 +60,33 @@ tinyfleet_status tinyfleet_average_pool2d_s8(const tinyfleet_window *w, int32_t 
 tinyfleet_status tinyfleet_max_pool2d_s8(const tinyfleet_window *w, int32_t act_min, int32_t act_max,
                            const int8_t *input, int8_t *output);
 
+/* The same kernels for layers the DSP kernels cover: CONV_2D with an im2col scratch
+ * (or 1x1), DEPTHWISE_CONV_2D with depth multiplier 1 and no dilation, MAX_POOL_2D
+ * with a multiple of 4 channels (tinyfleet.firmware.codegen.dsp_covers). Bit-exact
+ * with the functions above; a DSP build links no reference loop for them (and answers
+ * TINYFLEET_ERR_UNSUPPORTED for a shape it does not cover); in a reference build they
+ * are the plain kernels. */
+#if defined(ARDUINO) && defined(__ARM_FEATURE_DSP) && !defined(TINYFLEET_KERNELS_DSP)
+#define TINYFLEET_KERNELS_DSP 1 /* as in tinyfleet_kernels_internal.h */
+#endif
+#ifdef TINYFLEET_KERNELS_DSP
+tinyfleet_status tinyfleet_conv2d_s8_fast(const tinyfleet_window *w, const tinyfleet_requant *q,
+                                          const int8_t *input, const int8_t *filter,
+                                          const int32_t *bias, int8_t *output, int8_t *scratch);
+tinyfleet_status tinyfleet_depthwise_conv2d_s8_fast(const tinyfleet_window *w,
+                                                    int32_t depth_multiplier,
+                                                    const tinyfleet_requant *q,
+                                                    const int8_t *input, const int8_t *filter,
+                                                    const int32_t *bias, int8_t *output);
+tinyfleet_status tinyfleet_max_pool2d_s8_fast(const tinyfleet_window *w, int32_t act_min,
+                                              int32_t act_max, const int8_t *input,
+                                              int8_t *output);
+#else
+#define tinyfleet_conv2d_s8_fast tinyfleet_conv2d_s8
+#define tinyfleet_depthwise_conv2d_s8_fast tinyfleet_depthwise_conv2d_s8
+#define tinyfleet_max_pool2d_s8_fast tinyfleet_max_pool2d_s8
+#endif
+
 /* RESHAPE: the bytes do not change; copies unless input == output. */
 tinyfleet_status tinyfleet_reshape_s8(int32_t size, const int8_t *input, int8_t *output);
 

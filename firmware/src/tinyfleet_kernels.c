@@ -20,14 +20,20 @@ static tinyfleet_status tinyfleet_check_window(const tinyfleet_window *w)
     return TINYFLEET_OK;
 }
 
-tinyfleet_status tinyfleet_conv2d_s8(const tinyfleet_window *w, const tinyfleet_requant *q,
-                                     const int8_t *input, const int8_t *filter,
-                                     const int32_t *bias, int8_t *output, int8_t *scratch)
+static tinyfleet_status conv_check(const tinyfleet_window *w, const tinyfleet_requant *q,
+                                   const int8_t *input, const int8_t *filter, int8_t *output)
 {
     if (!w || !q || !input || !filter || !output || !q->multiplier || !q->shift) {
         return TINYFLEET_ERR_NULL;
     }
-    tinyfleet_status st = tinyfleet_check_window(w);
+    return tinyfleet_check_window(w);
+}
+
+tinyfleet_status tinyfleet_conv2d_s8(const tinyfleet_window *w, const tinyfleet_requant *q,
+                                     const int8_t *input, const int8_t *filter,
+                                     const int32_t *bias, int8_t *output, int8_t *scratch)
+{
+    tinyfleet_status st = conv_check(w, q, input, filter, output);
     if (st != TINYFLEET_OK) {
         return st;
     }
@@ -71,19 +77,24 @@ tinyfleet_status tinyfleet_conv2d_s8(const tinyfleet_window *w, const tinyfleet_
     return TINYFLEET_OK;
 }
 
+static tinyfleet_status depthwise_check(const tinyfleet_window *w, int32_t depth_multiplier,
+                                        const tinyfleet_requant *q, const int8_t *input,
+                                        const int8_t *filter, int8_t *output)
+{
+    tinyfleet_status st = conv_check(w, q, input, filter, output);
+    if (st == TINYFLEET_OK && (depth_multiplier < 1 || w->out_c != w->in_c * depth_multiplier)) {
+        return TINYFLEET_ERR_SHAPE;
+    }
+    return st;
+}
+
 tinyfleet_status tinyfleet_depthwise_conv2d_s8(const tinyfleet_window *w, int32_t depth_multiplier,
                                  const tinyfleet_requant *q, const int8_t *input,
                                  const int8_t *filter, const int32_t *bias, int8_t *output)
 {
-    if (!w || !q || !input || !filter || !output || !q->multiplier || !q->shift) {
-        return TINYFLEET_ERR_NULL;
-    }
-    tinyfleet_status st = tinyfleet_check_window(w);
+    tinyfleet_status st = depthwise_check(w, depth_multiplier, q, input, filter, output);
     if (st != TINYFLEET_OK) {
         return st;
-    }
-    if (depth_multiplier < 1 || w->out_c != w->in_c * depth_multiplier) {
-        return TINYFLEET_ERR_SHAPE;
     }
 #ifdef TINYFLEET_KERNELS_DSP
     if (tinyfleet_depthwise_conv2d_s8_dsp(w, depth_multiplier, q, input, filter, bias, output)) {
@@ -197,18 +208,25 @@ tinyfleet_status tinyfleet_average_pool2d_s8(const tinyfleet_window *w, int32_t 
     return TINYFLEET_OK;
 }
 
-tinyfleet_status tinyfleet_max_pool2d_s8(const tinyfleet_window *w, int32_t act_min, int32_t act_max,
-                           const int8_t *input, int8_t *output)
+static tinyfleet_status pool_check(const tinyfleet_window *w, const int8_t *input,
+                                   int8_t *output)
 {
     if (!w || !input || !output) {
         return TINYFLEET_ERR_NULL;
     }
     tinyfleet_status st = tinyfleet_check_window(w);
+    if (st == TINYFLEET_OK && w->out_c != w->in_c) {
+        return TINYFLEET_ERR_SHAPE;
+    }
+    return st;
+}
+
+tinyfleet_status tinyfleet_max_pool2d_s8(const tinyfleet_window *w, int32_t act_min, int32_t act_max,
+                           const int8_t *input, int8_t *output)
+{
+    tinyfleet_status st = pool_check(w, input, output);
     if (st != TINYFLEET_OK) {
         return st;
-    }
-    if (w->out_c != w->in_c) {
-        return TINYFLEET_ERR_SHAPE;
     }
 #ifdef TINYFLEET_KERNELS_DSP
     if (tinyfleet_max_pool2d_s8_dsp(w, act_min, act_max, input, output)) {
@@ -252,3 +270,50 @@ tinyfleet_status tinyfleet_reshape_s8(int32_t size, const int8_t *input, int8_t 
     }
     return TINYFLEET_OK;
 }
+
+/* Entry points for layers the DSP kernels cover (the generator decides, see
+ * tinyfleet_kernels.h): in a DSP build they never reach a reference loop, so a model
+ * whose layers are all covered links none, and its flash holds one kernel per
+ * operator, as a reference build does. A reference build has macros instead. */
+#ifdef TINYFLEET_KERNELS_DSP
+tinyfleet_status tinyfleet_conv2d_s8_fast(const tinyfleet_window *w, const tinyfleet_requant *q,
+                                          const int8_t *input, const int8_t *filter,
+                                          const int32_t *bias, int8_t *output, int8_t *scratch)
+{
+    tinyfleet_status st = conv_check(w, q, input, filter, output);
+    if (st != TINYFLEET_OK) {
+        return st;
+    }
+    return tinyfleet_conv2d_s8_dsp(w, q, input, filter, bias, output, scratch)
+               ? TINYFLEET_OK
+               : TINYFLEET_ERR_UNSUPPORTED;
+}
+
+tinyfleet_status tinyfleet_depthwise_conv2d_s8_fast(const tinyfleet_window *w,
+                                                    int32_t depth_multiplier,
+                                                    const tinyfleet_requant *q,
+                                                    const int8_t *input, const int8_t *filter,
+                                                    const int32_t *bias, int8_t *output)
+{
+    tinyfleet_status st = depthwise_check(w, depth_multiplier, q, input, filter, output);
+    if (st != TINYFLEET_OK) {
+        return st;
+    }
+    return tinyfleet_depthwise_conv2d_s8_dsp(w, depth_multiplier, q, input, filter, bias, output)
+               ? TINYFLEET_OK
+               : TINYFLEET_ERR_UNSUPPORTED;
+}
+
+tinyfleet_status tinyfleet_max_pool2d_s8_fast(const tinyfleet_window *w, int32_t act_min,
+                                              int32_t act_max, const int8_t *input,
+                                              int8_t *output)
+{
+    tinyfleet_status st = pool_check(w, input, output);
+    if (st != TINYFLEET_OK) {
+        return st;
+    }
+    return tinyfleet_max_pool2d_s8_dsp(w, act_min, act_max, input, output)
+               ? TINYFLEET_OK
+               : TINYFLEET_ERR_UNSUPPORTED;
+}
+#endif

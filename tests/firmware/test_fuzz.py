@@ -43,8 +43,11 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
     return bytes(out)
 
 
-def _compile(model_dir: Path, lib: Path, exe: Path) -> None:
+def _compile(model_dir: Path, lib: Path, exe: Path, dsp: bool) -> None:
     san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+    # as CMake does for a DSP library: the model then calls the _fast entry points
+    # wherever the generator judged a layer covered by the DSP kernels
+    san += ["-DTINYFLEET_KERNELS_DSP=1"] if dsp else []
     cmd = ["cc", "-std=c99", "-O1", *san, f"-I{FIRMWARE_DIR / 'include'}", f"-I{model_dir}",
            str(FIRMWARE_DIR / "apps" / "tinyfleet_job_runner.c"),
            str(FIRMWARE_DIR / "ports" / "host" / "tinyfleet_job_port_host.c"),
@@ -78,7 +81,7 @@ def _fuzz(n: int, n_run: int, models: Any, build: Any, tmp: Path) -> None:
         kernels = "dsp" if k % 2 else "reference"
         lib = build(name, "host", kernels).build_dir / "libtinyfleet.a"
         exe = tmp / f"runner{k}"
-        _compile(model_dir, lib, exe)
+        _compile(model_dir, lib, exe, kernels == "dsp")
         inputs = models[name].inputs[:20]
         (tmp / "job.bin").write_bytes(inference_job(inputs))
         proc = subprocess.run([str(exe), str(tmp / "job.bin"), str(tmp / "out.bin")],

@@ -197,3 +197,27 @@ def test_device_image_with_the_digits_backbone_fits(
     info = check_image(out / "tinyfleet_device.elf", NANO)
     _symbol(out / "tinyfleet_device.elf", "tinyfleet_model_invoke")
     assert info.flash_bytes <= NANO.flash_bytes and info.ram_bytes <= NANO.ram_bytes
+
+
+@pytest.mark.qemu
+def test_report_for_the_board_uses_its_image_and_its_qemu_twin(
+    nano_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    if missing_tools("qemu-mps2-an386"):
+        pytest.skip("qemu-system-arm absent")
+    card = tmp_path / "model_card.json"
+    head = {"layer_sizes": [1, 40, 40, 1], "activation": "tanh", "loss": "mse"}
+    card.write_text(json.dumps({"name": "sine", "tflite_file": None, "head": head}))
+    argv = ["firmware", "report", str(card), "--json", "--kernels", "reference"]
+    assert main([*argv, "--target", "nano33ble", "--target", "qemu-mps2-an386"]) == 0
+    board, twin = json.loads(capsys.readouterr().out)
+    assert (board["target"], twin["target"]) == ("nano33ble", "qemu-mps2-an386")
+    # the same image `build` makes for this head, not the QEMU benchmark's
+    image = check_image(nano_build / "tinyfleet_device.elf", NANO)
+    assert (board["flash_bytes"], board["ram_bytes"]) == (image.flash_bytes, image.ram_bytes)
+    assert board["flash_bytes"] != twin["flash_bytes"]
+    # instructions counted on the twin: same core, flags and kernels
+    assert board["insns_per_sgd_step"] == twin["insns_per_sgd_step"] > 10_000
+    assert board["energy_uj_per_sgd_step"] == twin["energy_uj_per_sgd_step"] > 0

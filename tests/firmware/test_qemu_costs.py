@@ -101,3 +101,28 @@ def test_nano33ble_build_links_for_the_board(
     } <= {p.name for p in (library / "src").iterdir()}
     elf = out / "tinyfleet_job_runner.elf"
     assert elf.read_bytes()[:4] == b"\x7fELF" and elf.read_bytes()[18] == 40  # EM_ARM
+
+
+def _linked(elf: Any) -> set[str]:
+    import subprocess
+
+    out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True)
+    return {line.split()[-1] for line in out.stdout.splitlines() if " T " in line}
+
+
+@pytest.mark.qemu
+@pytest.mark.tf
+def test_dsp_build_links_only_the_kernels_it_runs(firmware_build: Any) -> None:
+    """Issue 15, flash: a layer the DSP kernels cover calls the kernels' _fast entry, so a
+    DSP build does not link the reference loop it never runs; an uncovered layer (a depth
+    multiplier of 2) still gets it; a reference build links no DSP code."""
+    _need("qemu-mps2-an386")
+    covered = _linked(firmware_build("strided", "qemu-mps2-an386", "dsp").job_runner)
+    assert {"tinyfleet_conv2d_s8_dsp", "tinyfleet_depthwise_conv2d_s8_dsp"} <= covered
+    assert {"tinyfleet_conv2d_s8_fast", "tinyfleet_depthwise_conv2d_s8_fast"} <= covered
+    assert not {"tinyfleet_conv2d_s8", "tinyfleet_depthwise_conv2d_s8"} & covered
+    mixed = _linked(firmware_build("convnet", "qemu-mps2-an386", "dsp").job_runner)
+    assert {"tinyfleet_depthwise_conv2d_s8", "tinyfleet_max_pool2d_s8_fast"} <= mixed
+    reference = _linked(firmware_build("strided", "qemu-mps2-an386", "reference").job_runner)
+    assert {"tinyfleet_conv2d_s8", "tinyfleet_depthwise_conv2d_s8"} <= reference
+    assert not {name for name in reference if name.endswith(("_dsp", "_fast"))}

@@ -2,10 +2,10 @@
  *
  * Microphone: the nRF52840 PDM peripheral (PS v1.7, section 6.15 "PDM") driving the
  * MP34DT05: CLK = P0.26, DIN = P0.25, microphone power = P0.17 (the Arduino core's
- * variant: PIN_PDM_CLK/DIN/PWR). PDM clock 1.024 MHz with ratio 64 gives 16 kHz PCM,
- * the keyword use case's rate. One blocking capture per call by EasyDMA; the first
- * few milliseconds after power-up hold the microphone's and decimation filter's
- * settling, which a caller that needs clean audio discards.
+ * variant: PIN_PDM_CLK/DIN/PWR). PDM clock 1.280 MHz (32 MHz / 25) with decimation
+ * ratio 80 gives exactly 16 kHz PCM, the keyword use case's rate. One blocking capture
+ * per call by EasyDMA; the first few milliseconds after power-up hold the microphone's
+ * and decimation filter's settling, which a caller that needs clean audio discards.
  *
  * Climate (HTS221 temperature/humidity, APDS-9960 light, on the internal I2C bus
  * SDA1 = P0.14, SCL1 = P0.15, sensor power P0.22): a stub, TINYFLEET_ERR_UNSUPPORTED. */
@@ -28,10 +28,10 @@
 #define PDM_PSEL_DIN 0x544u
 #define PDM_SAMPLE_PTR 0x560u
 #define PDM_SAMPLE_MAXCNT 0x564u
-#define PDM_CLK_1024K 0x08000000u /* PDMCLKCTRL FREQ_1024K */
+#define PDM_CLK_1280K 0x0A000000u /* PDMCLKCTRL FREQ_1280K: 32 MHz / 25 */
 #define PDM_MODE_MONO_LEFT_FALLING 0x1u
 #define PDM_GAIN_0DB 0x28u
-#define PDM_RATIO_64 0x0u
+#define PDM_RATIO_80 0x1u /* RATIO register (nRF52840): 0 = 64, 1 = 80 */
 #define PDM_MAXCNT_LIMIT 32767u /* SAMPLE.MAXCNT is 15 bits */
 
 #define P0_OUTSET (*(volatile uint32_t *)0x50000508u)
@@ -61,8 +61,8 @@ static tinyfleet_status pdm_capture(void *ctx, int16_t *pcm, size_t n)
     P0_PIN_CNF(MIC_DIN_PIN) = PIN_CNF_INPUT;
     PDM(PDM_PSEL_CLK) = MIC_CLK_PIN;
     PDM(PDM_PSEL_DIN) = MIC_DIN_PIN;
-    PDM(PDM_PDMCLKCTRL) = PDM_CLK_1024K;
-    PDM(PDM_RATIO) = PDM_RATIO_64;
+    PDM(PDM_PDMCLKCTRL) = PDM_CLK_1280K;
+    PDM(PDM_RATIO) = PDM_RATIO_80;
     PDM(PDM_MODE) = PDM_MODE_MONO_LEFT_FALLING;
     PDM(PDM_GAINL) = PDM_GAIN_0DB;
     PDM(PDM_GAINR) = PDM_GAIN_0DB;
