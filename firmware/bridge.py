@@ -229,8 +229,9 @@ class FirmwareTrainer:
                 # TinyMetaFed's upload (Top-P% int8 update, local layers left out) is made
                 # by the round function on this host; local-only steps are not in the C head.
                 raise UsageError("the firmware has no local-reconstruction steps (recon-steps)")
-            self.link.send(b"T", _task_bytes(task))
+            # before the task goes out: a refused round leaves the firmware idle
             audio = _audio_source(stream) if self.audio else None
+            self.link.send(b"T", _task_bytes(task))
             for _ in range(plan.k):
                 if audio is not None:
                     pcm, y = audio(1, rng)
