@@ -142,15 +142,20 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def qemu_device(elf: str | Path, timeout: float = 120.0) -> Iterator[FramedLink]:
-    """The device loop on QEMU's mps2-an386, its UART0 on a loopback TCP port."""
+def qemu_device(
+    elf: str | Path, timeout: float = 120.0, machine: str = "mps2-an386", icount: bool = False
+) -> Iterator[FramedLink]:
+    """The device loop on QEMU's ``machine`` (default mps2-an386), its UART0 on a loopback
+    TCP port; ``icount``: ``-icount shift=0``, so that SysTick counts instructions."""
     port = _free_port()
     cmd = [
-        QEMU, "-M", "mps2-an386", "-nographic", "-monitor", "none",
+        QEMU, "-M", machine, "-nographic", "-monitor", "none",
         "-semihosting-config", "enable=on,target=native",
         "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
         "-kernel", str(Path(elf).resolve()),
     ]  # fmt: skip
+    if icount:
+        cmd += ["-icount", "shift=0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         sock = None
@@ -228,8 +233,8 @@ class FirmwareTrainer:
             # TinyMetaFed: the C head runs the local-only steps (recon-steps); the upload
             # (Top-P% int8 update, local layers left out) is made from its phi by the
             # round function on this host.
-            self.link.send(b"T", _task_bytes(task))
             audio = _audio_source(stream) if self.audio else None
+            self.link.send(b"T", _task_bytes(task))
             for _ in range(plan.k):
                 if audio is not None:
                     pcm, y = audio(1, rng)

@@ -68,6 +68,15 @@ class ModelReport:
     #: nRF52840 estimate (module docstring): microjoules
     energy_uj_per_inference: float = 0.0
     energy_uj_per_sgd_step: float = 0.0
+    #: audio cards (input = 1 s of raw audio): the one image that chains the CMSIS-DSP
+    #: front end, the backbone and the head (the device loop): its linked size, and
+    #: instructions per 1 s window counted in that image (max over the probe windows)
+    audio_image_flash_bytes: int = 0
+    audio_image_ram_bytes: int = 0
+    insns_frontend_per_window: int = 0
+    insns_backbone_in_image: int = 0
+    #: (front end + backbone + one SGD step) / 64 MHz, one instruction per cycle
+    realtime_factor_64mhz: float = 0.0
 
     @property
     def insns_per_mac(self) -> float:
@@ -190,13 +199,25 @@ def report_model(
             "TINYFLEET_JOB_MAX_SCRATCH": sum(sizes[1:]) + 2 * max(sizes),
             "TINYFLEET_JOB_MAX_SAMPLES": 1,
         }
+        audio = tflite is not None and row.device_loop and _takes_audio(Path(model), tflite)
+        device_config = frontend_dir = None
+        if audio:
+            from tinyfleet.firmware.device_config import write_device_config
+            from tinyfleet.firmware.frontend import write_cmake
+
+            device_config = write_device_config(spec, work / "device").parent
+            frontend_dir = write_cmake(work / "frontend").parent
         build = cmake_build(
-            row.name, work / "build", work / "model", defines=defines, kernels=kernels
-        )
+            row.name, work / "build", work / "model", defines=defines, kernels=kernels,
+            device_config_dir=device_config, frontend_dir=frontend_dir,
+        )  # fmt: skip
         assert build.job_runner is not None and build.map_file is not None
         flash, ram = flash_and_ram(build.map_file.read_text(), row.ram_origin)
         if board is not row:
             flash, ram = _board_image(board, spec, work, kernels, tflite is not None)
+        image: dict[str, int] = {}
+        if audio and build.device is not None:
+            image = _measure_audio_image(build.device, row.qemu_machine, row.ram_origin)
         learner = MLPHead(spec, seed=0)
         x = np.linspace(-1.0, 1.0, spec.input_dim, dtype=np.float32)
         y: object = np.zeros(spec.output_dim, np.float32) if spec.loss == "mse" else 0
@@ -219,6 +240,9 @@ def report_model(
             tflm_arena = None
     macs = sum(c.macs for c in layer_costs(load_tflite(tflite))) if tflite is not None else 0
     per_inf = int(insns[0]) if data else 0
+    # an audio card must fit as the chained image too (front end + backbone + head loop)
+    fit_flash, fit_ram = max(flash, image.get("flash", 0)), max(ram, image.get("ram", 0))
+    window = image.get("frontend", 0) + image.get("backbone", 0) + int(insns[1])
     return ModelReport(
         model=str(model),
         target=target,
@@ -238,9 +262,14 @@ def report_model(
         energy_uj_per_inference=per_inf * NRF52840_NJ_PER_CYCLE / 1000,
         energy_uj_per_sgd_step=int(insns[1]) * NRF52840_NJ_PER_CYCLE / 1000,
         fits={
-            key: flash <= board.flash_bytes and ram <= board.ram_bytes
+            key: fit_flash <= board.flash_bytes and fit_ram <= board.ram_bytes
             for key, board in BOARDS.items()
         },
+        audio_image_flash_bytes=image.get("flash", 0),
+        audio_image_ram_bytes=image.get("ram", 0),
+        insns_frontend_per_window=image.get("frontend", 0),
+        insns_backbone_in_image=image.get("backbone", 0),
+        realtime_factor_64mhz=window / CLOCK_HZ if image else 0.0,
     )
 
 
@@ -260,6 +289,55 @@ def _board_image(
     assert build.device is not None
     info = check_image(build.device, board)
     return info.flash_bytes, info.ram_bytes
+
+
+#: the Nano 33 BLE Sense's nRF52840 clock
+CLOCK_HZ = 64_000_000
+PROBE_WINDOWS = 4
+
+
+def _takes_audio(model: Path, tflite: Path) -> bool:
+    from tinyfleet.device.frontend import card_takes_audio
+
+    card = model if model.suffix == ".json" else tflite.parent / "model_card.json"
+    try:
+        return card_takes_audio(json.loads(card.read_text()))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def _probe_windows() -> np.ndarray:
+    """1 s windows for the cost probe: speech-band tones, a chirp, noise and silence
+    (the front end's work hardly depends on the samples; the maximum is reported)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(16_000) / 16_000
+    windows = [
+        6000 * np.sin(2 * np.pi * 440 * t) + 3000 * np.sin(2 * np.pi * 1800 * t),
+        6000 * np.sin(2 * np.pi * (100 * t + 3000 * t**2)),
+        3000 * rng.standard_normal(16_000),
+        np.zeros(16_000),
+    ]
+    return np.stack([np.round(w).astype(np.int16) for w in windows[:PROBE_WINDOWS]])
+
+
+def _measure_audio_image(elf: Path, machine: str | None, ram_origin: int) -> dict[str, int]:
+    """Flash/RAM of the chained device image (its linker map) and, counted in it under
+    QEMU -icount through its serial link ('X' probes), the instructions of the front end
+    and of the backbone per 1 s window (max over :func:`_probe_windows`)."""
+    from tinyfleet.firmware.bridge import qemu_device
+
+    assert machine is not None
+    flash, ram = flash_and_ram((elf.parent / "tinyfleet_device.map").read_text(), ram_origin)
+    counts = []
+    with qemu_device(elf, machine=machine, icount=True) as link:
+        for window in _probe_windows():
+            link.send(b"X", window.astype("<i2").tobytes())
+            kind, body = link.recv()
+            if kind != b"X":
+                raise UsageError(f"the audio image refused a probe: {body[:80]!r}")
+            counts.append(np.frombuffer(body[-8:], dtype="<u4"))
+    worst = np.max(np.stack(counts), axis=0)
+    return {"flash": flash, "ram": ram, "frontend": int(worst[0]), "backbone": int(worst[1])}
 
 
 def _short(model: str) -> str:
@@ -284,6 +362,15 @@ def format_table(rows: list[ModelReport]) -> str:
             f"{r.insns_per_sgd_step:>9} {r.energy_uj_per_inference:>7.2f} "
             f"{r.energy_uj_per_sgd_step:>7.2f}  {fits}"
         )
+    for r in rows:
+        if r.insns_frontend_per_window:
+            lines.append(
+                f"{_short(r.model)} ({r.target}, {r.kernels}): one image with the audio front "
+                f"end: flash {r.audio_image_flash_bytes} B, RAM {r.audio_image_ram_bytes} B; "
+                f"per 1 s window: front end {r.insns_frontend_per_window} + backbone "
+                f"{r.insns_backbone_in_image} + SGD step {r.insns_per_sgd_step} instructions; "
+                f"real-time factor at 64 MHz {r.realtime_factor_64mhz:.3f}"
+            )
     lines.append(
         f"energy: nRF52840 at {NRF52840_NJ_PER_CYCLE:.3f} nJ/cycle (PS v1.7 s5.4.1, 52 uA/MHz "
         "at 3 V), one instruction counted as one cycle (a lower bound)"

@@ -17,6 +17,16 @@
 #ifndef TINYFLEET_HAVE_MODEL
 #error "the keyword front end feeds a backbone: build with a model"
 #endif
+#ifdef TINYFLEET_DEVICE_COUNTER
+#include "tinyfleet_job_port.h"
+#define COUNTER_INIT() tinyfleet_job_port_init()
+#define COUNTER() tinyfleet_job_port_counter()
+#define INSNS(start, end) tinyfleet_job_port_insns((start), (end))
+#else
+#define COUNTER_INIT() ((void)0)
+#define COUNTER() 0u
+#define INSNS(start, end) ((void)(start), (void)(end), 0u)
+#endif
 #if TINYFLEET_MODEL_INPUT_SIZE != TINYFLEET_KWS_FEATURES
 #error "the backbone's input is not the front end's 49 x 10 MFCCs"
 #endif
@@ -213,27 +223,34 @@ static tinyfleet_status audio_to_input(const uint8_t *pcm)
 }
 
 /* 'X' + PCM: the front end and the backbone without training; replies 'X' + int16 MFCCs,
- * the int8 input and the int8 embedding (host tests compare them with the Python device). */
+ * the int8 input, the int8 embedding (tests compare them with the Python device), then
+ * uint32 instructions of the front end (incl. quantising its output) and of the backbone
+ * (SysTick under QEMU -icount; 0 where the image has no counter). */
 static tinyfleet_status on_probe(const tinyfleet_port *port, const uint8_t *data, size_t len)
 {
     if (len != AUDIO_BYTES) {
         return refuse(port, "audio window has the wrong size");
     }
+    const uint32_t t0 = COUNTER();
     tinyfleet_status st = audio_to_input(data);
+    const uint32_t t1 = COUNTER();
     if (st == TINYFLEET_OK) {
         st = tinyfleet_model_invoke(g_in, g_emb);
     }
+    const uint32_t t2 = COUNTER();
     if (st != TINYFLEET_OK) {
         return refuse(port, tinyfleet_status_name(st));
     }
+    const uint32_t insns[2] = {INSNS(t0, t1), INSNS(t1, t2)};
     uint8_t *out = g_msg + 1;
-    const size_t n = sizeof g_mfcc + sizeof g_in + sizeof g_emb;
+    const size_t n = sizeof g_mfcc + sizeof g_in + sizeof g_emb + sizeof insns;
     if (n + 1 > sizeof g_msg) {
         return refuse(port, "probe reply does not fit");
     }
     memcpy(out, g_mfcc, sizeof g_mfcc);
     memcpy(out + sizeof g_mfcc, g_in, sizeof g_in);
     memcpy(out + sizeof g_mfcc + sizeof g_in, g_emb, sizeof g_emb);
+    memcpy(out + sizeof g_mfcc + sizeof g_in + sizeof g_emb, insns, sizeof insns);
     return send_frame(port, 'X', out, n);
 }
 #endif
@@ -324,6 +341,7 @@ tinyfleet_status tinyfleet_device_run(const tinyfleet_port *port)
     if (tinyfleet_kws_frontend_init() != 0) {
         return TINYFLEET_ERR_SHAPE;
     }
+    COUNTER_INIT();
 #endif
     tinyfleet_frame_rx rx;
     tinyfleet_frame_rx_init(&rx, g_rx, sizeof g_rx);

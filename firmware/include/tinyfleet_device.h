@@ -7,6 +7,14 @@
  *                       or int32 label (softmax_ce)
  *                   'I' + one raw sample: int8 input[TINYFLEET_MODEL_INPUT_SIZE] for the
  *                       backbone (builds with a model only), then the target as for 'S'
+ *                   'A' + one raw audio window (builds with the keyword front end only):
+ *                       int16 little-endian PCM[16000] (1 s at 16 kHz), then the target as
+ *                       for 'S'; the device computes the MFCCs (CMSIS-DSP), quantises them
+ *                       to the backbone's int8 input, runs the backbone and the head step
+ *                   'X' + int16 PCM[16000]: probe (front-end builds), no training: the
+ *                       device answers 'X' + int16 MFCC[490] + int8 input[490] + int8
+ *                       embedding + uint32 instructions of the front end and of the
+ *                       backbone (SysTick under QEMU -icount, else 0)
  *                   'Q' quit (tests end the emulator this way)
  *   device -> host  'R' + wire REPLY message: phi (same name and shape as theta) and
  *                       fields loss (mean over the k samples), sgd-steps

@@ -119,10 +119,13 @@ def test_probe_mfcc_input_and_embedding_are_bit_exact(kws_firmware: KwsFirmware,
             link.send(b"X", clip.astype("<i2").tobytes())
             got, body = link.recv()
             assert got == b"X", body
-            assert len(body) == 490 * 2 + 490 + 32
+            assert len(body) == 490 * 2 + 490 + 32 + 8
             mfcc = np.frombuffer(body[:980], "<i2").reshape(49, 10)
             q_in = np.frombuffer(body[980:1470], np.int8)
-            emb = np.frombuffer(body[1470:], np.int8)
+            emb = np.frombuffer(body[1470:1502], np.int8)
+            insns = np.frombuffer(body[1502:], "<u4")
+            # host: no counter; QEMU without -icount: SysTick runs, the figure is not used
+            assert kind == "qemu" or insns.tolist() == [0, 0]
             np.testing.assert_array_equal(mfcc, front.features_q(clip))
             expected_in = quantize(front.features(clip), backbone.input_quant).reshape(-1)
             np.testing.assert_array_equal(q_in, expected_in)
@@ -220,3 +223,30 @@ def test_qemu_kws_device_joins_federated_rounds(kws_firmware: KwsFirmware) -> No
         )
         assert float(np.max(np.abs(phi - reference))) <= 1e-5 * float(np.max(np.abs(reference)))
     assert float(np.max(np.abs(got - expected))) <= 1e-5 * float(np.max(np.abs(expected)))
+
+
+@pytest.mark.qemu
+def test_report_gives_the_chained_image_costs(
+    kws_firmware: KwsFirmware, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tinyfleet.cli import main
+
+    if "qemu" not in kws_firmware.devices:
+        pytest.skip("toolchain for the qemu firmware absent")
+    argv = ["firmware", "report", str(kws_firmware.card), "--json", "--kernels", "dsp"]
+    assert main(argv) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["fits"] == {"nano33ble": True}
+    # one image: CMSIS-DSP MFCC + backbone + head loop + a 32 KB serial frame buffer
+    assert 0 < row["audio_image_flash_bytes"] <= 1 << 20
+    assert 64 * 1024 < row["audio_image_ram_bytes"] <= 256 * 1024
+    assert row["audio_image_ram_bytes"] > row["ram_bytes"]
+    # counted in that image under -icount: front end ~6 M, backbone ~ the job runner's
+    assert 1_000_000 < row["insns_frontend_per_window"] < 20_000_000
+    backbone, alone = row["insns_backbone_in_image"], row["insns_per_inference"]
+    assert abs(backbone - alone) <= 0.05 * alone
+    total = row["insns_frontend_per_window"] + backbone + row["insns_per_sgd_step"]
+    assert row["realtime_factor_64mhz"] == pytest.approx(total / 64e6)
+    assert row["realtime_factor_64mhz"] < 1.0

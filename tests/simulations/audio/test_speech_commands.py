@@ -132,6 +132,8 @@ def test_simulate_kws_bad_data_dir_is_one_line_exit_2(
         "garbage": "cannot read WAV",
     }
     assert expected[bad] in line
+    assert not (tmp_path / "o").exists()  # nothing written
+    assert not list((tmp_path / "cache").glob("features/*"))  # nothing cached
 
 
 def test_data_dir_is_refused_by_use_cases_without_data(
