@@ -15,7 +15,7 @@ see :mod:`tinyfleet.device.learner`); a batch plan with ``batch_size == 1`` and 
 costed the same way plus its stored set; larger minibatches accumulate per-sample
 gradients one sample at a time (a gradient buffer, not a minibatch of activations).
 A plan that uploads the update ``phi - theta`` (TinyMetaFed) also keeps theta's shared
-entries (float32) beside phi. Given the round's encoded task and reply sizes, the
+entries (float32) beside phi, and stages the kept entries' indices and values. Given the round's encoded task and reply sizes, the
 message buffers (:func:`~tinyfleet.device.learner.link_buffer_bytes`: the whole task
 received, the reply and its serial frame) are added, alike for every strategy.
 
@@ -25,6 +25,7 @@ Reply: :func:`run_reply_round` = the round, then :func:`upload_array` (phi, or t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
@@ -100,7 +101,12 @@ def round_ram_bytes(
         base = round_ram_bytes(
             spec, replace(plan, upload="phi", top_p=1.0, local_layers=0, recon_steps=0)
         )
-        return base + FLOAT_BYTES * shared
+        # The kept entries' indices (u32) and values (int8 or float32), staged for the
+        # encoder (the firmware's g_sel_idx / g_sel_q).
+        sparse = plan.top_p < 1.0 or shared < spec.num_params
+        keep = max(1, math.ceil(plan.top_p * shared)) if sparse else 0
+        staged = keep * (4 + (1 if plan.upload_int8 else FLOAT_BYTES))
+        return base + FLOAT_BYTES * shared + staged
     if plan.algorithm == "online":
         return online_sgd_ram_bytes(spec, sample, plan.arena_bytes)
     if plan.batch_size == 1 and plan.optimizer == "sgd":
@@ -275,10 +281,12 @@ def run_reply_round(
     macs_per_sample: int = 0,
     own_device_index: int | None = None,
     trainer: Trainer | None = None,
+    upload: Callable[[np.ndarray, np.ndarray], WireArray] | None = None,
 ) -> tuple[WireArray, dict[str, Any]]:
     """:func:`run_configured_round`, then the reply as it travels: ``(array, metrics)``.
 
-    The array is :func:`upload_array` of the plan; the metrics' ``bytes-down`` is
+    The array is :func:`upload_array` of the plan (or ``upload(theta, phi)``, e.g. the
+    update a firmware encoded itself); the metrics' ``bytes-down`` is
     ``task_bytes`` (the encoded task's size) and ``bytes-up`` the encoded REPLY's size
     (fields are fixed-width, so the size does not depend on the value it reports).
     Every transport (in-process ClientApp, MQTT device, serial bridge) calls this.
@@ -294,7 +302,10 @@ def run_reply_round(
         trainer=trainer,
     )
     plan = RoundPlan.from_config(config)
-    array = upload_array(array_name, theta, phi, spec, plan)
+    if upload is not None:
+        array = replace(upload(theta, phi), name=array_name)
+    else:
+        array = upload_array(array_name, theta, phi, spec, plan)
     metrics[METRIC_BYTES_DOWN] = int(task_bytes)
     metrics[METRIC_BYTES_UP] = 0
     server_round = int(metrics[KEY_ROUND])
