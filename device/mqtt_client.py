@@ -331,6 +331,8 @@ class RoundTaskHandler:
     device_index: int | None = None
     macs_per_sample: int = 0
     trainer_for_task: Callable[[WireMessage], Trainer] | None = None
+    #: ``upload_for_task(task)``: what replaces :func:`upload_array` for that task, or None.
+    upload_for_task: Callable[[WireMessage], Callable[..., WireArray] | None] | None = None
 
     def __call__(self, task: WireMessage) -> tuple[Mapping[str, FieldValue], Sequence[WireArray]]:
         if task.msg_type != MessageType.TRAIN:
@@ -354,5 +356,6 @@ class RoundTaskHandler:
             macs_per_sample=self.macs_per_sample,
             own_device_index=self.device_index,
             trainer=None if self.trainer_for_task is None else self.trainer_for_task(task),
+            upload=None if self.upload_for_task is None else self.upload_for_task(task),
         )
         return metrics, [out]

@@ -15,7 +15,7 @@ see :mod:`tinyfleet.device.learner`); a batch plan with ``batch_size == 1`` and 
 costed the same way plus its stored set; larger minibatches accumulate per-sample
 gradients one sample at a time (a gradient buffer, not a minibatch of activations).
 A plan that uploads the update ``phi - theta`` (TinyMetaFed) also keeps theta's shared
-entries (float32) beside phi. Given the round's encoded task and reply sizes, the
+entries (float32) beside phi, and stages the kept entries' indices and values. Given the round's encoded task and reply sizes, the
 message buffers (:func:`~tinyfleet.device.learner.link_buffer_bytes`: the whole task
 received, the reply and its serial frame) are added, alike for every strategy.
 
@@ -25,6 +25,7 @@ Reply: :func:`run_reply_round` = the round, then :func:`upload_array` (phi, or t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
@@ -38,7 +39,7 @@ from tinyfleet.device.learner import (
     online_sgd_ram_bytes,
     sample_bytes_for,
 )
-from tinyfleet.device.wire.compress import float32_array, int8_array, sparse_top_p
+from tinyfleet.device.wire.compress import float32_array, int8_array, quantize_int8, sparse_top_p
 from tinyfleet.device.wire.contract import (
     FLOAT_BYTES,
     KEY_DEVICE_INDEX,
@@ -51,6 +52,7 @@ from tinyfleet.device.wire.contract import (
     RoundStats,
 )
 from tinyfleet.device.wire.encode import encode_message
+from tinyfleet.device.wire.quant import dequantize
 from tinyfleet.device.wire.types import FieldValue, MessageType, WireArray
 from tinyfleet.errors import UsageError
 
@@ -98,9 +100,16 @@ def round_ram_bytes(
         # The update phi - theta needs theta's shared entries kept beside phi.
         shared = spec.num_params - local_param_count(spec, plan.local_layers)
         base = round_ram_bytes(
-            spec, replace(plan, upload="phi", top_p=1.0, local_layers=0, recon_steps=0)
+            spec,
+            replace(plan, upload="phi", top_p=1.0, local_layers=0, recon_steps=0, theta_int8=False),
         )
-        return base + FLOAT_BYTES * shared
+        # The kept entries' indices (u32) and values (int8 or float32), staged for the
+        # encoder (the firmware's g_sel_idx / g_sel_q).
+        sparse = plan.top_p < 1.0 or shared < spec.num_params
+        keep = max(1, math.ceil(plan.top_p * shared)) if sparse else 0
+        staged = keep * (4 + (1 if plan.upload_int8 else FLOAT_BYTES))
+        kept = spec.num_params if plan.theta_int8 else FLOAT_BYTES * shared
+        return base + kept + staged
     if plan.algorithm == "online":
         return online_sgd_ram_bytes(spec, sample, plan.arena_bytes)
     if plan.batch_size == 1 and plan.optimizer == "sgd":
@@ -212,12 +221,29 @@ def upload_array(
     phi = np.asarray(phi, np.float32)
     if plan.upload == "phi":
         return int8_array(name, phi) if plan.upload_int8 else float32_array(name, phi)
-    delta = (phi - np.asarray(theta, np.float32)).astype(np.float32)
+    # theta-int8: the device kept only an int8 theta; the update is against its copy.
+    reference = int8_reference(theta) if plan.theta_int8 else np.asarray(theta, np.float32)
+    delta = (phi - reference).astype(np.float32)
     shared = delta.size - local_param_count(spec, plan.local_layers)
     if plan.top_p >= 1.0 and shared == delta.size:
         return int8_array(name, delta) if plan.upload_int8 else float32_array(name, delta)
     sparse = sparse_top_p(name, delta[:shared], plan.top_p, int8=plan.upload_int8)
+    if plan.theta_int8:
+        # A kept entry must stay visible to the server (it corrects the non-zero ones):
+        # one that rounds to zero moves one int8 step away from it.
+        q = sparse.values.astype(np.int16)
+        zero = q == sparse.zero_point
+        q[zero] = sparse.zero_point + (1 if sparse.zero_point < 127 else -1)
+        sparse = replace(sparse, values=q.astype(np.int8))
     return replace(sparse, shape=tuple(int(d) for d in delta.shape))
+
+
+def int8_reference(theta: np.ndarray) -> np.ndarray:
+    """theta as a ``theta-int8`` device keeps it: ``dequantize(quantize_int8(theta))``.
+
+    The server computes the same from its theta to correct the update (contract)."""
+    q, scale, zero_point = quantize_int8(np.asarray(theta, np.float32))
+    return dequantize(q, scale, zero_point)
 
 
 def encoded_bytes(
@@ -275,10 +301,12 @@ def run_reply_round(
     macs_per_sample: int = 0,
     own_device_index: int | None = None,
     trainer: Trainer | None = None,
+    upload: Callable[[np.ndarray, np.ndarray], WireArray] | None = None,
 ) -> tuple[WireArray, dict[str, Any]]:
     """:func:`run_configured_round`, then the reply as it travels: ``(array, metrics)``.
 
-    The array is :func:`upload_array` of the plan; the metrics' ``bytes-down`` is
+    The array is :func:`upload_array` of the plan (or ``upload(theta, phi)``, e.g. the
+    update a firmware encoded itself); the metrics' ``bytes-down`` is
     ``task_bytes`` (the encoded task's size) and ``bytes-up`` the encoded REPLY's size
     (fields are fixed-width, so the size does not depend on the value it reports).
     Every transport (in-process ClientApp, MQTT device, serial bridge) calls this.
@@ -294,7 +322,10 @@ def run_reply_round(
         trainer=trainer,
     )
     plan = RoundPlan.from_config(config)
-    array = upload_array(array_name, theta, phi, spec, plan)
+    if upload is not None:
+        array = replace(upload(theta, phi), name=array_name)
+    else:
+        array = upload_array(array_name, theta, phi, spec, plan)
     metrics[METRIC_BYTES_DOWN] = int(task_bytes)
     metrics[METRIC_BYTES_UP] = 0
     server_round = int(metrics[KEY_ROUND])

@@ -30,7 +30,7 @@ from tinyfleet.device import wire
 from tinyfleet.device.boards import get_board
 from tinyfleet.device.frontend import CLIP_SAMPLES
 from tinyfleet.device.head import HeadSpec
-from tinyfleet.device.rounds import SampleStream, Trainer
+from tinyfleet.device.rounds import SampleStream, Trainer, upload_array
 from tinyfleet.device.wire import MessageType, WireMessage
 from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND, RoundPlan
 from tinyfleet.errors import TinyfleetError, UsageError
@@ -223,6 +223,21 @@ class FirmwareTrainer:
     spec: HeadSpec
     history: list[tuple[int, int, np.ndarray, np.ndarray]] = field(default_factory=list)
     audio: bool = False
+    #: The update arrays a TinyMetaFed build encoded itself, by task ``msg_id``.
+    updates: dict[int, wire.WireArray] = field(default_factory=dict)
+
+    def upload_for_task(self, task: WireMessage) -> Callable[..., wire.WireArray]:
+        """For :class:`RoundTaskHandler`: forward the firmware's own Top-P% int8 update
+        (a TinyMetaFed build); else the plan's upload made from phi on this host."""
+
+        def upload(theta: np.ndarray, phi: np.ndarray) -> wire.WireArray:
+            own = self.updates.pop(task.msg_id, None)
+            if own is not None:
+                return own
+            plan = RoundPlan.from_config(task.fields_dict())
+            return upload_array(task.arrays[0].name, theta, phi, self.spec, plan)
+
+        return upload
 
     def for_task(self, task: WireMessage) -> Trainer:
         def train(
@@ -251,7 +266,11 @@ class FirmwareTrainer:
             reply = wire.decode_message(body)
             if reply.msg_id != task.msg_id or len(reply.arrays) != 1:
                 raise LinkError("the firmware answered another task")
-            phi = reply.arrays[0].to_float32().ravel()
+            array = reply.arrays[0]
+            phi = array.to_float32().ravel()
+            if array.indices is not None:  # the firmware's own sparse update: phi = theta + it
+                self.updates[task.msg_id] = array
+                phi = (np.asarray(theta, np.float32) + phi).astype(np.float32)
             config = task.fields_dict()
             where = (int(config[KEY_ROUND]), int(config[KEY_DEVICE_INDEX]))
             self.history.append((*where, theta.ravel().copy(), phi.copy()))

@@ -80,6 +80,12 @@ def register(subparsers: Any) -> None:
     build.add_argument(
         "--sanitize", action="store_true", help="host only: AddressSanitizer + UBSan"
     )
+    build.add_argument(
+        "--update-top-p",
+        type=float,
+        help="TinyMetaFed device: keep theta and upload its own Top-P%% int8 update (top-p "
+        "up to this value), reply buffers sized for it (docs/algorithms.md)",
+    )
     build.set_defaults(func=_build)
 
     run = sub.add_parser(
@@ -229,7 +235,7 @@ def _build(args: argparse.Namespace) -> int:
     config_dir = None
     if head is not None:
         config_dir = build_dir / "device"
-        write_device_config(head, config_dir)
+        write_device_config(head, config_dir, update_top_p=args.update_top_p)
     frontend_dir = None
     if config_dir is not None and tflite is not None and _takes_audio(args.model):
         from tinyfleet.firmware.frontend import write_cmake

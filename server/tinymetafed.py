@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import RecordDict
 
+from tinyfleet.device.rounds import int8_reference
 from tinyfleet.device.wire.contract import RoundPlan
 from tinyfleet.errors import UsageError
 from tinyfleet.server.strategies import STRATEGIES, TinyReptile
@@ -44,6 +45,7 @@ def tinymetafed_plan(
     local_layers: int = DEFAULT_LOCAL_LAYERS,
     recon_steps: int = 0,
     arena_bytes: int = 0,
+    theta_int8: bool = False,
 ) -> RoundPlan:
     """The device plan of a TinyMetaFed round."""
     return RoundPlan(
@@ -56,6 +58,7 @@ def tinymetafed_plan(
         upload_int8=upload_int8,
         local_layers=local_layers,
         recon_steps=recon_steps,
+        theta_int8=theta_int8,
     )
 
 
@@ -76,6 +79,11 @@ class TinyMetaFed(TinyReptile):
         accepted: list[tuple[np.ndarray, dict[str, float], RecordDict]],
     ) -> np.ndarray:
         deltas = np.stack([a[0] for a in accepted])
+        if self.plan.theta_int8:
+            # The devices' updates are against int8_reference(theta): add back what that
+            # copy lacks, on the entries they sent (non-zero by the contract).
+            correction = (theta - int8_reference(theta)).astype(np.float32)
+            deltas = np.where(deltas != 0, deltas - correction, deltas).astype(np.float32)
         delta = (np.sum(deltas, axis=0) / np.float32(len(accepted))).astype(np.float32)
         return (theta + np.float32(self.beta(server_round)) * delta).astype(np.float32)
 

@@ -92,6 +92,7 @@ def run_serial_bridge(
             device_index,
             sim.macs_per_sample,
             trainer_for_task=trainer.for_task,
+            upload_for_task=trainer.upload_for_task,
         )
         settings = address.device_settings(
             device_id, fleet=fleet, description=firmware_description(device_id, fleet, board)

@@ -180,6 +180,12 @@ def register(subparsers: Any) -> None:
         "--local-layers", type=int, help="TinyMetaFed: last layers kept on the device (1)"
     )
     algo.add_argument(
+        "--theta-int8",
+        action="store_true",
+        default=None,
+        help="TinyMetaFed: the device keeps theta as int8, the server corrects the update",
+    )
+    algo.add_argument(
         "--baseline-rounds",
         type=int,
         help="Reptile/FedAvg rounds, overriding the equal-compute budget (breaks fairness)",
@@ -228,6 +234,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         seeds=seeds or None,
         top_p=args.top_p,
         local_layers=args.local_layers,
+        theta_int8=args.theta_int8,
         devices=args.devices,
         rounds=args.rounds,
         seed=args.seed,

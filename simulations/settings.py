@@ -72,6 +72,7 @@ class SimulationSettings:
     upload_int8: bool = True
     local_layers: int = 1
     recon_steps: int = 0
+    theta_int8: bool = False
     eval_split: str = "heldout"
     per_strategy: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -191,6 +192,7 @@ class SimulationSettings:
                 local_layers=s.local_layers,
                 recon_steps=s.recon_steps,
                 arena_bytes=arena_bytes,
+                theta_int8=s.theta_int8,
             )
         base = s.online_plan if strategy in ONLINE else s.batch_plan
         return replace(base, arena_bytes=arena_bytes)

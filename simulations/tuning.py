@@ -156,7 +156,36 @@ _PRESENCE_GRID: dict[str, list[dict[str, Any]]] = {
         {"clients_per_round": 5, "support_size": 10, "epochs": 1, "batch_size": 1, "lr": 0.1},
     ],
 }
-GRIDS = {"sine": _SINE_GRID, "digits": _DIGITS_GRID, "presence": _PRESENCE_GRID}
+# Keyword audio (9 trials, as presence): the former hand-picked settings and batch-1 forms.
+_KWS_GRID: dict[str, list[dict[str, Any]]] = {
+    "tinyreptile": [
+        {"lr": 0.05, "beta0": 0.3},
+        {"lr": 0.1, "beta0": 0.3},
+        {"lr": 0.05, "beta0": 1.0},
+    ],
+    "tinymetafed": [{"lr": 0.05, "beta0": 0.3, "recon_steps": 0}],
+    "reptile": [
+        {"clients_per_round": 5, "support_size": 50, "epochs": 1, "batch_size": 10, "lr": 0.2},
+        {
+            "clients_per_round": 1,
+            "support_size": 10,
+            "epochs": 5,
+            "batch_size": 1,
+            "lr": 0.05,
+            "beta0": 1.0,
+        },
+    ],
+    "fedavg": [
+        {"clients_per_round": 5, "support_size": 50, "epochs": 1, "batch_size": 10, "lr": 0.2},
+        {"clients_per_round": 5, "support_size": 10, "epochs": 1, "batch_size": 1, "lr": 0.05},
+    ],
+}
+GRIDS = {
+    "sine": _SINE_GRID,
+    "digits": _DIGITS_GRID,
+    "presence": _PRESENCE_GRID,
+    "kws": _KWS_GRID,
+}
 
 
 def tuned_path(use_case: str) -> Path:

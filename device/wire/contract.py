@@ -39,6 +39,16 @@ so a device or firmware that does not know them is unaffected)
     Their entries are never uploaded (the update is zero there before Top-P).
 ``recon-steps`` (int, default 0)
     See ``local-layers``; at most ``k``.
+``upload`` = ``"delta-theta-int8"``
+    As ``"delta"`` (RoundPlan: ``upload="delta", theta_int8=True``; a value of ``upload``,
+    not a key of its own, because a wire message holds at most 16 fields), but the
+    device keeps theta only as int8 (``quantize_int8`` of the whole vector: 1 byte per
+    parameter instead of 4) and forms the update against its dequantised copy ``base``:
+    the kept entries carry ``phi - base``, int8 (a kept entry never encodes to zero: its
+    value moves one step away from zero instead). The server, which knows theta and the
+    same deterministic quantisation, adds ``base - theta`` back on the non-zero entries,
+    so each kept entry is ``phi - theta`` up to the int8 step of the upload. Needs a
+    sparse int8 update (``upload`` delta, ``upload-int8``, top-p < 1 or local layers).
 
 Imports nothing of tinyfleet's but the root error class: the C firmware mirrors it.
 """
@@ -70,6 +80,8 @@ KEY_TOP_P = "top-p"
 KEY_UPLOAD_INT8 = "upload-int8"
 KEY_LOCAL_LAYERS = "local-layers"
 KEY_RECON_STEPS = "recon-steps"
+#: ``upload`` value of a delta upload against an int8 copy of theta (see above).
+UPLOAD_DELTA_THETA_INT8 = "delta-theta-int8"
 CONFIG_KEYS = (
     KEY_ROUND,
     KEY_DEVICE_INDEX,
@@ -141,6 +153,7 @@ class RoundPlan:
     upload_int8: bool = False
     local_layers: int = 0
     recon_steps: int = 0
+    theta_int8: bool = False
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -166,6 +179,12 @@ class RoundPlan:
             int(self.local_layers) == 0 or self.algorithm != "online" or self.recon_steps > self.k
         ):
             raise UsageError("recon-steps needs local layers, the online algorithm and <= k")
+        if self.theta_int8 and not (
+            self.upload == "delta"
+            and self.upload_int8
+            and (self.top_p < 1.0 or self.local_layers > 0)
+        ):
+            raise UsageError("theta-int8 needs a sparse int8 update (upload delta, top-p < 1)")
 
     @property
     def grad_evals(self) -> int:
@@ -196,7 +215,7 @@ class RoundPlan:
         tasks of the other strategies are byte-for-byte what they were."""
         extra: dict[str, Any] = {}
         if self.upload != "phi":
-            extra[KEY_UPLOAD] = self.upload
+            extra[KEY_UPLOAD] = UPLOAD_DELTA_THETA_INT8 if self.theta_int8 else self.upload
         if self.top_p != 1.0:
             extra[KEY_TOP_P] = float(self.top_p)
         if self.upload_int8:
@@ -222,6 +241,8 @@ class RoundPlan:
         """Inverse of :meth:`to_config`; missing optional keys take the defaults."""
         try:
             defaults = cls(algorithm="online", inner_lr=0.01)
+            upload = str(config.get(KEY_UPLOAD, "phi"))
+            theta_int8 = upload == UPLOAD_DELTA_THETA_INT8
             return cls(
                 algorithm=str(config[KEY_ALGORITHM]),
                 inner_lr=float(config[KEY_INNER_LR]),
@@ -231,11 +252,12 @@ class RoundPlan:
                 batch_size=int(config.get(KEY_BATCH_SIZE, defaults.batch_size)),
                 optimizer=str(config.get(KEY_OPTIMIZER, defaults.optimizer)),
                 arena_bytes=int(config.get(KEY_ARENA_BYTES, 0)),
-                upload=str(config.get(KEY_UPLOAD, "phi")),
+                upload="delta" if theta_int8 else upload,
                 top_p=float(config.get(KEY_TOP_P, 1.0)),
                 upload_int8=bool(config.get(KEY_UPLOAD_INT8, False)),
                 local_layers=int(config.get(KEY_LOCAL_LAYERS, 0)),
                 recon_steps=int(config.get(KEY_RECON_STEPS, 0)),
+                theta_int8=theta_int8,
             )
         except KeyError as missing:
             raise UsageError(f"round config lacks {missing}") from None

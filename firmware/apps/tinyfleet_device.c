@@ -1,6 +1,8 @@
 /* The device loop; see tinyfleet_device.h. Head shape from tinyfleet_device_config.h (generated). */
 #include "tinyfleet_device.h"
 
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "tinyfleet_codec.h"
@@ -49,8 +51,17 @@ static float g_x[TINYFLEET_DEVICE_HEAD_MAX_WIDTH];
 static float g_y[TINYFLEET_DEVICE_HEAD_MAX_WIDTH];
 /* The received frame, still COBS-encoded (1 byte per 254 more, and the CRC), decoded in place. */
 static uint8_t g_rx[RX_PAYLOAD + RX_PAYLOAD / 254 + 16];
-static uint8_t g_msg[TINYFLEET_DEVICE_MAX_MESSAGE];
-static uint8_t g_frame[TINYFLEET_DEVICE_MAX_MESSAGE + TINYFLEET_DEVICE_MAX_MESSAGE / 254 + 8];
+/* The reply buffers are sized for the reply this build sends: a dense phi, or (TinyMetaFed
+ * build) the Top-P% int8 update, a tenth of it. */
+static uint8_t g_msg[TINYFLEET_DEVICE_MAX_REPLY];
+static uint8_t g_frame[TINYFLEET_DEVICE_MAX_REPLY + TINYFLEET_DEVICE_MAX_REPLY / 254 + 8];
+#if TINYFLEET_DEVICE_DELTA_UPLOAD
+/* theta's shared entries, kept to form the update phi - theta (then the update itself),
+ * and the kept entries' indices (u32 LE) and int8 values. */
+static float g_theta[TINYFLEET_DEVICE_HEAD_PARAMS];
+static uint8_t g_sel_idx[4 * TINYFLEET_DEVICE_MAX_KEEP];
+static int8_t g_sel_q[TINYFLEET_DEVICE_MAX_KEEP];
+#endif
 #ifdef TINYFLEET_HAVE_MODEL
 static int8_t g_in[TINYFLEET_MODEL_INPUT_SIZE];
 static int8_t g_emb[TINYFLEET_MODEL_OUTPUT_SIZE];
@@ -64,6 +75,8 @@ typedef struct {
     uint32_t k, remaining;
     uint32_t recon_steps;  /* TinyMetaFed: the first samples train only the local layers */
     int32_t local_layers;
+    int delta;             /* upload the Top-P% int8 update of the shared layers */
+    uint32_t shared, keep;
     float lr;
     double loss_sum;
     uint32_t round, msg_id;
@@ -104,6 +117,83 @@ static int key_is(const tinyfleet_wire_field *f, const char *key)
     return f->key_len == strlen(key) && memcmp(f->key, key, f->key_len) == 0;
 }
 
+#if TINYFLEET_DEVICE_DELTA_UPLOAD
+static uint32_t abs_bits(float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    return bits & 0x7FFFFFFFu; /* |v| as an integer: same order as the magnitudes */
+}
+
+static uint32_t count_at_least(const float *d, uint32_t n, uint32_t t)
+{
+    uint32_t c = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+        c += abs_bits(d[i]) >= t;
+    }
+    return c;
+}
+
+/* The update phi - theta of the shared entries, its `keep` largest magnitudes (ties: the
+ * lower index, as numpy's stable argsort), int8-quantised as tinyfleet.device.wire.compress
+ * does it: scale = float32((hi - lo) / 255) over [min(x, 0), max(x, 0)], zero point
+ * round-half-even(-128 - lo / scale), q = rint(x / scale) + zp in float32, clamped. */
+static tinyfleet_status make_update(tinyfleet_wire_array *a)
+{
+    const uint32_t n = g_round.shared, keep = g_round.keep;
+    for (uint32_t i = 0; i < n; ++i) {
+        g_theta[i] = g_params[i] - g_theta[i];
+        if (abs_bits(g_theta[i]) >= 0x7F800000u) {
+            return TINYFLEET_ERR_RANGE; /* NaN or Inf cannot be quantised */
+        }
+    }
+    /* Largest threshold t with at least `keep` magnitudes >= t (bisection on the bits). */
+    uint32_t lo = 0, hi = 0x7F800000u;
+    while (hi - lo > 1) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        if (count_at_least(g_theta, n, mid) >= keep) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    uint32_t ties = keep - count_at_least(g_theta, n, lo + 1);
+    float vmin = 0.0f, vmax = 0.0f;
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < n && j < keep; ++i) {
+        const uint32_t m = abs_bits(g_theta[i]);
+        if (m > lo || (m == lo && ties > 0)) {
+            if (m == lo) {
+                --ties;
+            }
+            for (int b = 0; b < 4; ++b) {
+                g_sel_idx[4 * j + (uint32_t)b] = (uint8_t)(i >> (8 * b));
+            }
+            g_theta[j++] = g_theta[i]; /* compact the kept values in place (j <= i) */
+            vmin = g_theta[j - 1] < vmin ? g_theta[j - 1] : vmin;
+            vmax = g_theta[j - 1] > vmax ? g_theta[j - 1] : vmax;
+        }
+    }
+    float scale = vmax > vmin ? (float)(((double)vmax - (double)vmin) / 255.0) : 1.0f;
+    scale = scale < FLT_MIN ? FLT_MIN : scale;
+    double zp = nearbyint(-128.0 - (double)vmin / (double)scale);
+    zp = zp < -128.0 ? -128.0 : (zp > 127.0 ? 127.0 : zp);
+    for (uint32_t i = 0; i < keep; ++i) {
+        float q = nearbyintf(g_theta[i] / scale) + (float)zp;
+        q = q < -128.0f ? -128.0f : (q > 127.0f ? 127.0f : q);
+        g_sel_q[i] = (int8_t)q;
+    }
+    a->dtype = TINYFLEET_DTYPE_INT8;
+    a->sparse = 1;
+    a->count = keep;
+    a->scale = scale;
+    a->zero_point = (int32_t)zp;
+    a->indices = g_sel_idx;
+    a->values = (const uint8_t *)g_sel_q;
+    return TINYFLEET_OK;
+}
+#endif
+
 static tinyfleet_status send_reply(const tinyfleet_port *port)
 {
     tinyfleet_wire_message reply;
@@ -137,6 +227,14 @@ static tinyfleet_status send_reply(const tinyfleet_port *port)
     a->scale = 1.0f;
     /* float32 little-endian on the wire: the Cortex-M4 and x86 hosts are little-endian. */
     a->values = (const uint8_t *)g_params;
+#if TINYFLEET_DEVICE_DELTA_UPLOAD
+    if (g_round.delta) {
+        tinyfleet_status st = make_update(a);
+        if (st != TINYFLEET_OK) {
+            return refuse(port, "cannot int8-quantise NaN or Inf values");
+        }
+    }
+#endif
     size_t n = 0;
     tinyfleet_status st = tinyfleet_wire_encode(&reply, g_msg + 1, sizeof g_msg - 1, &n);
     g_round.training = 0;
@@ -154,7 +252,8 @@ static tinyfleet_status on_task(const tinyfleet_port *port, const uint8_t *data,
         return refuse(port, "expected a TRAIN task with one parameter array");
     }
     int64_t k = -1, recon = 0, local = 0;
-    double lr = -1.0;
+    double lr = -1.0, top_p = 1.0;
+    int delta = 0, int8 = 0;
     for (uint8_t i = 0; i < task.n_fields; ++i) {
         const tinyfleet_wire_field *f = &task.fields[i];
         if (key_is(f, "k") && f->type == TINYFLEET_FIELD_INT64) {
@@ -165,6 +264,12 @@ static tinyfleet_status on_task(const tinyfleet_port *port, const uint8_t *data,
             recon = tinyfleet_wire_field_int64(f);
         } else if (key_is(f, "local-layers") && f->type == TINYFLEET_FIELD_INT64) {
             local = tinyfleet_wire_field_int64(f);
+        } else if (key_is(f, "top-p") && f->type == TINYFLEET_FIELD_FLOAT64) {
+            top_p = tinyfleet_wire_field_float64(f);
+        } else if (key_is(f, "upload-int8") && f->type == TINYFLEET_FIELD_BOOL) {
+            int8 = f->value_len == 1 && f->value[0] != 0;
+        } else if (key_is(f, "upload") && f->type == TINYFLEET_FIELD_STRING) {
+            delta = f->value_len == 5 && memcmp(f->value, "delta", 5) == 0;
         } else if (key_is(f, "algorithm") &&
                    !(f->type == TINYFLEET_FIELD_STRING && f->value_len == 6 &&
                      memcmp(f->value, "online", 6) == 0)) {
@@ -177,6 +282,28 @@ static tinyfleet_status on_task(const tinyfleet_port *port, const uint8_t *data,
     if (recon < 0 || recon > k || (recon > 0 && (local < 1 || local >= TINYFLEET_DEVICE_HEAD_LAYERS))) {
         return refuse(port, "recon-steps needs 1 <= local-layers < layers and <= k");
     }
+    if (local < 0 || local >= TINYFLEET_DEVICE_HEAD_LAYERS) {
+        return refuse(port, "local-layers out of range");
+    }
+    uint32_t shared = TINYFLEET_DEVICE_HEAD_PARAMS, keep = 0;
+    for (int32_t layer = TINYFLEET_DEVICE_HEAD_LAYERS - (int32_t)local; layer < TINYFLEET_DEVICE_HEAD_LAYERS; ++layer) {
+        shared -= (uint32_t)(g_sizes[layer] * g_sizes[layer + 1] + g_sizes[layer + 1]);
+    }
+#if TINYFLEET_DEVICE_DELTA_UPLOAD
+    if (!delta || !int8 || (top_p >= 1.0 && local == 0)) {
+        return refuse(port, "this build uploads the sparse int8 update only");
+    }
+    if (!(top_p > 0.0) || top_p > TINYFLEET_DEVICE_MAX_TOP_P) {
+        return refuse(port, "top-p out of this build's range");
+    }
+    keep = (uint32_t)ceil(top_p * (double)shared);
+    keep = keep < 1 ? 1 : keep;
+#else
+    /* This build replies phi, dense: the bridge host forms the update (the round keeps
+     * TinyMetaFed's numbers, not its device RAM). */
+    (void)top_p;
+    (void)int8;
+#endif
     const tinyfleet_wire_array *theta = &task.arrays[0];
     if (theta->size != TINYFLEET_DEVICE_HEAD_PARAMS ||
         tinyfleet_wire_array_dense(theta, g_params, TINYFLEET_DEVICE_HEAD_PARAMS) != TINYFLEET_OK) {
@@ -188,6 +315,12 @@ static tinyfleet_status on_task(const tinyfleet_port *port, const uint8_t *data,
     g_round.lr = (float)lr;
     g_round.recon_steps = (uint32_t)recon;
     g_round.local_layers = (int32_t)local;
+    g_round.delta = delta;
+    g_round.shared = shared;
+    g_round.keep = keep;
+#if TINYFLEET_DEVICE_DELTA_UPLOAD
+    memcpy(g_theta, g_params, (size_t)shared * sizeof(float));
+#endif
     g_round.loss_sum = 0.0;
     g_round.round = task.round;
     g_round.msg_id = task.msg_id;

@@ -213,9 +213,11 @@ class KwsTask:
 
 
 def sample_kws_task(data: KwsData, rng: np.random.Generator, split: str) -> KwsTask:
-    if split not in ("train", "heldout"):
-        raise UsageError(f"unknown split {split!r}; expected 'train' or 'heldout'")
-    people = data.eligible[split]
+    """A device of ``split``; ``validation`` devices (what ``--tune`` selects on) are new
+    tasks over the TRAIN speakers and words, never a test speaker or word (as for digits)."""
+    if split not in ("train", "heldout", "validation"):
+        raise UsageError(f"unknown split {split!r}; expected 'train', 'heldout' or 'validation'")
+    people = data.eligible["train" if split == "validation" else split]
     speaker, said = people[int(rng.integers(0, len(people)))]
     chosen = rng.choice(len(said), size=data.ways, replace=False)
     words = tuple(int(said[i]) for i in chosen)

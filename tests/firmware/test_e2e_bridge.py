@@ -59,6 +59,24 @@ def device_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="module")
+def update_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """TinyMetaFed builds: the firmware keeps theta and encodes its own Top-P% int8 update."""
+    root = tmp_path_factory.mktemp("fw_update")
+    config = root / "config"
+    write_device_config(_use_case().head_spec, config, update_top_p=TMF_PLAN.top_p)
+    out: dict[str, Path] = {}
+    if not missing_tools("host"):
+        build = cmake_build("host", root / "host", None, sanitize=True, device_config_dir=config)
+        assert build.device is not None
+        out["host"] = build.device
+    if not missing_tools("qemu-mps2-an386"):
+        build = cmake_build("qemu-mps2-an386", root / "qemu", None, device_config_dir=config)
+        assert build.device is not None
+        out["qemu"] = build.device
+    return out
+
+
 def _federated_run(
     link: FramedLink, spec: HeadSpec, plan: RoundPlan = PLAN
 ) -> tuple[np.ndarray, np.ndarray, FirmwareTrainer]:
@@ -71,11 +89,21 @@ def _federated_run(
     initial = flatten(init_params(spec, np.random.default_rng(SEED)))
     firmware = FirmwareTrainer(link, spec)
     on_firmware = RoundTaskHandler(
-        spec, _stream, FIRMWARE_INDEX, trainer_for_task=firmware.for_task
+        spec,
+        _stream,
+        FIRMWARE_INDEX,
+        trainer_for_task=firmware.for_task,
+        upload_for_task=firmware.upload_for_task,
     )
+    sent: list[Any] = []
+
+    def record(task: Any) -> Any:  # what the firmware device publishes
+        fields, arrays = on_firmware(task)
+        sent.append((task.round, arrays[0]))
+        return fields, arrays
 
     def wrap(index: int, handler: Callable[..., Any]) -> Callable[..., Any]:
-        return on_firmware if index == FIRMWARE_INDEX else handler
+        return record if index == FIRMWARE_INDEX else handler
 
     def strategy() -> TinyReptile:
         kind = TinyMetaFed if plan.upload == "delta" else TinyReptile
@@ -86,6 +114,7 @@ def _federated_run(
     expected, _ = run_in_process(
         strategy(), make_client_app(spec, _stream), DEVICES, initial, ROUNDS
     )
+    firmware.sent = sent  # type: ignore[attr-defined]
     return got, expected, firmware
 
 
@@ -140,6 +169,44 @@ def test_host_firmware_runs_tinymetafed_rounds(device_builds: dict[str, Path]) -
 def test_qemu_firmware_runs_tinymetafed_rounds(device_builds: dict[str, Path]) -> None:
     for link in _links(device_builds, "qemu"):
         _check(*_federated_run(link, _use_case().head_spec, TMF_PLAN), TMF_PLAN)
+
+
+def _check_own_updates(got: np.ndarray, expected: np.ndarray, firmware: FirmwareTrainer) -> None:
+    """A TinyMetaFed build: what it published is ITS update, the one Python would send."""
+    from tinyfleet.device.rounds import upload_array
+
+    spec = _use_case().head_spec
+    sent = dict(firmware.sent)  # type: ignore[attr-defined]
+    assert firmware.history and not firmware.updates  # every own update was forwarded
+    for server_round, index, theta, _ in firmware.history:
+        reference, _ = run_local_round(
+            theta, spec, _stream(SEED, index), TMF_PLAN, round_rng(SEED, index, server_round)
+        )
+        mine = upload_array("0", theta, reference, spec, TMF_PLAN)
+        own = sent[server_round]
+        assert own.dtype == mine.dtype and own.indices is not None
+        # C float32 vs numpy differ in the last bits (1e-5 of phi): same entries kept,
+        # int8 values within one step.
+        assert np.array_equal(own.indices, mine.indices)
+        assert own.scale == pytest.approx(mine.scale, rel=1e-3)
+        assert int(np.max(np.abs(own.values.astype(int) - mine.values.astype(int)))) <= 1
+    # Against the all-Python run: within the int8 steps a few flipped values make.
+    step = max(float(a.scale) for a in sent.values())
+    assert float(np.max(np.abs(got - expected))) <= 2 * step
+
+
+@pytest.mark.firmware
+@pytest.mark.mqtt
+def test_host_firmware_encodes_its_own_tinymetafed_update(update_builds: dict[str, Path]) -> None:
+    for link in _links(update_builds, "host"):
+        _check_own_updates(*_federated_run(link, _use_case().head_spec, TMF_PLAN))
+
+
+@pytest.mark.qemu
+@pytest.mark.mqtt
+def test_qemu_firmware_encodes_its_own_tinymetafed_update(update_builds: dict[str, Path]) -> None:
+    for link in _links(update_builds, "qemu"):
+        _check_own_updates(*_federated_run(link, _use_case().head_spec, TMF_PLAN))
 
 
 @pytest.mark.firmware

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from flwr.app import RecordDict
 
 from tinyfleet.device.head import flatten, init_params
 from tinyfleet.device.learner import link_buffer_bytes
@@ -75,7 +76,8 @@ def test_upload_is_a_sparse_int8_update_without_the_local_layers() -> None:
     np.testing.assert_allclose(dense[kept], (phi - theta)[kept], atol=arr.scale)
     # Keeping theta for the update costs its shared entries on top of TinyReptile's RAM.
     online = round_ram_bytes(SPEC, RoundPlan("online", 0.02, k=5))
-    assert round_ram_bytes(SPEC, PLAN) == online + 4 * (theta.size - local)
+    keep = int(np.ceil(0.05 * (theta.size - local)))  # + their u32 indices, int8 values
+    assert round_ram_bytes(SPEC, PLAN) == online + 4 * (theta.size - local) + 5 * keep
 
 
 def test_device_ram_counts_the_message_buffers_alike() -> None:
@@ -172,3 +174,37 @@ def test_tinyreptile_reply_is_unchanged_dense_float32() -> None:
     arr = upload_array("0", theta, theta + 1, SPEC, plan)
     assert arr.dtype == DType.FLOAT32 and arr.indices is None
     TinyReptile(plan, num_devices=2)  # still accepts a plain plan
+
+
+def test_theta_int8_device_and_server_correction_recover_the_update() -> None:
+    """A device that keeps theta as int8 sends phi - base; the server adds base - theta
+    back on the kept entries, so it applies phi - theta up to the upload's int8 step."""
+    from dataclasses import replace
+
+    from tinyfleet.device.rounds import int8_reference, round_rng, run_local_round
+
+    plan = replace(PLAN, theta_int8=True)
+    assert RoundPlan.from_config(plan.to_config()) == plan
+    theta = _initial()
+    phi, _ = run_local_round(theta, SPEC, _stream_for_device(SEED, 2), plan, round_rng(SEED, 2, 1))
+    true = phi - theta
+    arr = upload_array("0", theta, phi, SPEC, plan)
+    sent = arr.to_float32()
+    kept = arr.indices
+    assert np.all(sent[kept] != 0) and np.count_nonzero(sent) == kept.size
+    strategy = TinyMetaFed(plan, num_devices=DEVICES, seed=SEED, num_rounds=ROUNDS, beta0=1.0)
+    applied = strategy.update(1, theta, [(sent, {}, RecordDict())]) - theta
+    assert np.all(applied[np.setdiff1d(np.arange(theta.size), kept)] == 0)
+    error = float(np.max(np.abs(applied[kept] - true[kept])))
+    assert error <= 1.5 * arr.scale + 1e-6
+    # The server's correction is exactly the int8 copy's error on the kept entries ...
+    residual = theta - int8_reference(theta)
+    np.testing.assert_allclose(applied[kept], (sent - residual)[kept], atol=1e-6)
+    # ... without which the applied update would be further off.
+    assert float(np.max(np.abs(sent[kept] - true[kept]))) > 2 * error
+    # RAM: one byte per parameter for theta instead of four per shared one.
+    online = round_ram_bytes(SPEC, RoundPlan("online", 0.02, k=5))
+    keep = int(np.ceil(0.05 * (theta.size - local_param_count(SPEC, 1))))
+    assert round_ram_bytes(SPEC, plan) == online + theta.size + 5 * keep
+    with pytest.raises(UsageError, match="theta-int8"):
+        replace(PLAN, theta_int8=True, upload_int8=False)
