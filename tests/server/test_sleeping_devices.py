@@ -193,3 +193,20 @@ def test_duty_cycled_fleet_over_mqtt_equals_its_replay(broker: ManagedBroker):
         thetas.append(buffer.step(thetas[-1]))
     assert thetas[-1].tobytes() == run.theta.tobytes()
     assert run.mean_staleness == pytest.approx(buffer.mean_staleness)
+
+
+def test_bad_sleep_settings_fail_in_one_line(broker: ManagedBroker):
+    from tinyfleet.errors import UsageError
+
+    address = BrokerAddress(broker.host, broker.port)
+    with pytest.raises(UsageError, match="needs a persistent session"):
+        address.device_settings("x-0", tasks_per_wake=1)
+    with pytest.raises(UsageError, match="session expiry must be >= 1 s"):
+        address.device_settings("x-0", session_expiry_s=0)
+    with pytest.raises(UsageError, match="task expiry must be >= 1 s"):
+        GatewaySettings(task_expiry_s=0.5)
+    awake = MqttDevice(address.device_settings("x-0"), RoundTaskHandler(SPEC, stream_for_device))
+    with pytest.raises(UsageError, match="needs a persistent session"):
+        awake.sleep()
+    with pytest.raises(UsageError, match="window <= period"):
+        DutyCycledDevice(awake, period=1.0, window=2.0)
