@@ -210,3 +210,47 @@ def test_bad_sleep_settings_fail_in_one_line(broker: ManagedBroker):
         awake.sleep()
     with pytest.raises(UsageError, match="window <= period"):
         DutyCycledDevice(awake, period=1.0, window=2.0)
+
+
+def test_device_run_duty_cycle_cli(broker: ManagedBroker, tmp_path):
+    """``tinyfleet device run --duty-cycle 2:0.5``: a real sleeping device process; its
+    task is answered on a wake and applied once, equal to the in-process replay."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tinyfleet.simulations.device_cli import use_case_streams
+
+    fleet, name = "sleepy-cli", "cli-sleeper"
+    argv = [sys.executable, "-m", "tinyfleet.cli", "device", "run", "--broker",
+            f"mqtt://{broker.host}:{broker.port}", "--device-id", name, "--device-index", "3",
+            "--fleet", fleet, "--duty-cycle", "2:0.5"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "TINYFLEET_MQTT_PASSWORD"}
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    gateway = MqttGateway(
+        BrokerAddress(broker.host, broker.port), GatewaySettings(fleet=fleet, task_expiry_s=30)
+    ).start()
+    try:
+        wait_for_state(gateway, name, "asleep", timeout=60)
+        run = run_async_mqtt(
+            gateway, [name], PLAN, THETA0, seed=SEED, aggregations=2, device_indices=[3],
+            deadline_s=30,
+        )  # fmt: skip
+    finally:
+        gateway.stop()
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    assert "stopped; 2 round(s) answered" in output
+    assert run.aggregations == 2 and [r.device for r in run.tasks] == [3, 3]
+    call = client_app_call(make_client_app(SPEC, use_case_streams("sine")))
+    from tinyfleet.server.async_rounds import reply_vector
+
+    theta, buffer = THETA0, StalenessBuffer(1, 1.0, True, 2)
+    for r in run.tasks:
+        phi = reply_vector(call(task_message(PLAN, theta, r.task, 3, SEED)), theta.shape)
+        assert phi is not None
+        buffer.add(phi, theta, r.sent_version)
+        theta = buffer.step(theta)
+    assert theta.tobytes() == run.theta.tobytes()
