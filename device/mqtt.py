@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tinyfleet.errors import InputFileError, UsageError
 
@@ -136,18 +138,32 @@ def make_client(
     will: LastWill | None = None,
     reconnect_min_s: float = 0.1,
     reconnect_max_s: float = 5.0,
+    mqtt5: bool = False,
+    manual_ack: bool = False,
 ) -> mqtt.Client:
     """A paho 2.x client (MQTT 3.1.1, clean session) set up as tinyfleet's clients are.
 
     ``connected`` is cleared whenever the connection drops; the caller's ``on_connect``
-    sets it once it has subscribed (and announced itself).
+    sets it once it has subscribed (and announced itself). ``mqtt5`` speaks MQTT 5 (for
+    session expiry on a sleeping device, message expiry on the tasks a gateway sends);
+    :func:`start_client` then says whether the session persists. ``manual_ack`` (MQTT
+    5 only): the caller acknowledges each QoS 1 message itself (``client.ack``); one it
+    does not acknowledge stays with the broker and comes again on the next connect.
     """
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv311,
-        clean_session=True,
-    )
+    if mqtt5:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=manual_ack,
+        )
+    else:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
     if username is not None:
         client.username_pw_set(username, password)
     if tls_ca:
@@ -178,10 +194,21 @@ def start_client(
     keepalive: int,
     connected: threading.Event,
     wait: float | None,
+    session_expiry_s: int | None = None,
 ) -> bool:
     """Connect in the background (paho's thread reconnects on its own); with ``wait``,
-    block until ``connected`` is set (by the caller's on_connect) and say whether it was."""
-    client.connect_async(host, port, keepalive)
+    block until ``connected`` is set (by the caller's on_connect) and say whether it was.
+
+    ``session_expiry_s`` (an MQTT 5 client only) keeps the session that long after a
+    disconnect: its subscriptions stay and the broker queues QoS 1 messages for it (a
+    sleeping device gets its tasks when it wakes), instead of a clean start.
+    """
+    if session_expiry_s is not None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = int(session_expiry_s)
+        client.connect_async(host, port, keepalive, clean_start=False, properties=props)
+    else:
+        client.connect_async(host, port, keepalive)
     client.loop_start()
     return wait is None or connected.wait(wait)
 

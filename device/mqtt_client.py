@@ -73,6 +73,12 @@ class DeviceSettings:
 
     ``max_payload``: replies larger than this are sent as CHUNKs; ``max_message_bytes``:
     the largest task it accepts; ``reply_cache``: how many answered tasks it remembers.
+    ``session_expiry_s``: a device that sleeps (:meth:`MqttDevice.sleep`) connects with
+    MQTT 5 and a persistent session kept that long, so tasks sent while it sleeps wait
+    at the broker (QoS 1) until it wakes; None: MQTT 3.1.1, clean session.
+    ``tasks_per_wake`` (with a session): answer at most that many tasks per wake; the rest
+    stay unacknowledged at the broker for the next wake (:attr:`MqttDevice.work_done`
+    is set when the quota is reached, so it can go back to sleep).
     """
 
     device_id: str
@@ -89,6 +95,8 @@ class DeviceSettings:
     max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES
     reply_cache: int = 8
     description: Mapping[str, Any] | None = None
+    session_expiry_s: int | None = None
+    tasks_per_wake: int | None = None
 
     def __post_init__(self) -> None:
         wire.topic(self.fleet, self.device_id, "task")  # validates both names
@@ -102,6 +110,12 @@ class DeviceSettings:
             )
         if int(self.keepalive) < 1 or int(self.max_message_bytes) < 1 or self.reply_cache < 1:
             raise UsageError("keepalive, max_message_bytes and reply_cache must be >= 1")
+        if self.session_expiry_s is not None and int(self.session_expiry_s) < 1:
+            raise UsageError(f"session expiry must be >= 1 s, got {self.session_expiry_s}")
+        if self.tasks_per_wake is not None and (
+            self.session_expiry_s is None or int(self.tasks_per_wake) < 1
+        ):
+            raise UsageError("tasks per wake must be >= 1 and needs a persistent session")
 
 
 def min_payload(device_id: str) -> int:
@@ -145,21 +159,62 @@ class MqttDevice:
             will=LastWill(self.topics["status"], self._status("offline")),
             reconnect_min_s=s.reconnect_min_s,
             reconnect_max_s=s.reconnect_max_s,
+            mqtt5=s.session_expiry_s is not None,
+            manual_ack=s.tasks_per_wake is not None,
         )
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         self.client = client
         self.last_round: int | None = None
         self.refused: str | None = None  # the broker's CONNACK reason, if it refused us
+        self._unacked: list[mqtt.MQTTMessageInfo] = []  # replies not yet acknowledged
+        self._tasks_this_wake = 0
+        self.work_done = threading.Event()  # tasks_per_wake answered since the last wake
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, wait: float | None = 10.0) -> MqttDevice:
         """Connect in the background (paho's thread reconnects on its own)."""
         s = self.settings
-        if not start_client(self.client, s.host, s.port, s.keepalive, self.connected, wait):
+        if not start_client(
+            self.client, s.host, s.port, s.keepalive, self.connected, wait, s.session_expiry_s
+        ):
             self.stop()
             raise TinyfleetError(self.connect_problem(wait or 0.0))
         return self
+
+    def sleep(self, next_wake: float | None = None, timeout: float = 5.0) -> None:
+        """Go to sleep: see the replies sent so far acknowledged, announce ``asleep``
+        (retained, with ``next_wake``, the wall-clock time it means to wake, for a
+        next-to-wake scheduler) and disconnect cleanly (no Last Will: asleep is not
+        offline). The persistent session keeps the task subscription; tasks sent
+        meanwhile wait at the broker until :meth:`wake`."""
+        if self.settings.session_expiry_s is None:
+            raise UsageError("a device that sleeps needs a persistent session (session_expiry_s)")
+        while True:  # a task may arrive while we wait: its reply goes out before we sleep
+            with self._lock:
+                unacked, self._unacked = self._unacked, []
+            if not unacked:
+                break
+            for info in unacked:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    info.wait_for_publish(timeout)
+        with self._lock:  # no task is answered between the status and the DISCONNECT
+            self.work_done.set()  # (tasks_per_wake) one arriving now stays queued
+            if self.connected.is_set():
+                extra = {} if next_wake is None else {"next_wake": round(next_wake, 3)}
+                status = self._status("asleep", **extra)
+                self.client.publish(self.topics["status"], status, qos=1, retain=True)
+            self.client.disconnect()
+        # Outside the lock: the network thread may be waiting for it in _on_message.
+        stop_client(self.client, self.connected)
+
+    def wake(self, wait: float | None = 10.0) -> MqttDevice:
+        """Reconnect after :meth:`sleep`: the session resumes and the broker delivers the
+        tasks queued for it (the device answers them as always, once each)."""
+        with self._lock:
+            self._tasks_this_wake = 0
+            self.work_done.clear()
+        return self.start(wait)
 
     def connect_problem(self, waited: float) -> str:
         """One line: the broker refused the login (its reason), or none answered."""
@@ -193,11 +248,12 @@ class MqttDevice:
         self.connected.clear()
 
     # -- paho callbacks (network thread) ------------------------------------------------
-    def _status(self, state: str) -> bytes:
+    def _status(self, state: str, **extra: Any) -> bytes:
         status: dict[str, Any] = {
             "device_id": self.settings.device_id,
             "state": state,
             "protocol_version": wire.PROTOCOL_VERSION,
+            **extra,
         }
         if state != "offline" and getattr(self, "last_round", None) is not None:
             status["round"] = self.last_round
@@ -223,6 +279,19 @@ class MqttDevice:
         self.connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self.settings.tasks_per_wake is None:
+            self._handle(message)
+            return
+        with self._lock:
+            if self.work_done.is_set():
+                return  # not acknowledged: the broker keeps it for the next wake
+        try:
+            self._handle(message)
+        finally:
+            with contextlib.suppress(Exception):
+                client.ack(message.mid, message.qos)
+
+    def _handle(self, message: mqtt.MQTTMessage) -> None:
         # Runs on paho's network thread: an exception escaping here would kill it and
         # leave the device connected but deaf. Nothing escapes.
         try:
@@ -256,6 +325,9 @@ class MqttDevice:
                 self._publish_update(cached)
                 return
             self.counters.tasks += 1
+            self._tasks_this_wake += 1
+            if self._tasks_this_wake >= (self.settings.tasks_per_wake or 0) > 0:
+                self.work_done.set()
             payloads = wire.split_message(self._reply_bytes(task), self.settings.max_payload)
             self._answered[key] = payloads
             while len(self._answered) > self.settings.reply_cache:
@@ -303,7 +375,9 @@ class MqttDevice:
 
     def _publish_update(self, payloads: list[bytes]) -> None:
         for payload in payloads:
-            self.client.publish(self.topics["update"], payload, qos=1)
+            info = self.client.publish(self.topics["update"], payload, qos=1)
+            if self.settings.session_expiry_s is not None:
+                self._unacked.append(info)
 
 
 # -- the round work ------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from flwr.app import Message, MessageType
 
 from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND, KEY_SEED, RoundPlan
 from tinyfleet.errors import UsageError
-from tinyfleet.server.grid import ClientCall, InProcessGrid
+from tinyfleet.server.grid import ClientCall, InProcessGrid, ensure_task_identity
 from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, encode_train_content, single_vector
 from tinyfleet.server.strategies import annealed_beta
 from tinyfleet.server.validation import update_problem
@@ -158,6 +158,46 @@ class BufferedResult:
     curve: list[dict[str, float]] = field(default_factory=list)
 
 
+class StalenessBuffer:
+    """FedBuff's server side: collect staleness-weighted updates, step every
+    ``buffer_size`` of them (the rule in the module docstring)."""
+
+    def __init__(self, buffer_size: int, beta0: float, anneal: bool, aggregations: int) -> None:
+        self.buffer_size = int(buffer_size)
+        self.beta0, self.anneal, self.aggregations = beta0, anneal, int(aggregations)
+        self.version = 0
+        self.staleness: list[int] = []
+        self._items: list[tuple[np.ndarray, float]] = []
+
+    def add(self, phi: np.ndarray, task_theta: np.ndarray, task_version: int) -> None:
+        """One reply ``phi`` to a task sent with ``task_theta`` at ``task_version``."""
+        tau = self.version - task_version
+        weight = (1.0 + tau) ** -0.5
+        self.staleness.append(tau)
+        self._items.append(((phi - task_theta) * np.float32(weight), weight))
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self.buffer_size
+
+    def step(self, theta: np.ndarray) -> np.ndarray:
+        """The next model version from the buffered updates (the buffer empties)."""
+        beta = (
+            annealed_beta(self.beta0, self.version + 1, self.aggregations)
+            if self.anneal
+            else self.beta0
+        )
+        total = np.float32(sum(w for _, w in self._items))
+        step = np.sum(np.stack([d for d, _ in self._items]), axis=0) / total
+        self._items.clear()
+        self.version += 1
+        return (theta + np.float32(beta) * step).astype(np.float32)
+
+    @property
+    def mean_staleness(self) -> float:
+        return float(np.mean(self.staleness)) if self.staleness else 0.0
+
+
 @dataclass(order=True)
 class _Task:
     done_at: float
@@ -201,12 +241,11 @@ def run_buffered(
     rng = np.random.default_rng([ASYNC_TAG, int(seed)])
     phases = duty.phases
     theta = np.asarray(theta0, dtype=np.float32).copy()
-    version, task_number, now = 0, 0, 0.0
+    task_number, now = 0, 0.0
     busy: set[int] = set()
     free_at = np.zeros(duty.num_devices)
     pending: list[_Task] = []
-    buffer: list[tuple[np.ndarray, float]] = []
-    staleness: list[int] = []
+    buffer = StalenessBuffer(buffer_size, beta0, anneal, aggregations)
     replies = rejected = 0
     curve: list[dict[str, float]] = []
     if evaluate is not None:
@@ -217,64 +256,61 @@ def run_buffered(
         idle = [d for d in range(duty.num_devices) if d not in busy]
         device = int(idle[int(rng.integers(len(idle)))])
         task_number += 1
-        config = {
-            **plan.to_config(),
-            KEY_ROUND: task_number,
-            KEY_DEVICE_INDEX: device,
-            KEY_SEED: int(seed),
-        }
-        message = Message(
-            encode_train_content(theta, config),
-            dst_node_id=1000 + device,
-            message_type=MessageType.TRAIN,
-            group_id=str(task_number),
-        )
+        message = task_message(plan, theta, task_number, device, seed)
         reply = call(message) if call is not None else message
         busy.add(device)
         wake = duty.next_wake(device, max(now, free_at[device]), phases)
         free_at[device] = duty.window_end(device, wake, phases)
-        heapq.heappush(pending, _Task(wake + duty.compute_s, device, version, theta, reply))
+        heapq.heappush(pending, _Task(wake + duty.compute_s, device, buffer.version, theta, reply))
 
     for _ in range(concurrency):
         dispatch()
-    while version < aggregations:
+    while buffer.version < aggregations:
         task = heapq.heappop(pending)
         if until_s is not None and task.done_at > until_s:
             break
         now = task.done_at
         busy.discard(task.device)
         replies += 1
-        phi = _reply_vector(task.reply, theta.shape) if call is not None else theta
+        phi = reply_vector(task.reply, theta.shape) if call is not None else theta
         if phi is None:
             rejected += 1
         else:
-            weight = (1.0 + (version - task.version)) ** -0.5
-            staleness.append(version - task.version)
-            buffer.append(((phi - task.theta) * np.float32(weight), weight))
-        if len(buffer) >= buffer_size:
-            beta = annealed_beta(beta0, version + 1, aggregations) if anneal else beta0
-            total = np.float32(sum(w for _, w in buffer))
-            step = np.sum(np.stack([d for d, _ in buffer]), axis=0) / total
-            theta = (theta + np.float32(beta) * step).astype(np.float32)
-            buffer.clear()
-            version += 1
+            buffer.add(phi, task.theta, task.version)
+        if buffer.full:
+            theta = buffer.step(theta)
+            version = buffer.version
             if evaluate is not None and (version % eval_every == 0 or version == aggregations):
                 curve.append(
                     {"time_s": now, "aggregation": version, "fewshot": float(evaluate(theta))}
                 )
         dispatch()
     return BufferedResult(
-        theta,
-        now,
-        version,
-        replies,
-        rejected,
-        float(np.mean(staleness)) if staleness else 0.0,
-        curve,
+        theta, now, buffer.version, replies, rejected, buffer.mean_staleness, curve
     )
 
 
-def _reply_vector(reply: Message, shape: tuple[int, ...]) -> np.ndarray | None:
+def task_message(
+    plan: RoundPlan, theta: np.ndarray, task_number: int, device: int, seed: int
+) -> Message:
+    """An async task: the plan, a fresh task number as its ``round`` (fresh data on every
+    device round) and the device's index, as a Flower train Message."""
+    ensure_task_identity()
+    config = {
+        **plan.to_config(),
+        KEY_ROUND: task_number,
+        KEY_DEVICE_INDEX: device,
+        KEY_SEED: int(seed),
+    }
+    return Message(
+        encode_train_content(theta, config),
+        dst_node_id=1000 + device,
+        message_type=MessageType.TRAIN,
+        group_id=str(task_number),
+    )
+
+
+def reply_vector(reply: Message, shape: tuple[int, ...]) -> np.ndarray | None:
     if reply.has_error() or ARRAYS_KEY not in reply.content.array_records:
         return None
     try:

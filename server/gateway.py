@@ -25,8 +25,10 @@ The Flower side (turning a Flower ``Message`` into a task and back) lives in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -36,6 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tinyfleet.device import wire
 from tinyfleet.device.mqtt import (
@@ -93,6 +97,7 @@ class _Pending:
     reply: WireMessage | None = None
     dropped: bool = False
     resend: bool = False
+    expires_at: float | None = None  # monotonic; submitted tasks only
 
 
 @dataclass(frozen=True)
@@ -114,10 +119,13 @@ class GatewaySettings:
     max_payload: int = 256 * 1024
     max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES
     keepalive: int = 30
+    task_expiry_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.round_timeout > 0 or int(self.retries) < 0 or self.offline_wait < 0:
             raise UsageError("round timeout must be > 0, retries and offline wait >= 0")
+        if self.task_expiry_s is not None and not self.task_expiry_s >= 1:
+            raise UsageError(f"task expiry must be >= 1 s, got {self.task_expiry_s}")
 
 
 class MqttGateway:
@@ -132,6 +140,7 @@ class MqttGateway:
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._devices_changed = threading.Condition(self._lock)
+        self._replied = threading.Condition(self._lock)
         self._pending: dict[int, _Pending] = {}
         self._finished: OrderedDict[int, None] = OrderedDict()
         # A random start keeps msg_ids of two gateway runs apart (device reply caches).
@@ -158,6 +167,7 @@ class MqttGateway:
             password=address.password,
             tls_ca=address.tls_ca,
             reconnect_max_s=2.0,
+            mqtt5=self.settings.task_expiry_s is not None,
         )
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
@@ -233,8 +243,28 @@ class MqttGateway:
         wire.CodecError
             when the task itself cannot be encoded.
         """
-        topic = wire.topic(self.settings.fleet, device_id, "task")
         timeout = float(timeout or self.settings.round_timeout)
+        topic, pending = self._register(device_id, round, fields, arrays, msg_type)
+        with self._lock:
+            offline = self.status.get(device_id, {}).get("state") == "offline"
+        try:
+            if offline and self.settings.fail_on_drop:
+                pending.dropped = True  # _wait sends it if the device comes back in time
+            else:
+                self._publish(topic, pending)
+            return self._wait(topic, pending, timeout)
+        finally:
+            self._forget(pending.msg_id)
+
+    def _register(
+        self,
+        device_id: str,
+        round: int,
+        fields: Mapping[str, FieldValue],
+        arrays: Sequence[WireArray],
+        msg_type: MessageType,
+    ) -> tuple[str, _Pending]:
+        topic = wire.topic(self.settings.fleet, device_id, "task")
         with self._lock:
             msg_id = self._next_id
             self._next_id = (self._next_id + 1) & 0xFFFFFFFF
@@ -251,19 +281,76 @@ class MqttGateway:
         with self._lock:
             self._pending[msg_id] = pending
             self.counters.tasks += 1
-            offline = self.status.get(device_id, {}).get("state") == "offline"
-        try:
-            if offline and self.settings.fail_on_drop:
-                pending.dropped = True  # _wait sends it if the device comes back in time
-            else:
-                self._publish(topic, pending)
-            return self._wait(topic, pending, timeout)
-        finally:
-            with self._lock:
-                self._pending.pop(msg_id, None)
-                self._finished[msg_id] = None
-                while len(self._finished) > 4096:
-                    self._finished.popitem(last=False)
+        return topic, pending
+
+    def _forget(self, msg_id: int) -> None:
+        with self._lock:
+            self._pending.pop(msg_id, None)
+            self._finished[msg_id] = None
+            while len(self._finished) > 4096:
+                self._finished.popitem(last=False)
+
+    # -- tasks that do not block (devices that sleep) --------------------------------------
+    def submit(
+        self,
+        device_id: str,
+        *,
+        round: int,
+        fields: Mapping[str, FieldValue],
+        arrays: Sequence[WireArray],
+        msg_type: MessageType = MessageType.TRAIN,
+    ) -> int:
+        """Send one task and return its ``msg_id`` at once; :meth:`poll` collects it.
+
+        For a device that sleeps: the task (QoS 1, with ``task_expiry_s`` as its message
+        expiry) waits at the broker in the device's persistent session until it wakes.
+        The gateway does not re-send it (the session holds it); it expires after
+        ``task_expiry_s`` (else after ``round_timeout``).
+        """
+        topic, pending = self._register(device_id, round, fields, arrays, msg_type)
+        pending.expires_at = time.monotonic() + float(
+            self.settings.task_expiry_s or self.settings.round_timeout
+        )
+        self._publish(topic, pending)
+        return pending.msg_id
+
+    def poll(self, msg_ids: Iterable[int], timeout: float) -> dict[int, WireMessage | GatewayError]:
+        """Wait up to ``timeout`` s until one of ``msg_ids`` (from :meth:`submit`) is
+        finished; return every finished one: its validated REPLY, or the error
+        (:class:`GatewayTimeout` when it expired, :class:`DeviceReportedError`,
+        :class:`InvalidReplyError`). A finished task is forgotten: a reply that comes
+        later (a late or repeated one) is dropped and counted as a duplicate."""
+        wanted = list(msg_ids)
+        deadline = time.monotonic() + timeout
+        done: dict[int, WireMessage | GatewayError] = {}
+        with self._replied:
+            while True:
+                now = time.monotonic()
+                for msg_id in wanted:
+                    p = self._pending.get(msg_id)
+                    if p is None:
+                        done[msg_id] = GatewayError(f"task {msg_id} is not open")
+                    elif p.reply is not None:
+                        try:
+                            done[msg_id] = self._validate(p, p.reply, locked=True)
+                        except GatewayError as error:
+                            done[msg_id] = error
+                    elif p.expires_at is not None and now >= p.expires_at:
+                        self.counters.timeouts += 1
+                        done[msg_id] = GatewayTimeout(
+                            f"task for {p.device_id} (round {p.round}) expired unanswered"
+                        )
+                if done or now >= deadline:
+                    break
+                expiries = [
+                    p.expires_at
+                    for m in wanted
+                    if (p := self._pending.get(m)) is not None and p.expires_at is not None
+                ]
+                self._replied.wait(max(0.0, min([deadline, *expiries]) - now))
+        for msg_id in done:
+            self._forget(msg_id)
+        return done
 
     def _wait(self, topic: str, pending: _Pending, timeout: float) -> WireMessage:
         deadline = time.monotonic() + timeout
@@ -311,14 +398,19 @@ class MqttGateway:
             pending.event.clear()
 
     def _publish(self, topic: str, pending: _Pending) -> None:
+        props = None
+        if self.settings.task_expiry_s is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = math.ceil(self.settings.task_expiry_s)
         for payload in pending.payloads:
-            self.client.publish(topic, payload, qos=1)
+            self.client.publish(topic, payload, qos=1, properties=props)
         with self._lock:
             self.counters.publishes += 1
 
-    def _validate(self, pending: _Pending, reply: WireMessage) -> WireMessage:
+    def _validate(self, pending: _Pending, reply: WireMessage, locked: bool = False) -> WireMessage:
+        lock = contextlib.nullcontext() if locked else self._lock
         if reply.msg_type == MessageType.ERROR:
-            with self._lock:
+            with lock:
                 self.counters.device_errors += 1
             f = reply.fields_dict()
             raise DeviceReportedError(
@@ -342,7 +434,7 @@ class MqttGateway:
                 None,
             )
         if problem is not None:
-            with self._lock:
+            with lock:
                 self.counters.invalid += 1
             LOG.warning("gateway: reply from %s rejected: %s", pending.device_id, problem)
             raise InvalidReplyError(f"reply from {pending.device_id} rejected: {problem}")
@@ -415,6 +507,7 @@ class MqttGateway:
                 return
             self.counters.replies += 1
             pending.reply = reply
+            self._replied.notify_all()
         pending.event.set()
 
     def _on_status(self, device_id: str, payload: bytes) -> None:
@@ -422,10 +515,14 @@ class MqttGateway:
         if doc is None:
             return
         with self._lock:
+            was_asleep = self.status.get(device_id, {}).get("state") == "asleep"
             self.status[device_id] = doc
             offline = doc.get("state") == "offline"
             for p in self._pending.values():
                 if p.device_id != device_id or p.reply is not None:
+                    continue
+                if was_asleep or doc.get("state") == "asleep":
+                    # Its persistent session holds the task: the broker delivers it on wake.
                     continue
                 if offline:
                     self.counters.drops += 1

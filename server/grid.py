@@ -146,6 +146,15 @@ class InProcessGrid(Grid):
         return self.pull_messages(self.push_messages(messages))
 
 
+def ensure_task_identity(run_id: int = IN_PROCESS_RUN_ID) -> None:
+    """Stamp this process's Messages with ``run_id`` unless a Flower runtime already did
+    (a Message cannot be made without one): for loops that make Messages outside a Grid."""
+    try:
+        _ = TaskIdentity.run_id
+    except RuntimeError:
+        _set_task_identity(run_id)
+
+
 def _set_task_identity(run_id: int) -> None:
     TaskIdentity.run_id = int(run_id)
     TaskIdentity.node_id = SERVER_NODE_ID

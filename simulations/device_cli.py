@@ -66,6 +66,13 @@ def register(subparsers: Any) -> None:
         help="DEVICE DESCRIPTION JSON to publish (default: a simulated host device)",
     )
     run.add_argument("--max-payload", type=int, default=256 * 1024, help="chunk above this")
+    run.add_argument(
+        "--duty-cycle",
+        default=None,
+        metavar="PERIOD:WINDOW",
+        help="sleep: be connected WINDOW s every PERIOD s (seeded phase per device), with "
+        "a persistent MQTT 5 session so tasks wait at the broker; one task per wake",
+    )
     run.set_defaults(func=_device_run)
 
 
@@ -86,6 +93,7 @@ def use_case_stream_factory(use_case_name: str) -> Callable[[], Any]:
 
 
 def _device_run(args: argparse.Namespace) -> int:
+    from tinyfleet.device.duty import DutyCycledDevice
     from tinyfleet.device.mqtt import BrokerAddress
     from tinyfleet.device.mqtt_client import MqttDevice, RoundTaskHandler
     from tinyfleet.simulations.fleet import Fleet
@@ -97,6 +105,11 @@ def _device_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--device-index must be >= 0, got {args.device_index}")
     if not args.connect_timeout > 0:
         raise UsageError(f"--connect-timeout must be > 0, got {args.connect_timeout}")
+    duty = None
+    if args.duty_cycle:
+        from tinyfleet.simulations.duty import parse_duty_cycle
+
+        duty = parse_duty_cycle(args.duty_cycle)
     address = BrokerAddress.parse(args.broker, tls_ca=args.tls_ca)
     password = read_password(args.password, args.password_file)
     use_case = get_use_case(args.use_case)
@@ -131,9 +144,13 @@ def _device_run(args: argparse.Namespace) -> int:
             password=password or address.password,
             max_payload=args.max_payload,
             description=dict(description, device_id=device_id) if description else None,
+            # A sleeper's session (and its queued tasks) outlive many sleep periods.
+            session_expiry_s=None if duty is None else int(max(3600, 10 * duty[0])),
+            tasks_per_wake=None if duty is None else 1,
         )
         for device_id in ids
     ]  # every setting is checked before anything connects
+    cycles = _duty_cycles(duty, indices)
     devices = []
     for settings, index in zip(all_settings, indices, strict=True):
         handler = RoundTaskHandler(
@@ -152,6 +169,11 @@ def _device_run(args: argparse.Namespace) -> int:
     def _stop(signum: int, frame: object) -> None:
         stop["now"] = True
 
+    sleepers = [
+        DutyCycledDevice(device, period, window, phase).start()
+        for device, (period, window, phase) in zip(devices, cycles, strict=True)
+        if cycles
+    ]
     signal.signal(signal.SIGTERM, _stop)
     print(
         f"{len(devices)} device(s) connecting to {address.url} ({ids[0]} ...); Ctrl-C to stop",
@@ -163,8 +185,24 @@ def _device_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        for sleeper in sleepers:
+            sleeper.stop()
         for device in devices:
             device.stop()
     done = sum(d.counters.replies for d in devices)
     print(f"stopped; {done} round(s) answered", flush=True)
     return 0
+
+
+def _duty_cycles(
+    duty: tuple[float, float] | None, indices: list[int]
+) -> list[tuple[float, float, float]]:
+    """``(period, window, phase)`` per device: the simulated fleet's seeded phases
+    (:class:`~tinyfleet.server.async_rounds.DutyCycle`, seed 0) by device index."""
+    if duty is None:
+        return []
+    from tinyfleet.server.async_rounds import DutyCycle
+
+    period, window = duty
+    phases = DutyCycle(period, window, max(indices) + 1, 0, compute_s=0.0).phases
+    return [(period, window, float(phases[i])) for i in indices]
