@@ -72,7 +72,9 @@ class DeviceSettings:
     """How a device connects.
 
     ``max_payload``: replies larger than this are sent as CHUNKs; ``max_message_bytes``:
-    the largest task it accepts; ``reply_cache``: how many answered tasks it remembers.
+    the largest task it accepts; ``reply_cache``: how many answered tasks it remembers;
+    ``update_qos``: MQTT QoS of its replies and of its task subscription (1 by default;
+    0 leaves recovery of a lost message to the gateway's re-send).
     """
 
     device_id: str
@@ -89,6 +91,7 @@ class DeviceSettings:
     max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES
     reply_cache: int = 8
     description: Mapping[str, Any] | None = None
+    update_qos: int = 1
 
     def __post_init__(self) -> None:
         wire.topic(self.fleet, self.device_id, "task")  # validates both names
@@ -102,6 +105,8 @@ class DeviceSettings:
             )
         if int(self.keepalive) < 1 or int(self.max_message_bytes) < 1 or self.reply_cache < 1:
             raise UsageError("keepalive, max_message_bytes and reply_cache must be >= 1")
+        if self.update_qos not in (0, 1):
+            raise UsageError(f"update QoS must be 0 or 1, got {self.update_qos}")
 
 
 def min_payload(device_id: str) -> int:
@@ -218,7 +223,7 @@ class MqttDevice:
             or default_description(self.settings.device_id, self.settings.fleet)
         )
         client.publish(self.topics["description"], json.dumps(description), qos=1, retain=True)
-        client.subscribe(self.topics["task"], qos=1)
+        client.subscribe(self.topics["task"], qos=self.settings.update_qos)
         client.publish(self.topics["status"], self._status("online"), qos=1, retain=True)
         self.connected.set()
 
@@ -303,7 +308,7 @@ class MqttDevice:
 
     def _publish_update(self, payloads: list[bytes]) -> None:
         for payload in payloads:
-            self.client.publish(self.topics["update"], payload, qos=1)
+            self.client.publish(self.topics["update"], payload, qos=self.settings.update_qos)
 
 
 # -- the round work ------------------------------------------------------------------------
