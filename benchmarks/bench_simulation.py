@@ -58,7 +58,8 @@ def flower_path(
     engine: bool,
     nodes: int = DEVICES,
 ) -> tuple[float, float, str]:
-    """``(device-rounds/s after round 1, seconds until round 1 began, final hash)``."""
+    """``(device-rounds/s after round 1, seconds until round 1 ended, final hash)``; the
+    latter includes the runtime's start-up (Ray, actors), which happens in round 1."""
     stamps: list[float] = []
 
     def evaluate_fn(server_round, arrays):  # type: ignore[no-untyped-def]
@@ -73,7 +74,7 @@ def flower_path(
     # evaluate_fn runs before round 1 and after every round; skip round 1 (the engine
     # starts its actors then).
     rate = (rounds - 1) / (stamps[-1] - stamps[1])
-    return rate, stamps[0] - start, hashlib.sha256(final.tobytes()).hexdigest()[:16]
+    return rate, stamps[1] - start, hashlib.sha256(final.tobytes()).hexdigest()[:16]
 
 
 def _tree_rss_mib() -> float:
@@ -123,7 +124,7 @@ def engine_at_scale(
     print(
         f"Simulation runtime {nodes} nodes {engine:10.1f} device-rounds/s  "
         f"in-process Grid {nodes} nodes {inproc:.1f}  ratio {engine / inproc:.4f}  "
-        f"(start-up {startup:.1f} s, {rounds} rounds {wall:.1f} s wall, peak RSS "
+        f"(start-up + round 1 {startup:.1f} s, {rounds} rounds {wall:.1f} s wall, peak RSS "
         f"{peak[0]:.0f} MiB; same parameters as in process: {engine_hash == same_rounds_hash})"
     )
 

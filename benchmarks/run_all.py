@@ -83,17 +83,17 @@ def main() -> int:
     )
     for match in re.finditer(
         r"Simulation runtime (\d+) nodes\s+([\d.]+) device-rounds/s\s+in-process Grid \d+ "
-        r"nodes ([\d.]+)\s+ratio ([\d.]+)\s+\(start-up ([\d.]+) s, .*?peak RSS (\d+) MiB; "
-        r"same parameters as in process: (\w+)\)",
+        r"nodes ([\d.]+)\s+ratio ([\d.]+)\s+\(start-up \+ round 1 ([\d.]+) s, (\d+) rounds "
+        r"([\d.]+) s wall, peak RSS (\d+) MiB; same parameters as in process: (\w+)\)",
         out,
     ):
-        n, sim, grid, ratio, startup, rss, same = match.groups()
+        n, sim, grid, ratio, startup, count, wall, rss, same = match.groups()
         rows.append(
             (
                 f"Flower Simulation runtime, {int(n):,} nodes",
                 f"in-process Grid {grid} device-rounds/s",
-                f"{sim} device-rounds/s (start-up {startup} s, peak RSS {rss} MiB, "
-                f"same parameters: {same})",
+                f"{sim} device-rounds/s after round 1 (start-up + round 1 {startup} s; "
+                f"{count} rounds {wall} s wall; peak RSS {rss} MiB; same parameters: {same})",
                 f"{1 / max(float(ratio), 1e-9):.0f}x slower",
             )
         )
@@ -114,6 +114,20 @@ def main() -> int:
             slower + " the in-process time",
         )
     )
+    cpu = re.search(
+        r"CPU per answered task: devices ([\d.]+) ms, broker ([\d.]+) ms, gateway ([\d.]+) ms; "
+        r"bound on (\d+) CPUs: (\d+) messages/s",
+        out,
+    )
+    if cpu:
+        rows.append(
+            (
+                "fleet-wide round: CPU bound",
+                f"CPU per task: devices {cpu[1]} ms, broker {cpu[2]} ms, gateway {cpu[3]} ms",
+                f"at most {cpu[5]} messages/s on {cpu[4]} CPUs",
+                "-",
+            )
+        )
     for mode in ("one thread", "threads"):
         fan = [int(v) for v in re.findall(r"\(" + mode + r"\): .*?= (\d+) messages/s", out)]
         rows.append(
