@@ -313,12 +313,20 @@ class MLPHead:
         )
 
 
+def _row_mean(a: np.ndarray) -> np.ndarray:
+    """``np.mean(a, axis=1)`` for a float32 batch, the same steps without np.mean's Python
+    wrapper (~40 us per call, once per SGD step): numpy's pairwise sum, then a true
+    divide by the count as an intp, as numpy's ``_mean`` does (same bits)."""
+    sums = np.add.reduce(a, axis=1)
+    return np.true_divide(sums, np.intp(a.shape[1]), out=sums, casting="unsafe")
+
+
 def _loss_and_delta(kind: str, out: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample losses and dL/d(out) for a batch of outputs."""
     if kind == "mse":
         target = np.asarray(y, dtype=np.float32).reshape(out.shape)
         diff = out - target
-        return np.mean(diff * diff, axis=1), (np.float32(2.0 / out.shape[1]) * diff).astype(
+        return _row_mean(diff * diff), (np.float32(2.0 / out.shape[1]) * diff).astype(
             np.float32
         )
     labels = np.asarray(y, dtype=np.int64).reshape(-1)

@@ -78,7 +78,9 @@ class DeviceSettings:
     at the broker (QoS 1) until it wakes; None: MQTT 3.1.1, clean session.
     ``tasks_per_wake`` (with a session): answer at most that many tasks per wake; the rest
     stay unacknowledged at the broker for the next wake (:attr:`MqttDevice.work_done`
-    is set when the quota is reached, so it can go back to sleep).
+    is set when the quota is reached, so it can go back to sleep);
+    ``update_qos``: MQTT QoS of its replies and of its task subscription (1 by default;
+    0 leaves recovery of a lost message to the gateway's re-send).
     """
 
     device_id: str
@@ -97,6 +99,7 @@ class DeviceSettings:
     description: Mapping[str, Any] | None = None
     session_expiry_s: int | None = None
     tasks_per_wake: int | None = None
+    update_qos: int = 1
 
     def __post_init__(self) -> None:
         wire.topic(self.fleet, self.device_id, "task")  # validates both names
@@ -116,6 +119,8 @@ class DeviceSettings:
             self.session_expiry_s is None or int(self.tasks_per_wake) < 1
         ):
             raise UsageError("tasks per wake must be >= 1 and needs a persistent session")
+        if self.update_qos not in (0, 1):
+            raise UsageError(f"update QoS must be 0 or 1, got {self.update_qos}")
 
 
 def min_payload(device_id: str) -> int:
@@ -274,7 +279,7 @@ class MqttDevice:
             or default_description(self.settings.device_id, self.settings.fleet)
         )
         client.publish(self.topics["description"], json.dumps(description), qos=1, retain=True)
-        client.subscribe(self.topics["task"], qos=1)
+        client.subscribe(self.topics["task"], qos=self.settings.update_qos)
         client.publish(self.topics["status"], self._status("online"), qos=1, retain=True)
         self.connected.set()
 
@@ -375,7 +380,9 @@ class MqttDevice:
 
     def _publish_update(self, payloads: list[bytes]) -> None:
         for payload in payloads:
-            info = self.client.publish(self.topics["update"], payload, qos=1)
+            info = self.client.publish(
+                self.topics["update"], payload, qos=self.settings.update_qos
+            )
             if self.settings.session_expiry_s is not None:
                 self._unacked.append(info)
 

@@ -108,7 +108,10 @@ class GatewaySettings:
     within ``offline_wait`` seconds, in which case the same task is sent again (the
     device's data is seeded by round, so the numbers are those of an uninterrupted run,
     and a reply is applied once: the first for a task wins). ``offline_wait`` 0 fails at
-    once; without ``fail_on_drop`` the gateway waits the round timeout."""
+    once; without ``fail_on_drop`` the gateway waits the round timeout. ``task_qos``:
+    MQTT QoS of tasks and of the update subscription (1, at least once, by default; 0
+    saves the PUBACKs, and a lost task or reply is then recovered by the round timeout's
+    re-send: docs/performance.md has the measured difference)."""
 
     fleet: str = "default"
     client_id: str | None = None
@@ -116,6 +119,7 @@ class GatewaySettings:
     retries: int = 1
     fail_on_drop: bool = True
     offline_wait: float = 10.0
+    task_qos: int = 1
     max_payload: int = 256 * 1024
     max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES
     keepalive: int = 30
@@ -126,6 +130,8 @@ class GatewaySettings:
             raise UsageError("round timeout must be > 0, retries and offline wait >= 0")
         if self.task_expiry_s is not None and not self.task_expiry_s >= 1:
             raise UsageError(f"task expiry must be >= 1 s, got {self.task_expiry_s}")
+        if self.task_qos not in (0, 1):
+            raise UsageError(f"task QoS must be 0 or 1, got {self.task_qos}")
 
 
 class MqttGateway:
@@ -244,17 +250,74 @@ class MqttGateway:
             when the task itself cannot be encoded.
         """
         timeout = float(timeout or self.settings.round_timeout)
-        topic, pending = self._register(device_id, round, fields, arrays, msg_type)
-        with self._lock:
-            offline = self.status.get(device_id, {}).get("state") == "offline"
+        topic, pending = self._open(device_id, round, fields, arrays, msg_type)
         try:
-            if offline and self.settings.fail_on_drop:
-                pending.dropped = True  # _wait sends it if the device comes back in time
-            else:
-                self._publish(topic, pending)
             return self._wait(topic, pending, timeout)
         finally:
             self._forget(pending.msg_id)
+
+    def request_many(
+        self,
+        tasks: Sequence[tuple[str, int, Mapping[str, FieldValue], Sequence[WireArray]]],
+        *,
+        msg_type: MessageType = MessageType.TRAIN,
+        timeout: float | None = None,
+        window: int = 64,
+    ) -> list[WireMessage | GatewayError]:
+        """Send every ``(device_id, round, fields, arrays)`` task, ``window`` at a time,
+        and wait for their replies; one result per task, in order: the validated REPLY or
+        the :class:`GatewayError` that :meth:`request` would have raised.
+
+        A fleet-wide round from one thread, without a thread per waiting task. The
+        window matters: with all 1,000 tasks of a round in flight at once, simulated
+        devices sharing a process all train at the same time and their threads thrash
+        (docs/performance.md). Each task's timeout counts from when its wait starts, so
+        a task never gets less time than :meth:`request` gives it.
+        """
+        timeout = float(timeout or self.settings.round_timeout)
+        window = max(1, int(window))
+        opened: list[tuple[str, _Pending]] = []
+        results: list[WireMessage | GatewayError] = []
+        try:
+            for index in range(len(tasks)):
+                # Keep ``window`` tasks in flight: open the next as each one is answered.
+                while len(opened) < min(len(tasks), index + window):
+                    device_id, round_, fields, arrays = tasks[len(opened)]
+                    opened.append(self._open(device_id, round_, fields, arrays, msg_type))
+                topic, pending = opened[index]
+                try:
+                    results.append(self._wait(topic, pending, timeout))
+                except GatewayError as error:
+                    results.append(error)
+                finally:
+                    self._forget(pending.msg_id)
+        finally:
+            for _, pending in opened[len(results) :]:
+                self._forget(pending.msg_id)
+        return results
+
+    def _open(
+        self,
+        device_id: str,
+        round: int,
+        fields: Mapping[str, FieldValue],
+        arrays: Sequence[WireArray],
+        msg_type: MessageType,
+    ) -> tuple[str, _Pending]:
+        """Register a task and publish it (unless its device is offline: then
+        :meth:`_wait` sends it if the device comes back in time)."""
+        topic, pending = self._register(device_id, round, fields, arrays, msg_type)
+        with self._lock:
+            offline = self.status.get(device_id, {}).get("state") == "offline"
+        if offline and self.settings.fail_on_drop:
+            pending.dropped = True
+        else:
+            try:
+                self._publish(topic, pending)
+            except BaseException:
+                self._forget(pending.msg_id)
+                raise
+        return topic, pending
 
     def _register(
         self,
@@ -264,6 +327,7 @@ class MqttGateway:
         arrays: Sequence[WireArray],
         msg_type: MessageType,
     ) -> tuple[str, _Pending]:
+        """Encode a task and register it as pending (not yet published)."""
         topic = wire.topic(self.settings.fleet, device_id, "task")
         with self._lock:
             msg_id = self._next_id
@@ -403,7 +467,7 @@ class MqttGateway:
             props = Properties(PacketTypes.PUBLISH)
             props.MessageExpiryInterval = math.ceil(self.settings.task_expiry_s)
         for payload in pending.payloads:
-            self.client.publish(topic, payload, qos=1, properties=props)
+            self.client.publish(topic, payload, qos=self.settings.task_qos, properties=props)
         with self._lock:
             self.counters.publishes += 1
 
@@ -449,7 +513,7 @@ class MqttGateway:
             LOG.warning("gateway: connect refused: %s", self.refused)
             return
         for sub in self._subscriptions:
-            client.subscribe(sub, qos=1)
+            client.subscribe(sub, qos=self.settings.task_qos if "update" in sub else 1)
         with self._lock:
             self.counters.connects += 1
             reconnect = self.counters.connects > 1
@@ -479,12 +543,14 @@ class MqttGateway:
 
     def _on_update(self, device_id: str, payload: bytes) -> None:
         try:
-            if wire.peek_header(payload, self.settings.max_message_bytes).device_id != device_id:
+            # One decode (header, CRC, body) per payload; a chunk is reassembled from it.
+            item = wire.decode(payload, self.settings.max_message_bytes)
+            if item.device_id != device_id:
                 with self._lock:
                     self.counters.foreign += 1
                 LOG.warning("gateway: update on %s's topic names another device", device_id)
                 return
-            reply = self._assembler.add(payload)
+            reply = self._assembler.add_decoded(item)
         except wire.CodecError as error:
             with self._lock:
                 self.counters.malformed += 1

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from tinyfleet.device import wire
@@ -37,7 +37,13 @@ from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND
 from tinyfleet.errors import TinyfleetError
 from tinyfleet.server.gateway import GatewayError, MqttGateway
 from tinyfleet.server.gateway_errors import DeviceDroppedError, GatewayTimeout
-from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY
+from tinyfleet.server.records import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    METRICS_KEY,
+    array_values,
+    float32_array,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -84,10 +90,10 @@ def message_to_task(
     arrays: list[WireArray] = []
     if ARRAYS_KEY in content:
         for key, array in content.array_records[ARRAYS_KEY].items():
-            values = array.numpy()
+            values = array_values(array)  # a fresh C-ordered copy: the wire array's values
             if values.dtype != np.float32:
                 raise wire.CodecError(f"array {key!r} is {values.dtype}; only float32 travels")
-            arrays.append(wire.float32_array(key, values))
+            arrays.append(WireArray(key, values.shape, wire.DType.FLOAT32, values.reshape(-1)))
     kind = (
         MessageType.EVALUATE
         if message.metadata.message_type.startswith("evaluate")
@@ -106,7 +112,9 @@ def _group_round(message: Message) -> int:
 
 def reply_to_message(reply: WireMessage, request: Message) -> Message:
     """The device's REPLY as the Flower reply Message (dense float32 arrays)."""
-    arrays = ArrayRecord(array_dict={a.name: Array(a.to_float32()) for a in reply.arrays})
+    arrays = ArrayRecord()  # item by item: ArrayRecord(dict) would copy every Array again
+    for a in reply.arrays:
+        arrays[a.name] = float32_array(a.to_float32())
     metrics = MetricRecord(
         {k: v for k, v in reply.fields if isinstance(v, int | float) and not isinstance(v, bool)}
     )

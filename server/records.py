@@ -37,11 +37,15 @@ def single_vector(record: ArrayRecord) -> np.ndarray:
     """The one float array an ArrayRecord of this contract carries (a fresh copy)."""
     if len(record) != 1:
         raise UsageError(f"expected one parameter array, got {len(record)}")
-    array = next(iter(record.values()))
+    return array_values(next(iter(record.values())))
+
+
+def array_values(array: Array) -> np.ndarray:
+    """``array.numpy()`` (a fresh copy) without np.load's header parse when the bytes are
+    what ``np.save`` writes for the array's dtype and shape (np.load parses the header
+    with ast.literal_eval on every call)."""
     data, header = array.data, _npy_header(array.dtype, tuple(array.shape))
     if array.stype == _NUMPY_STYPE and data[: len(header)] == header:
-        # The bytes np.save writes for this dtype and shape: read the payload directly
-        # (np.load parses the header with ast.literal_eval on every call).
         return (
             np.frombuffer(data, dtype=array.dtype, offset=len(header)).reshape(array.shape).copy()
         )
@@ -58,13 +62,17 @@ def model_vector(arrays: ArrayRecord) -> np.ndarray:
 def vector_record(vector: np.ndarray) -> ArrayRecord:
     """``ArrayRecord([vector])`` (float32): the same bytes Flower's ``np.save`` path
     writes, from a cached ``.npy`` header plus the raw little-endian values."""
-    arr = np.ascontiguousarray(vector, dtype=np.float32)
-    shape = tuple(int(d) for d in arr.shape)
     record = ArrayRecord()  # item by item: ArrayRecord(dict) would copy every Array again
-    record["0"] = Array(
-        "float32", shape, _NUMPY_STYPE, _npy_header("float32", shape) + arr.tobytes()
-    )
+    record["0"] = float32_array(vector)
     return record
+
+
+def float32_array(values: np.ndarray) -> Array:
+    """``Array(values)`` as float32: the bytes of Flower's ``np.save`` path, written from
+    a cached ``.npy`` header plus the raw little-endian values."""
+    arr = np.ascontiguousarray(values, dtype=np.float32)
+    shape = tuple(int(d) for d in arr.shape)
+    return Array("float32", shape, _NUMPY_STYPE, _npy_header("float32", shape) + arr.tobytes())
 
 
 _NUMPY_STYPE = "numpy.ndarray"  # flwr's SType.NUMPY

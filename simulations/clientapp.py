@@ -17,14 +17,13 @@ from flwr.clientapp import ClientApp
 from tinyfleet.device.head import HeadSpec
 from tinyfleet.device.rounds import StreamForDevice, encoded_bytes, run_reply_round
 from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX
-from tinyfleet.device.wire.topics import device_ids
+from tinyfleet.device.wire.topics import device_id_of
 from tinyfleet.errors import UsageError
 from tinyfleet.server.gateway_flower import message_to_task
 from tinyfleet.server.records import (
     ARRAYS_KEY,
     CONFIG_KEY,
     METRICS_KEY,
-    single_vector,
     vector_record,
 )
 
@@ -42,15 +41,18 @@ def handle_train(
         index = int(config[KEY_DEVICE_INDEX])  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError) as error:
         raise UsageError(f"round config lacks or garbles {error}") from None
-    device_id = device_ids(index + 1)[index] if index >= 0 else "sim-none"
+    device_id = device_id_of(index) if index >= 0 else "sim-none"
+    # The task as MQTT would carry it (for its size); its one array is theta, already
+    # read out of the record: no second read of the same bytes.
     kind, server_round, fields, arrays = message_to_task(message)
-    theta_name = next(iter(content.array_records[ARRAYS_KEY].keys()))
+    if len(arrays) != 1:
+        raise UsageError(f"expected one parameter array, got {len(arrays)}")
     out, metrics = run_reply_round(
-        single_vector(content.array_records[ARRAYS_KEY]),
+        arrays[0].values,
         config,
         spec,
         stream_for_device,
-        array_name=theta_name,
+        array_name=arrays[0].name,
         device_id=device_id,
         task_bytes=encoded_bytes(kind, server_round, device_id, fields, arrays),
         macs_per_sample=macs_per_sample,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from tinyfleet.device.wire.decode import decode, decode_message
 from tinyfleet.device.wire.errors import ChunkError
-from tinyfleet.device.wire.types import DEFAULT_MAX_MESSAGE_BYTES, WireMessage
+from tinyfleet.device.wire.types import DEFAULT_MAX_MESSAGE_BYTES, Chunk, WireMessage
 
 DEFAULT_MAX_DEVICE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_TOTAL_BYTES = 64 * 1024 * 1024
@@ -107,7 +107,10 @@ class ChunkAssembler:
         return len(old)
 
     def add(self, payload: bytes) -> WireMessage | None:
-        item = decode(payload, self.max_message_bytes)
+        return self.add_decoded(decode(payload, self.max_message_bytes))
+
+    def add_decoded(self, item: WireMessage | Chunk) -> WireMessage | None:
+        """:meth:`add` for a payload the caller already decoded (with this limit)."""
         if isinstance(item, WireMessage):
             return item
         self.expire()

@@ -72,6 +72,11 @@ class _Reader:
         self.pos += n
         return out
 
+    def skip(self, n: int, what: str) -> None:
+        if n < 0 or self.pos + n > self.end:
+            raise MalformedError(f"{what} runs past the end of the message")
+        self.pos += n
+
     def unpack(self, fmt: struct.Struct, what: str) -> tuple:
         return fmt.unpack(self.take(fmt.size, what))
 
@@ -86,10 +91,15 @@ class _Reader:
             raise MalformedError(f"{what} is not valid UTF-8") from error
 
 
-def _check_header(payload: bytes, max_message_bytes: int) -> tuple[Header, int]:
+def _as_bytes(payload: bytes) -> bytes:
+    """The payload as immutable bytes (``bytes`` itself is not copied)."""
     if not isinstance(payload, bytes | bytearray | memoryview):
         raise CodecError(f"payload must be bytes, got {type(payload).__name__}")
-    payload = bytes(payload)
+    return payload if type(payload) is bytes else bytes(payload)
+
+
+def _check_header(payload: bytes, max_message_bytes: int) -> tuple[Header, int]:
+    payload = _as_bytes(payload)
     if len(payload) < HEADER_SIZE:
         raise TruncatedError(f"{len(payload)} bytes is shorter than the 32-byte header")
     (
@@ -208,11 +218,14 @@ def _decode_array(r: _Reader) -> WireArray:
             raise MalformedError("sparse indices must strictly increase and be < size")
         indices.setflags(write=False)
     item = 4 if dtype == DType.FLOAT32 else 1
-    raw = r.take(item * count, "array data")
+    start = r.pos
+    r.skip(item * count, "array data")
     r.pad(item * count, "array data")
-    values = np.frombuffer(raw, dtype="<f4" if item == 4 else "i1").astype(
-        np.float32 if item == 4 else np.int8
-    )
+    # A read-only view into the payload, no copy (the payload is immutable bytes); only
+    # a big-endian host converts ("<f4" is then not the native float32).
+    values = np.frombuffer(
+        r.data, dtype="<f4" if item == 4 else "i1", count=count, offset=start
+    ).astype(np.float32 if item == 4 else np.int8, copy=False)
     values.setflags(write=False)
     return WireArray(name, tuple(shape), DType(dtype), values, float(scale), zero_point, indices)
 
@@ -227,8 +240,8 @@ def decode(
     CodecError
         (a subclass naming the problem) for anything that is not a valid message.
     """
+    payload = _as_bytes(payload)
     head, pos = _check_header(payload, max_message_bytes)
-    payload = bytes(payload)
     r = _Reader(payload, pos, HEADER_SIZE + head.body_len)
     if head.msg_type == MessageType.CHUNK:
         index, count, total_len, offset = r.unpack(_CHUNK_PREFIX, "chunk prefix")

@@ -34,7 +34,12 @@ def parse_topic(name: str) -> tuple[str, str, str]:
 
 def device_ids(n_devices: int, prefix: str = "sim") -> list[str]:
     """``sim-0000, sim-0001, ...``: device ``i`` has index ``i`` (the fleet's naming rule)."""
-    return [f"{prefix}-{i:04d}" for i in range(int(n_devices))]
+    return [device_id_of(i, prefix) for i in range(int(n_devices))]
+
+
+def device_id_of(index: int, prefix: str = "sim") -> str:
+    """``device_ids(index + 1)[index]`` without building the list (one per round)."""
+    return f"{prefix}-{int(index):04d}"
 
 
 def device_index_from_id(device_id: str) -> int:

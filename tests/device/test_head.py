@@ -102,3 +102,17 @@ def test_in_place_sgd_step_is_bit_identical_to_grads_then_update(
             p -= lr * g
         assert fast.sgd_step(x, y, 0.05) == expected_loss
     assert fast.get_vector().tobytes() == reference.get_vector().tobytes()
+
+
+def test_row_mean_is_np_mean_bit_for_bit() -> None:
+    """The MSE loss's row mean (without np.mean's wrapper) gives np.mean's exact bits."""
+    from tinyfleet.device.head import _row_mean
+
+    rng = np.random.default_rng(3)
+    for width in (1, 2, 3, 5, 7, 10, 32, 100, 129, 1000):
+        for batch in (1, 4):
+            scale = 10 ** rng.uniform(-3, 3)
+            a = (rng.standard_normal((batch, width)) * scale).astype(np.float32)
+            got = _row_mean(a)
+            assert got.dtype == np.float32
+            assert got.tobytes() == np.mean(a, axis=1).tobytes()
