@@ -21,6 +21,7 @@ Usage: python benchmarks/bench_kg.py [--devices 100000] [--validated 2000] [--re
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import statistics
@@ -140,22 +141,35 @@ def validated_load(server: ManagedOxigraph, validated: int, batch: int) -> None:
     kg = KnowledgeGraph.remote(server.url)
     descriptions = [describe_json(d) for d in devices]
     size = sum(len(d.graph) for d in descriptions)
+    # The input (10k rdflib graphs, held here only to time the path without parsing) is
+    # long-lived: keep the cyclic GC from rescanning it on every collection.
+    gc.freeze()
     batches = [descriptions[i : i + batch] for i in range(0, len(descriptions), batch)]
     start = time.perf_counter()
     for part in batches:
         assert not violations_of(d.graph for d in part)
     check_s = time.perf_counter() - start
-    start = time.perf_counter()
-    for part in batches:
-        kg.add_all((d.graph, d.replace) for d in part)
-    valid_s = time.perf_counter() - start
-    verdict = "met" if size / valid_s >= 100_000 else "NOT met"
+    halves = [batches[::2], batches[1::2]]  # two ways, half of the devices each
     print(
-        f"validated write path (SHACL + replace + DELETE/INSERT DATA + recount, {batch} devices"
-        f" a request): {validated:,} new devices, {size:,} triples in {valid_s:.1f} s ="
-        f" {size / valid_s:,.0f} triples/s (target >= 100k: {verdict});"
-        f" the SHACL check alone {size / check_s:,.0f} triples/s"
+        f"validated write path (compiled SHACL, replace, write, profile recount; {batch}"
+        f" devices a batch): {validated:,} new devices, {size:,} description triples"
+        f" (they repeat their firmware and profile nodes); SHACL check alone"
+        f" {size / check_s:,.0f} triples/s"
     )
+    for label, part, pipelined in (
+        ("add_all, batch after batch (one transaction each)", halves[0], False),
+        ("add_batches (next batch checked while one is written)", halves[1], True),
+    ):
+        items = [[(d.graph, d.replace) for d in one] for one in part]
+        start = time.perf_counter()
+        stored = kg.add_batches(items) if pipelined else sum(kg.add_all(one) for one in items)
+        took = time.perf_counter() - start
+        rate = sum(len(d.graph) for one in part for d in one) / took
+        verdict = "met" if rate >= 100_000 else "NOT met"
+        print(
+            f"  {label:55s} {rate:9,.0f} triples/s (>= 100k: {verdict}),"
+            f" {stored / took:9,.0f} distinct triples/s stored"
+        )
 
 
 def eligible(server: ManagedOxigraph, cards: list[dict[str, Any]], repeats: int) -> None:

@@ -174,5 +174,17 @@ class SparqlProtocolStore(Store):
 
 
 def _data(verb: str, triples: list[Triple]) -> str:
-    body = "\n".join(f"{s.n3()} {p.n3()} {o.n3()} ." for s, p, o in triples)
-    return f"{verb} {{\n{body}\n}}"
+    return f"{verb} {{\n{ntriples(triples)}\n}}"
+
+
+def ntriples(triples: Iterable[Triple]) -> str:
+    """N-Triples lines; each distinct term is written once (batches repeat most terms)."""
+    written: dict[Any, str] = {}
+
+    def n3(term: Any) -> str:
+        text = written.get(term)
+        if text is None:
+            text = written[term] = term.n3()
+        return text
+
+    return "\n".join(f"{n3(s)} {n3(p)} {n3(o)} ." for s, p, o in triples)

@@ -208,23 +208,62 @@ class KnowledgeGraph:
     ) -> int:
         """Validate every ``(data, replace)`` item, then write all of them or none.
 
-        Every item is checked before anything is written, and the violations of all
-        items are reported together; a remote store gets one update request.
+        The items are checked together, as the one state they write (two descriptions of
+        one device in a batch are checked against each other); the violations are
+        reported together; a remote store gets one update request.
         """
-        from tinyfleet.ontology.compiled_shapes import triples
-
-        items = [(data, tuple(replace)) for data, replace in items]
-        if validate:  # the batch as one unit: the state it writes must conform as a whole
-            found = [str(v) for v in validation.violations_of(data for data, _r in items)]
-            if found:
-                raise ShapeViolation(found)
-        new: set[Triple] = set()
-        for data, _replace in items:
-            new.update(triples(data))
-        roots = [root for _data, replace in items for root in replace]
+        new, roots = self._prepare(items, validate)
         stale = set(self.owned_triples(roots)) - new
         self._apply(stale, new)
         return len(new)
+
+    def add_batches(
+        self,
+        batches: Iterable[Iterable[tuple[Graph, Iterable[URIRef]]]],
+        validate: bool = True,
+    ) -> int:
+        """:meth:`add_all` for each batch in turn: the validated bulk path.
+
+        Each batch is validated as one unit and written, in order; on a remote store the
+        next batch is validated while the server writes the previous one. A refused batch
+        raises :class:`ShapeViolation` after the batches before it were written. Returns
+        the number of triples written.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        from tinyfleet.ontology.remote_store import SparqlProtocolStore
+
+        if not isinstance(self.graph.store, SparqlProtocolStore):
+            return sum(self.add_all(batch, validate) for batch in batches)
+        written = 0
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            pending: Future[None] | None = None
+            for batch in batches:
+                new, roots = self._prepare(batch, validate)  # while the server writes
+                if pending is not None:
+                    pending.result()  # in order: a batch may replace what the last one wrote
+                stale = set(self.owned_triples(roots)) - new
+                pending = writer.submit(self._apply, stale, new)
+                written += len(new)
+            if pending is not None:
+                pending.result()
+        return written
+
+    def _prepare(
+        self, items: Iterable[tuple[Graph, Iterable[URIRef]]], validate: bool
+    ) -> tuple[set[Triple], list[URIRef]]:
+        """Validate a batch (as one unit); return its triples and the roots it replaces."""
+        from tinyfleet.ontology.compiled_shapes import triples
+
+        listed = [(data, tuple(replace)) for data, replace in items]
+        if validate:  # the batch as one unit: the state it writes must conform as a whole
+            found = [str(v) for v in validation.violations_of(data for data, _r in listed)]
+            if found:
+                raise ShapeViolation(found)
+        new: set[Triple] = set()
+        for data, _replace in listed:
+            new.update(triples(data))
+        return new, [root for _data, replace in listed for root in replace]
 
     def _apply(self, removed: Iterable[Triple], added: Iterable[Triple]) -> None:
         """Remove, then add, then recount the capability profiles the change touched:
