@@ -53,7 +53,8 @@ class Eligible:
     total
         How many devices are eligible.
     devices
-        Sorted device ids: all of them, or the page ``offset .. offset + limit``.
+        All device ids, sorted; or the page ``offset .. offset + limit`` of the devices
+        ordered by capability profile (IRI), then id (see :func:`eligible`).
     offset
         Index of ``devices[0]`` in the full sorted list.
     """
@@ -92,31 +93,65 @@ def match_device(kg: KnowledgeGraph, device_id: str) -> list[Match]:
 
 def eligible(kg: KnowledgeGraph, model: str, limit: int | None = None, offset: int = 0) -> Eligible:
     """The devices that can run and train ``model`` (``name@version``, or ``name`` for its
-    highest version): all of them (``limit=None``) or one sorted page and the total.
+    highest version): all of them sorted (``limit=None``), or one page and the total.
+
+    A page lists devices grouped by capability profile (profiles in IRI order), each
+    profile's devices sorted by id: the total and the page's position come from the
+    profiles' device counts, so only the devices of the profiles the page spans are read.
+    Pages are stable while the fleet is unchanged and together list every device once.
     """
     if (limit is not None and limit < 0) or offset < 0:
         raise KnowledgeGraphError("limit and offset must not be negative")
     # name@version goes straight to the rule; its existence is checked only if nothing passes
     model_id = model if "@" in model else resolve_model_id(kg, model)
-    _names, rows = kg.select(get_named_query("eligible-profiles").bind({"model": model_id}))
-    if not rows:
+    counts = _eligible_profiles(kg, model_id)
+    if not counts:
         return Eligible(resolve_model_id(kg, model_id), 0, (), offset)
-    values = " ".join(row[0].n3() for row in rows)
-    link = f"<{TFO.hasCapabilityProfile}>"
     if limit is None:
-        _names, found = kg.select(f"SELECT ?d WHERE {{ VALUES ?p {{ {values} }} ?d {link} ?p }}")
-        devices = sorted(_device_id(row[0]) for row in found)[offset:]
-        return Eligible(model_id, len(devices) + offset, tuple(devices), offset)
-    # the total and one sorted page in one request
-    _names, found = kg.select(
-        f"SELECT ?n ?d WHERE {{"
-        f" {{ SELECT (COUNT(?d0) AS ?n) WHERE {{ VALUES ?p {{ {values} }} ?d0 {link} ?p }} }}"
-        f" OPTIONAL {{ {{ SELECT ?d WHERE {{ VALUES ?p {{ {values} }} ?d {link} ?p }}"
-        f" ORDER BY ?d LIMIT {limit} OFFSET {offset} }} }} }} ORDER BY ?d"
+        devices = sorted(d for found in _devices_of(kg, list(counts)).values() for d in found)
+        return Eligible(model_id, len(devices), tuple(devices[offset:]), offset)
+    skipped, spanned, span = 0, 0, list[str]()
+    for profile in sorted(counts):  # the profiles the page spans, and what precedes
+        if not span and skipped + counts[profile] <= offset:
+            skipped += counts[profile]
+        elif skipped + spanned < offset + limit:
+            span.append(profile)
+            spanned += counts[profile]
+    found = _devices_of(kg, span) if limit else {}
+    ordered = [d for profile in span for d in sorted(found.get(profile, ()))]
+    page = ordered[offset - skipped : offset - skipped + limit]
+    return Eligible(model_id, sum(counts.values()), tuple(page), offset)
+
+
+def _eligible_profiles(kg: KnowledgeGraph, model_id: str) -> dict[str, int]:
+    """The profiles that pass the rule (``eligible-profiles``) and their device counts."""
+    rule = get_named_query("eligible-profiles").bind({"model": model_id})
+    rule, _sep, _order = rule.rpartition("ORDER BY")  # sorted here, cheaper than in the engine
+    rows = kg.select_values(
+        f"SELECT ?profile ?n WHERE {{ {{ {rule} }}"
+        f" OPTIONAL {{ ?profile <{TFO.profileDeviceCount}> ?n }} }}"
     )
-    total = int(str(found[0][0])) if found else 0
-    devices = [_device_id(row[1]) for row in found if row[1] is not None]
-    return Eligible(model_id, total, tuple(devices), offset)
+    counts = {profile: int(n) for profile, n in rows if n}
+    missing = [profile for profile, n in rows if not n]
+    if missing:  # counts not derived yet (a raw bulk load): count those profiles here
+        counts.update({p: len(found) for p, found in _devices_of(kg, missing).items()})
+        counts.update({p: 0 for p in missing if p not in counts})
+    return counts
+
+
+def _devices_of(kg: KnowledgeGraph, profiles: list[str]) -> dict[str, list[str]]:
+    """Device ids per profile IRI: one index lookup (a ``VALUES`` join, which Oxigraph runs
+    per profile instead of hash-joining the link over the whole fleet)."""
+    if not profiles:
+        return {}
+    values = " ".join(f"<{p}>" for p in profiles)
+    rows = kg.select_values(
+        f"SELECT ?p ?d WHERE {{ VALUES ?p {{ {values} }} ?d <{TFO.hasCapabilityProfile}> ?p }}"
+    )
+    found: dict[str, list[str]] = {}
+    for profile, device in rows:
+        found.setdefault(profile, []).append(_device_id(device))
+    return found
 
 
 def _device_id(iri: Any) -> str:

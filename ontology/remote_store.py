@@ -16,6 +16,7 @@ none.
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import urllib.error
@@ -89,6 +90,13 @@ class SparqlProtocolStore(Store):
             return result
         return Result.parse(io.BytesIO(body), format="json")
 
+    def select_values(self, query: str) -> list[list[str]]:
+        """A SELECT's rows as plain values (IRIs and lexical forms; "" when unbound), read
+        as CSV: for internal queries whose results would cost more to parse as terms."""
+        _type, body = self._post(self.query_url, query, "application/sparql-query", "text/csv")
+        rows = list(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
+        return rows[1:]
+
     def update_text(self, text: str) -> None:
         """Send one SPARQL UPDATE request."""
         self._post(self.update_url, text, "application/sparql-update", "*/*")
@@ -141,22 +149,42 @@ class SparqlProtocolStore(Store):
     def contexts(self, triple: Any = None) -> Iterator[Any]:  # type: ignore[override]
         return iter(())
 
-    def apply(self, removed: Iterable[Triple], added: Iterable[Triple]) -> None:
-        """Delete ``removed`` and insert ``added``: one request per :data:`CHUNK` triples."""
+    def apply(self, removed: Iterable[Triple], added: Iterable[Triple], then: str = "") -> None:
+        """Delete ``removed``, insert ``added``, then run the update ``then`` (if any): one
+        request up to :data:`CHUNK` triples, else one per chunk with ``then`` in the last.
+        """
         parts = [("DELETE DATA", list(removed)), ("INSERT DATA", list(added))]
         if not any(t for _v, t in parts):
             return
         for verb, triples in parts:
             if any(isinstance(term, BNode) for t in triples for term in t) and verb[0] == "D":
                 raise KnowledgeGraphError("blank nodes cannot be deleted from a remote store")
+        tail = [then] if then else []
         if sum(len(t) for _v, t in parts) <= CHUNK:
-            self.update_text(" ;\n".join(_data(verb, t) for verb, t in parts if t))
+            self.update_text(" ;\n".join([*(_data(v, t) for v, t in parts if t), *tail]))
             return
-        for verb, triples in parts:
-            for start in range(0, len(triples), CHUNK):
-                self.update_text(_data(verb, triples[start : start + CHUNK]))
+        requests = [
+            _data(verb, triples[start : start + CHUNK])
+            for verb, triples in parts
+            for start in range(0, len(triples), CHUNK)
+        ]
+        for index, text in enumerate(requests):
+            last = index == len(requests) - 1
+            self.update_text(" ;\n".join([text, *tail]) if last else text)
 
 
 def _data(verb: str, triples: list[Triple]) -> str:
-    body = "\n".join(f"{s.n3()} {p.n3()} {o.n3()} ." for s, p, o in triples)
-    return f"{verb} {{\n{body}\n}}"
+    return f"{verb} {{\n{ntriples(triples)}\n}}"
+
+
+def ntriples(triples: Iterable[Triple]) -> str:
+    """N-Triples lines; each distinct term is written once (batches repeat most terms)."""
+    written: dict[Any, str] = {}
+
+    def n3(term: Any) -> str:
+        text = written.get(term)
+        if text is None:
+            text = written[term] = term.n3()
+        return text
+
+    return "\n".join(f"{n3(s)} {n3(p)} {n3(o)} ." for s, p, o in triples)

@@ -130,6 +130,23 @@ class KnowledgeGraph:
         names = [str(v) for v in result.vars or []]
         return names, [tuple(row) for row in result]  # type: ignore[arg-type]
 
+    def select_values(self, sparql: str) -> list[list[str]]:
+        """Run a SELECT: rows of plain values (IRI strings, lexical forms, "" if unbound).
+
+        Cheaper than :meth:`select` on a remote store (CSV instead of typed terms): for
+        internal queries that need no datatypes, like matchmaking's hot path.
+        """
+        from tinyfleet.ontology.remote_store import SparqlProtocolStore
+
+        store = self.graph.store
+        if isinstance(store, SparqlProtocolStore):
+            try:
+                return store.select_values(with_prologue(sparql))
+            except SyntaxError as error:
+                raise QuerySyntaxError(f"SPARQL syntax error: {_one_line(error)}") from None
+        _names, rows = self.select(sparql)
+        return [["" if term is None else str(term) for term in row] for row in rows]
+
     def eligible(self, model: str, limit: int | None = None, offset: int = 0) -> Eligible:
         """The devices that can run and train ``model`` (see :func:`matchmaking.eligible`).
 
@@ -191,33 +208,85 @@ class KnowledgeGraph:
     ) -> int:
         """Validate every ``(data, replace)`` item, then write all of them or none.
 
-        Every item is checked before anything is written, and the violations of all
-        items are reported together; a remote store gets one update request.
+        The items are checked together, as the one state they write (two descriptions of
+        one device in a batch are checked against each other); the violations are
+        reported together; a remote store gets one update request.
         """
-        items = [(data, tuple(replace)) for data, replace in items]
-        if validate:
-            found = [str(v) for data, _r in items for v in validation.violations(data)]
-            if found:
-                raise ShapeViolation(found)
-        new: set[Triple] = set()
-        for data, _replace in items:
-            new.update(data)
-        roots = [root for _data, replace in items for root in replace]
+        new, roots = self._prepare(items, validate)
         stale = set(self.owned_triples(roots)) - new
         self._apply(stale, new)
         return len(new)
 
-    def _apply(self, removed: Iterable[Triple], added: Iterable[Triple]) -> None:
-        """Remove, then add: one request on a remote store."""
+    def add_batches(
+        self,
+        batches: Iterable[Iterable[tuple[Graph, Iterable[URIRef]]]],
+        validate: bool = True,
+    ) -> int:
+        """:meth:`add_all` for each batch in turn: the validated bulk path.
+
+        Each batch is validated as one unit and written, in order; on a remote store the
+        next batch is validated while the server writes the previous one. A refused batch
+        raises :class:`ShapeViolation` after the batches before it were written. Returns
+        the number of triples written.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
         from tinyfleet.ontology.remote_store import SparqlProtocolStore
 
+        if not isinstance(self.graph.store, SparqlProtocolStore):
+            return sum(self.add_all(batch, validate) for batch in batches)
+        written = 0
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            pending: Future[None] | None = None
+            for batch in batches:
+                new, roots = self._prepare(batch, validate)  # while the server writes
+                if pending is not None:
+                    pending.result()  # in order: a batch may replace what the last one wrote
+                stale = set(self.owned_triples(roots)) - new
+                pending = writer.submit(self._apply, stale, new)
+                written += len(new)
+            if pending is not None:
+                pending.result()
+        return written
+
+    def _prepare(
+        self, items: Iterable[tuple[Graph, Iterable[URIRef]]], validate: bool
+    ) -> tuple[set[Triple], list[URIRef]]:
+        """Validate a batch (as one unit); return its triples and the roots it replaces."""
+        from tinyfleet.ontology.compiled_shapes import triples
+
+        listed = [(data, tuple(replace)) for data, replace in items]
+        if validate:  # the batch as one unit: the state it writes must conform as a whole
+            found = [str(v) for v in validation.violations_of(data for data, _r in listed)]
+            if found:
+                raise ShapeViolation(found)
+        new: set[Triple] = set()
+        for data, _replace in listed:
+            new.update(triples(data))
+        return new, [root for _data, replace in listed for root in replace]
+
+    def _apply(self, removed: Iterable[Triple], added: Iterable[Triple]) -> None:
+        """Remove, then add, then recount the capability profiles the change touched:
+        one request (one transaction) on a remote store.
+        """
+        from tinyfleet.ontology.remote_store import SparqlProtocolStore
+
+        removed, added = list(removed), list(added)
+        recount = profile_recount_update(touched_profiles(removed, added))
         store = self.graph.store
         if isinstance(store, SparqlProtocolStore):
-            store.apply(removed, added)
+            store.apply(removed, added, then=recount)
             return
         for triple in removed:
             self.graph.remove(triple)
         self.graph.addN((s, p, o, self.graph) for s, p, o in added)
+        if recount:
+            self.graph.update(with_prologue(recount))
+
+    def recount_profiles(self) -> None:
+        """Recount the devices of every capability profile (after a bulk load that bypassed
+        :meth:`add`, e.g. ``oxigraph load``; tinyfleet's own writes keep the counts)."""
+        self.graph.update(with_prologue(profile_recount_update(None)))
 
     def update(self, sparql_update: str) -> tuple[int, int]:
         """Validate and apply a SPARQL UPDATE; return (triples added, triples removed)."""
@@ -295,6 +364,47 @@ class KnowledgeGraph:
         for triple in self.triples((None, None, None)):
             out.add(triple)
         return out.serialize(format=fmt)
+
+
+def touched_profiles(removed: Iterable[Triple], added: Iterable[Triple]) -> set[URIRef]:
+    """Capability profiles whose device count a change may alter: those a device joins or
+    leaves, and those whose count triple the change itself edits."""
+    from tinyfleet.ontology.namespaces import TFO
+
+    found: set[URIRef] = set()
+    for triples in (removed, added):
+        for s, p, o in triples:
+            if p == TFO.hasCapabilityProfile and isinstance(o, URIRef):
+                found.add(o)
+            elif p == TFO.profileDeviceCount and isinstance(s, URIRef):
+                found.add(s)
+    return found
+
+
+def profile_recount_update(profiles: set[URIRef] | None) -> str:
+    """SPARQL UPDATE that sets ``tfo:profileDeviceCount`` of ``profiles`` (``None``: all)
+    to the number of devices linked to each; "" when there is nothing to recount.
+
+    The count is derived data kept beside the profile so that matchmaking can total the
+    eligible devices per profile instead of counting up to a whole fleet per request.
+    """
+    from tinyfleet.ontology.namespaces import TFO
+
+    if profiles is not None and not profiles:
+        return ""
+    values = (
+        "" if profiles is None else f"VALUES ?p {{ {' '.join(p.n3() for p in sorted(profiles))} }}"
+    )
+    # full IRIs: the text is appended to other updates, after which Oxigraph takes no PREFIX
+    count, link = f"<{TFO.profileDeviceCount}>", f"<{TFO.hasCapabilityProfile}>"
+    # counted from the link alone (grouping it is an index scan; OPTIONAL per profile is not)
+    return (
+        f"DELETE {{ ?p {count} ?old }} WHERE {{ {values} ?p {count} ?old }} ;\n"
+        f"INSERT {{ ?p {count} ?n }} WHERE {{ {{ SELECT ?p (COUNT(?d) AS ?n)"
+        f" WHERE {{ {values} ?d {link} ?p }} GROUP BY ?p }} }} ;\n"
+        f"INSERT {{ ?p {count} 0 }} WHERE {{ {values} ?p a <{TFO.CapabilityProfile}>"
+        f" FILTER NOT EXISTS {{ ?p {count} ?any }} }}"
+    )
 
 
 def with_prologue(sparql: str) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from rdflib import Graph, Namespace
 from rdflib.term import Node
@@ -28,9 +31,42 @@ class Violation:
 def violations(data: Graph) -> list[Violation]:
     """Validate ``data`` against the tinyfleet shapes; return the violations (empty = conforms).
 
-    The core ontology is added to (a copy of) the data so that ``sh:class`` sees the
-    modality individuals and the class hierarchy; no other inference is done.
+    The core ontology is added to the data so that ``sh:class`` sees the modality
+    individuals and the class hierarchy; no other inference is done.
     """
+    return violations_of([data])
+
+
+def violations_of(graphs: Iterable[Graph]) -> list[Violation]:
+    """The violations of the union of ``graphs`` (a batch validated as one unit).
+
+    Checked by the compiled shapes (:mod:`compiled_shapes`), which report what pyshacl
+    reports on the same data; pyshacl itself runs when the shapes or the data need more
+    than the compiled checks cover.
+    """
+    from tinyfleet.ontology.compiled_shapes import Unsupported
+
+    graphs = list(graphs)
+    try:
+        found = _checker().violations(graphs)
+    except Unsupported:
+        union = Graph()
+        for graph in graphs:
+            for triple in graph:
+                union.add(triple)
+        return pyshacl_violations(union)
+    return [Violation(focus, path, message) for focus, path, message in found]
+
+
+@lru_cache(maxsize=1)
+def _checker() -> Any:
+    from tinyfleet.ontology.compiled_shapes import Checker, compiled
+
+    return Checker(compiled(), ontology_graph())
+
+
+def pyshacl_violations(data: Graph) -> list[Violation]:
+    """:func:`violations` computed by pyshacl (the reference the compiled checks match)."""
     from pyshacl import validate  # heavy import: only when something is written
 
     union = Graph()

@@ -12,26 +12,34 @@ from tinyfleet.ontology.extract_device import device_to_rdf
 from tinyfleet.ontology.extract_model import card_to_rdf
 from tinyfleet.ontology.fleetgen import generate_cards, generate_devices
 from tinyfleet.ontology.matchmaking import match_device, match_model, resolve_model_id
+from tinyfleet.ontology.namespaces import TFO
 from tinyfleet.ontology.resources import EXAMPLES_DIR
 from tinyfleet.ontology.store import KnowledgeGraph
 
 
-def _fleet(kg: KnowledgeGraph, devices: list[dict], cards: list[dict]) -> None:
+def _fleet(kg: KnowledgeGraph, devices: list[dict], cards: list[dict]) -> dict[str, str]:
+    """Load the fleet; return each device's capability profile (as extracted)."""
+    profiles = {}
     for description in devices:  # generated data: spot-validated in test_generated_fleet_conforms
-        kg.add(device_to_rdf(description), validate=False)
+        graph = device_to_rdf(description)
+        (profile,) = graph.objects(None, TFO.hasCapabilityProfile)
+        profiles[description["device_id"]] = str(profile)
+        kg.add(graph, validate=False)
     for card in cards:
         kg.add(card_to_rdf(card))
+    return profiles
 
 
 @pytest.fixture(scope="module")
 def big() -> tuple[KnowledgeGraph, list[DeviceFacts], list[ModelFacts]]:
     devices, cards = generate_devices(10_000, seed=7), generate_cards(20, seed=7)
     kg = KnowledgeGraph.memory()
-    _fleet(kg, devices, cards)
+    profiles = _fleet(kg, devices, cards)
     return (
         kg,
         [DeviceFacts.from_description(d) for d in devices],
         [ModelFacts.from_card(c) for c in cards],
+        profiles,
     )
 
 
@@ -47,13 +55,19 @@ def test_generated_fleet_conforms() -> None:
 
 
 def test_eligible_devices_agree_with_brute_force_on_10000_x_20(big: tuple) -> None:
-    kg, devices, models = big
+    kg, devices, models, profiles = big
     verdicts = {True: 0, False: 0}
     for model in models:
         expected = sorted(d.device_id for d in devices if not pair_reasons(d, model))
         assert list(kg.eligible(model.model_id).devices) == expected, model.model_id
+        # pages list devices by capability profile, then id (profiles derived here, not read)
+        paged = sorted(expected, key=lambda d: (profiles[d], d))
         page = kg.eligible(model.model_id, limit=50, offset=10)
-        assert (page.total, list(page.devices)) == (len(expected), expected[10:60])
+        assert (page.total, list(page.devices)) == (len(expected), paged[10:60])
+        assert kg.eligible(model.model_id, limit=0).total == len(expected)
+        # consecutive pages (across profile boundaries) list each device once, in order
+        pages = [kg.eligible(model.model_id, limit=997, offset=o) for o in range(0, 4_985, 997)]
+        assert [d for p in pages for d in p.devices] == paged[:4_985]
         verdicts[True] += len(expected)
         verdicts[False] += len(devices) - len(expected)
     # the generated inventory must exercise both verdicts substantially
@@ -62,7 +76,7 @@ def test_eligible_devices_agree_with_brute_force_on_10000_x_20(big: tuple) -> No
 
 @pytest.mark.slow
 def test_reasons_agree_with_brute_force_on_every_pair(big: tuple) -> None:
-    kg, devices, models = big
+    kg, devices, models, _profiles = big
     expected = {d.device_id: d for d in devices}
     for model in models:
         rows = match_model(kg, model.model_id)

@@ -216,3 +216,66 @@ def test_query_guard_ignores_brackets_in_strings_iris_and_comments() -> None:
     assert nesting_depth(text) == 1
     assert nesting_depth("SELECT * WHERE { FILTER(?a < (1)) }") == 3
     assert check_query("{" * 65) is not None and check_query("{" * 64) is None
+
+
+def _counts(kg: KnowledgeGraph) -> tuple[dict[str, int], dict[str, int]]:
+    """(stored tfo:profileDeviceCount, counted from the links) per profile."""
+    stored = kg.select_values("SELECT ?p ?n WHERE { ?p tfo:profileDeviceCount ?n }")
+    live = kg.select_values(
+        "SELECT ?p (COUNT(?d) AS ?n) WHERE { ?p a tfo:CapabilityProfile"
+        " OPTIONAL { ?d tfo:hasCapabilityProfile ?p } } GROUP BY ?p"
+    )
+    return {p: int(n) for p, n in stored}, {p: int(n) for p, n in live}
+
+
+def test_batched_writes_keep_profile_counts_and_match_a_local_graph(tmp_path: Path) -> None:
+    from tinyfleet.ontology.extract_device import device_to_rdf
+    from tinyfleet.ontology.extract_model import card_to_rdf
+    from tinyfleet.ontology.fleetgen import generate_cards, generate_devices
+    from tinyfleet.ontology.namespaces import device_iri
+    from tinyfleet.ontology.remote_store import SparqlProtocolStore
+
+    devices = generate_devices(300, seed=11)
+    batches = [
+        [(device_to_rdf(d), [device_iri(d["device_id"])]) for d in devices[i : i + 70]]
+        for i in range(0, 300, 70)
+    ]
+    cards = [(card_to_rdf(c), []) for c in generate_cards(5, seed=11)]
+    local = KnowledgeGraph.memory()
+    for batch in [*batches, cards]:
+        local.add_all(batch)
+    with ManagedOxigraph(tmp_path / "kg") as server:
+        remote = KnowledgeGraph.remote(server.url)
+        assert remote.add_batches([*batches, cards]) > 0
+        # a second pass replaces every device: the counts must not double
+        moved = [dict(d, ram_bytes=d["ram_bytes"] // 2) for d in devices[:50]]
+        remote.add_batches([[(device_to_rdf(d), [device_iri(d["device_id"])]) for d in moved]])
+        local.add_all((device_to_rdf(d), [device_iri(d["device_id"])]) for d in moved)
+        stored, live = _counts(remote)
+        assert stored == live and sum(live.values()) == 300
+        assert _counts(local)[0] == stored
+        for card in generate_cards(5, seed=11):
+            model = f"{card['name']}@{card['version']}"
+            assert remote.eligible(model) == local.eligible(model)
+            assert remote.eligible(model, limit=7, offset=5) == local.eligible(
+                model, limit=7, offset=5
+            )
+        # a SPARQL UPDATE that moves a device to another profile recounts both profiles
+        remote.update(
+            "DELETE { ?d tfo:ramBytes ?r } INSERT { ?d tfo:ramBytes 1024 } WHERE"
+            f" {{ BIND(<{device_iri(devices[60]['device_id'])}> AS ?d) ?d tfo:ramBytes ?r }}"
+        )
+        stored, live = _counts(remote)
+        assert stored == live
+        # an UPDATE that deletes counts gets them recounted (derived data heals)
+        remote.update("DELETE WHERE { ?p tfo:profileDeviceCount ?n }")
+        assert _counts(remote)[0] == _counts(remote)[1]
+        # data written around tinyfleet (no counts) is counted on the fly, and
+        # recount_profiles() stores the counts again
+        count = "<https://w3id.org/tinyfleet/ontology#profileDeviceCount>"
+        server_store = SparqlProtocolStore(server.url)
+        server_store.update_text(f"DELETE WHERE {{ ?p {count} ?n }}")
+        assert _counts(remote)[0] == {}
+        assert remote.eligible("model-00@1", limit=3) == local.eligible("model-00@1", limit=3)
+        remote.recount_profiles()
+        assert _counts(remote)[0] == _counts(remote)[1]
