@@ -153,7 +153,8 @@ def make_gateway_client_app(
 
     ``gateway_factory(context)`` makes the (started) gateway and route once per process;
     the default reads ``broker`` (URL), ``fleet`` and ``devices`` (comma-separated device
-    ids, for ``device-index`` routing) from ``context.node_config``.
+    ids, for ``device-index`` routing), and for sleeping devices ``task-expiry`` and
+    ``round-timeout`` (seconds) from ``context.node_config``.
     """
     state: dict[str, Any] = {}
 
@@ -194,7 +195,15 @@ def _gateway_from_node_config(context: Context) -> tuple[MqttGateway, Route]:
 
     config = context.node_config
     address = broker_from_node_config(config)
-    gateway = MqttGateway(address, GatewaySettings(fleet=str(config.get("fleet", "default"))))
+    # Sleeping devices: tasks wait in their sessions up to task-expiry s; a (synchronous)
+    # relay waits round-timeout s for the reply, so give it at least the sleep period.
+    expiry = config.get("task-expiry")
+    settings = GatewaySettings(
+        fleet=str(config.get("fleet", "default")),
+        round_timeout=float(config.get("round-timeout", 30.0)),  # type: ignore[arg-type]
+        task_expiry_s=None if expiry is None else float(expiry),  # type: ignore[arg-type]
+    )
+    gateway = MqttGateway(address, settings)
     gateway.start()
     devices = [d for d in str(config.get("devices", "")).split(",") if d]
     return gateway, route_by_config(devices)

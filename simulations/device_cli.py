@@ -169,11 +169,14 @@ def _device_run(args: argparse.Namespace) -> int:
     def _stop(signum: int, frame: object) -> None:
         stop["now"] = True
 
-    sleepers = [
-        DutyCycledDevice(device, period, window, phase).start()
-        for device, (period, window, phase) in zip(devices, cycles, strict=True)
+    sleepers = (
+        [
+            DutyCycledDevice(device, period, window, phase).start()
+            for device, (period, window, phase) in zip(devices, cycles, strict=True)
+        ]
         if cycles
-    ]
+        else []
+    )
     signal.signal(signal.SIGTERM, _stop)
     print(
         f"{len(devices)} device(s) connecting to {address.url} ({ids[0]} ...); Ctrl-C to stop",

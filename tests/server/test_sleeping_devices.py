@@ -254,3 +254,49 @@ def test_device_run_duty_cycle_cli(broker: ManagedBroker, tmp_path):
         buffer.add(phi, theta, r.sent_version)
         theta = buffer.step(theta)
     assert theta.tobytes() == run.theta.tobytes()
+
+
+def test_synchronous_relay_waits_for_a_sleeper_without_resending(broker: ManagedBroker):
+    """The sync mode over MQTT (what a gateway SuperNode's relay does): the request blocks
+    until the sleeping device wakes; the queued task is delivered once, not re-sent."""
+    from tinyfleet.device.wire import MessageType
+
+    fleet = "sleepy-sync"
+    device = sleepy_device(broker, fleet, "sync-0", 0).start()
+    gateway = MqttGateway(
+        BrokerAddress(broker.host, broker.port),
+        GatewaySettings(fleet=fleet, task_expiry_s=60, round_timeout=30, retries=0),
+    ).start()
+    _, round_, fields, arrays = message_to_task(task_message(PLAN, THETA0, 1, 0, SEED))
+    got = {}
+    try:
+        device.sleep(next_wake=time.time() + 1.0)
+        wait_for_state(gateway, "sync-0", "asleep")
+        relay = threading.Thread(
+            target=lambda: got.update(
+                reply=gateway.request("sync-0", round=round_, fields=fields, arrays=arrays)
+            )
+        )
+        relay.start()
+        time.sleep(1.0)
+        assert relay.is_alive() and device.counters.tasks == 0
+        device.wake()
+        relay.join(30)
+        counters = gateway.counters
+    finally:
+        device.stop()
+        gateway.stop()
+    assert got["reply"].msg_type == MessageType.REPLY
+    assert device.counters.tasks == 1 and device.counters.repeated_tasks == 0
+    assert counters.publishes == 1 and counters.resends == 0 and counters.replies == 1
+    phi = reply_vector_of(got["reply"])
+    reference = client_app_call(make_client_app(SPEC, stream_for_device))(
+        task_message(PLAN, THETA0, 1, 0, SEED)
+    )
+    from tinyfleet.server.async_rounds import reply_vector
+
+    assert phi.tobytes() == reply_vector(reference, THETA0.shape).tobytes()
+
+
+def reply_vector_of(reply) -> np.ndarray:
+    return reply.arrays[0].to_float32()
