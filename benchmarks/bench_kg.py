@@ -17,7 +17,8 @@ one deployment per device and a second for every 10th), then, against a managed
              time: throughput and p50/p99 of the others
 
 Usage: python benchmarks/bench_kg.py [--devices 100000] [--validated 10000] [--batch 1000]
-       [--repeats 30] [--clients 20] [--seconds 10]
+       [--repeats 30] [--clients 20] [--seconds 10] [--keep DIR]
+       python benchmarks/bench_kg.py --eligible-only DIR   (a store kept with --keep)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -275,7 +277,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--eligible-only",
+        metavar="DIR",
+        help="only time eligible() on a store this benchmark loaded before (kept with --keep)",
+    )
+    parser.add_argument("--keep", metavar="DIR", help="copy the loaded store to DIR")
     args = parser.parse_args()
+    if args.eligible_only:
+        print(f"load average (1, 5, 15 min) at start: {os.getloadavg()}; CPUs {os.cpu_count()}")
+        with ManagedOxigraph(Path(args.eligible_only), timeout_s=5) as server:
+            eligible(server, generate_cards(20, seed=1), args.repeats)
+        print(f"load average at the end: {os.getloadavg()}")
+        return
     t0 = time.perf_counter()
     print(f"load average (1, 5, 15 min) at start: {os.getloadavg()}; CPUs {os.cpu_count()}")
     data, _devices, cards = inventory(args.devices)
@@ -289,6 +303,8 @@ def main() -> None:
         with KnowledgeGraph.open(Path(tmp) / "kg") as kg:  # derived counts: not in the dump
             kg.recount_profiles()
         print(f"profile device counts after the bulk load: {time.perf_counter() - start:.1f} s")
+        if args.keep:
+            shutil.copytree(Path(tmp) / "kg", args.keep)
         with ManagedOxigraph(Path(tmp) / "kg", timeout_s=5) as server:
             assert server.pid is not None
             validated_load(server, args.validated, args.batch)
