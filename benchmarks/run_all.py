@@ -115,6 +115,20 @@ def main() -> int:
         )
     )
     cpu = re.search(
+        r"CPU per TinyReptile round: over MQTT ([\d.]+) ms .*?in process ([\d.]+) ms: "
+        r"CPU ratio ([\d.]+)x",
+        out,
+    )
+    if cpu:
+        rows.append(
+            (
+                "TinyReptile over MQTT, CPU time",
+                f"in process {cpu[2]} ms CPU per round",
+                f"{cpu[1]} ms CPU per round (gateway + broker + device)",
+                f"{cpu[3]}x the in-process CPU",
+            )
+        )
+    cpu = re.search(
         r"CPU per answered task: devices ([\d.]+) ms, broker ([\d.]+) ms, gateway ([\d.]+) ms; "
         r"bound on (\d+) CPUs: (\d+) messages/s",
         out,
