@@ -19,8 +19,10 @@ Robustness rules (each counted in :class:`GatewayCounters`, logged, never fatal)
   again (devices answer a repeated ``msg_id`` from their reply cache, so nothing is
   trained or applied twice).
 
-The Flower side (turning a Flower ``Message`` into a task and back) lives in
-:mod:`tinyfleet.server.gateway_flower`.
+Batched and non-blocking tasks (a fleet-wide round from one thread, devices that sleep)
+are in :mod:`tinyfleet.server.gateway_tasks`; settings and counters in
+:mod:`tinyfleet.server.gateway_settings`. The Flower side (turning a Flower ``Message``
+into a task and back) lives in :mod:`tinyfleet.server.gateway_flower`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -50,7 +51,6 @@ from tinyfleet.device.mqtt import (
     stop_client,
 )
 from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessage
-from tinyfleet.errors import UsageError
 from tinyfleet.server.gateway_errors import (
     DeviceDroppedError,
     DeviceReportedError,
@@ -58,83 +58,14 @@ from tinyfleet.server.gateway_errors import (
     GatewayTimeout,
     InvalidReplyError,
 )
+from tinyfleet.server.gateway_settings import GatewayCounters, GatewaySettings, PendingTask
+from tinyfleet.server.gateway_tasks import BatchedTasks
 from tinyfleet.server.validation import update_problem
 
 LOG = logging.getLogger(__name__)
 
 
-@dataclass
-class GatewayCounters:
-    """What the gateway saw; read them any time (ints, updated under the gateway lock)."""
-
-    tasks: int = 0
-    publishes: int = 0
-    replies: int = 0
-    duplicates: int = 0
-    malformed: int = 0
-    foreign: int = 0
-    invalid: int = 0
-    device_errors: int = 0
-    timeouts: int = 0
-    retries: int = 0
-    drops: int = 0
-    resends: int = 0
-    recovered: int = 0  # tasks resent to a device that came back after going offline
-    connects: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class _Pending:
-    device_id: str
-    round: int
-    msg_id: int
-    payloads: list[bytes]
-    arrays: tuple[tuple[str, tuple[int, ...]], ...]
-    event: threading.Event = field(default_factory=threading.Event)
-    reply: WireMessage | None = None
-    dropped: bool = False
-    resend: bool = False
-    expires_at: float | None = None  # monotonic; submitted tasks only
-
-
-@dataclass(frozen=True)
-class GatewaySettings:
-    """``round_timeout``: seconds to wait for one reply before re-sending;
-    ``retries``: how many re-sends; ``fail_on_drop``: a device that is offline, or goes
-    offline with a task, fails the request unless it comes back (its status says online)
-    within ``offline_wait`` seconds, in which case the same task is sent again (the
-    device's data is seeded by round, so the numbers are those of an uninterrupted run,
-    and a reply is applied once: the first for a task wins). ``offline_wait`` 0 fails at
-    once; without ``fail_on_drop`` the gateway waits the round timeout. ``task_qos``:
-    MQTT QoS of tasks and of the update subscription (1, at least once, by default; 0
-    saves the PUBACKs, and a lost task or reply is then recovered by the round timeout's
-    re-send: docs/performance.md has the measured difference)."""
-
-    fleet: str = "default"
-    client_id: str | None = None
-    round_timeout: float = 30.0
-    retries: int = 1
-    fail_on_drop: bool = True
-    offline_wait: float = 10.0
-    task_qos: int = 1
-    max_payload: int = 256 * 1024
-    max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES
-    keepalive: int = 30
-    task_expiry_s: float | None = None
-
-    def __post_init__(self) -> None:
-        if not self.round_timeout > 0 or int(self.retries) < 0 or self.offline_wait < 0:
-            raise UsageError("round timeout must be > 0, retries and offline wait >= 0")
-        if self.task_expiry_s is not None and not self.task_expiry_s >= 1:
-            raise UsageError(f"task expiry must be >= 1 s, got {self.task_expiry_s}")
-        if self.task_qos not in (0, 1):
-            raise UsageError(f"task QoS must be 0 or 1, got {self.task_qos}")
-
-
-class MqttGateway:
+class MqttGateway(BatchedTasks):
     """The server end of the fleet's MQTT traffic. Use as a context manager."""
 
     def __init__(self, address: BrokerAddress, settings: GatewaySettings | None = None) -> None:
@@ -147,7 +78,7 @@ class MqttGateway:
         self._lock = threading.Lock()
         self._devices_changed = threading.Condition(self._lock)
         self._replied = threading.Condition(self._lock)
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, PendingTask] = {}
         self._finished: OrderedDict[int, None] = OrderedDict()
         # A random start keeps msg_ids of two gateway runs apart (device reply caches).
         self._next_id = secrets.randbits(31)
@@ -256,46 +187,6 @@ class MqttGateway:
         finally:
             self._forget(pending.msg_id)
 
-    def request_many(
-        self,
-        tasks: Sequence[tuple[str, int, Mapping[str, FieldValue], Sequence[WireArray]]],
-        *,
-        msg_type: MessageType = MessageType.TRAIN,
-        timeout: float | None = None,
-        window: int = 64,
-    ) -> list[WireMessage | GatewayError]:
-        """Send every ``(device_id, round, fields, arrays)`` task, ``window`` at a time,
-        and wait for their replies; one result per task, in order: the validated REPLY or
-        the :class:`GatewayError` that :meth:`request` would have raised.
-
-        A fleet-wide round from one thread, without a thread per waiting task. The
-        window matters: with all 1,000 tasks of a round in flight at once, simulated
-        devices sharing a process all train at the same time and their threads thrash
-        (docs/performance.md). Each task's timeout counts from when its wait starts, so
-        a task never gets less time than :meth:`request` gives it.
-        """
-        timeout = float(timeout or self.settings.round_timeout)
-        window = max(1, int(window))
-        opened: list[tuple[str, _Pending]] = []
-        results: list[WireMessage | GatewayError] = []
-        try:
-            for index in range(len(tasks)):
-                # Keep ``window`` tasks in flight: open the next as each one is answered.
-                while len(opened) < min(len(tasks), index + window):
-                    device_id, round_, fields, arrays = tasks[len(opened)]
-                    opened.append(self._open(device_id, round_, fields, arrays, msg_type))
-                topic, pending = opened[index]
-                try:
-                    results.append(self._wait(topic, pending, timeout))
-                except GatewayError as error:
-                    results.append(error)
-                finally:
-                    self._forget(pending.msg_id)
-        finally:
-            for _, pending in opened[len(results) :]:
-                self._forget(pending.msg_id)
-        return results
-
     def _open(
         self,
         device_id: str,
@@ -303,7 +194,7 @@ class MqttGateway:
         fields: Mapping[str, FieldValue],
         arrays: Sequence[WireArray],
         msg_type: MessageType,
-    ) -> tuple[str, _Pending]:
+    ) -> tuple[str, PendingTask]:
         """Register a task and publish it (unless its device is offline: then
         :meth:`_wait` sends it if the device comes back in time)."""
         topic, pending = self._register(device_id, round, fields, arrays, msg_type)
@@ -326,7 +217,7 @@ class MqttGateway:
         fields: Mapping[str, FieldValue],
         arrays: Sequence[WireArray],
         msg_type: MessageType,
-    ) -> tuple[str, _Pending]:
+    ) -> tuple[str, PendingTask]:
         """Encode a task and register it as pending (not yet published)."""
         topic = wire.topic(self.settings.fleet, device_id, "task")
         with self._lock:
@@ -335,7 +226,7 @@ class MqttGateway:
         encoded = wire.encode_message(
             msg_type, round=round, msg_id=msg_id, device_id=device_id, fields=fields, arrays=arrays
         )
-        pending = _Pending(
+        pending = PendingTask(
             device_id,
             round,
             msg_id,
@@ -354,69 +245,7 @@ class MqttGateway:
             while len(self._finished) > 4096:
                 self._finished.popitem(last=False)
 
-    # -- tasks that do not block (devices that sleep) --------------------------------------
-    def submit(
-        self,
-        device_id: str,
-        *,
-        round: int,
-        fields: Mapping[str, FieldValue],
-        arrays: Sequence[WireArray],
-        msg_type: MessageType = MessageType.TRAIN,
-    ) -> int:
-        """Send one task and return its ``msg_id`` at once; :meth:`poll` collects it.
-
-        For a device that sleeps: the task (QoS 1, with ``task_expiry_s`` as its message
-        expiry) waits at the broker in the device's persistent session until it wakes.
-        The gateway does not re-send it (the session holds it); it expires after
-        ``task_expiry_s`` (else after ``round_timeout``).
-        """
-        topic, pending = self._register(device_id, round, fields, arrays, msg_type)
-        pending.expires_at = time.monotonic() + float(
-            self.settings.task_expiry_s or self.settings.round_timeout
-        )
-        self._publish(topic, pending)
-        return pending.msg_id
-
-    def poll(self, msg_ids: Iterable[int], timeout: float) -> dict[int, WireMessage | GatewayError]:
-        """Wait up to ``timeout`` s until one of ``msg_ids`` (from :meth:`submit`) is
-        finished; return every finished one: its validated REPLY, or the error
-        (:class:`GatewayTimeout` when it expired, :class:`DeviceReportedError`,
-        :class:`InvalidReplyError`). A finished task is forgotten: a reply that comes
-        later (a late or repeated one) is dropped and counted as a duplicate."""
-        wanted = list(msg_ids)
-        deadline = time.monotonic() + timeout
-        done: dict[int, WireMessage | GatewayError] = {}
-        with self._replied:
-            while True:
-                now = time.monotonic()
-                for msg_id in wanted:
-                    p = self._pending.get(msg_id)
-                    if p is None:
-                        done[msg_id] = GatewayError(f"task {msg_id} is not open")
-                    elif p.reply is not None:
-                        try:
-                            done[msg_id] = self._validate(p, p.reply, locked=True)
-                        except GatewayError as error:
-                            done[msg_id] = error
-                    elif p.expires_at is not None and now >= p.expires_at:
-                        self.counters.timeouts += 1
-                        done[msg_id] = GatewayTimeout(
-                            f"task for {p.device_id} (round {p.round}) expired unanswered"
-                        )
-                if done or now >= deadline:
-                    break
-                expiries = [
-                    p.expires_at
-                    for m in wanted
-                    if (p := self._pending.get(m)) is not None and p.expires_at is not None
-                ]
-                self._replied.wait(max(0.0, min([deadline, *expiries]) - now))
-        for msg_id in done:
-            self._forget(msg_id)
-        return done
-
-    def _wait(self, topic: str, pending: _Pending, timeout: float) -> WireMessage:
+    def _wait(self, topic: str, pending: PendingTask, timeout: float) -> WireMessage:
         deadline = time.monotonic() + timeout
         attempts = 0
         back_by: float | None = None  # while dropped: when to give up waiting for it
@@ -461,7 +290,7 @@ class MqttGateway:
             pending.event.wait(remaining)
             pending.event.clear()
 
-    def _publish(self, topic: str, pending: _Pending) -> None:
+    def _publish(self, topic: str, pending: PendingTask) -> None:
         props = None
         if self.settings.task_expiry_s is not None:
             props = Properties(PacketTypes.PUBLISH)
@@ -471,7 +300,7 @@ class MqttGateway:
         with self._lock:
             self.counters.publishes += 1
 
-    def _validate(self, pending: _Pending, reply: WireMessage, locked: bool = False) -> WireMessage:
+    def _validate(self, pending: PendingTask, reply: WireMessage, locked: bool = False) -> WireMessage:
         lock = contextlib.nullcontext() if locked else self._lock
         if reply.msg_type == MessageType.ERROR:
             with lock:
