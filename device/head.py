@@ -326,9 +326,7 @@ def _loss_and_delta(kind: str, out: np.ndarray, y: np.ndarray) -> tuple[np.ndarr
     if kind == "mse":
         target = np.asarray(y, dtype=np.float32).reshape(out.shape)
         diff = out - target
-        return _row_mean(diff * diff), (np.float32(2.0 / out.shape[1]) * diff).astype(
-            np.float32
-        )
+        return _row_mean(diff * diff), (np.float32(2.0 / out.shape[1]) * diff).astype(np.float32)
     labels = np.asarray(y, dtype=np.int64).reshape(-1)
     if labels.min(initial=0) < 0 or labels.max(initial=0) >= out.shape[1]:
         raise UsageError(f"class label out of range [0, {out.shape[1]})")
