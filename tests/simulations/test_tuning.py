@@ -40,7 +40,7 @@ def test_tune_picks_the_best_validation_setting_and_caches(tmp_path, monkeypatch
 
 def test_saved_tuned_settings_are_candidates_of_their_grid() -> None:
     """What a plain ``simulate`` runs was picked from the grid the docs describe."""
-    for name in ("sine", "digits", "presence"):
+    for name in ("sine", "digits", "presence", "kws"):
         doc = tuning.load_tuned_doc(name)
         assert doc["use_case"] == name
         grid = tuning.GRIDS[name]
