@@ -126,7 +126,8 @@ def eligible(kg: KnowledgeGraph, model: str, limit: int | None = None, offset: i
 def _eligible_profiles(kg: KnowledgeGraph, model_id: str) -> dict[str, int]:
     """The profiles that pass the rule (``eligible-profiles``) and their device counts."""
     rule = get_named_query("eligible-profiles").bind({"model": model_id})
-    rule, _sep, _order = rule.rpartition("ORDER BY")  # sorted here, cheaper than in the engine
+    if "ORDER BY" in rule:  # sorted here: cheaper than in the engine
+        rule = rule.rpartition("ORDER BY")[0]
     rows = kg.select_values(
         f"SELECT ?profile ?n WHERE {{ {{ {rule} }}"
         f" OPTIONAL {{ ?profile <{TFO.profileDeviceCount}> ?n }} }}"
