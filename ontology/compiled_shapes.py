@@ -39,6 +39,8 @@ _PROPERTY_KEYS = {
     SH["class"], SH.nodeKind, SH.lessThanOrEquals, SH.name, SH.description, RDFS.comment,
 }  # fmt: skip
 _NODE_KEYS = {RDF.type, SH.targetClass, SH.targetObjectsOf, SH.property, RDFS.comment}
+#: a node shape's sh:or: alternatives of count-only property shapes, reported with its message
+_OR_KEYS = {SH["or"], SH.message}
 
 
 class Unsupported(Exception):
@@ -135,6 +137,9 @@ class NodeCheck:
     classes: list[URIRef]
     objects_of: list[URIRef]
     properties: list[PropertyCheck]
+    #: sh:or: alternatives, each [(path, min, max)]; one must hold, else ``or_message``
+    alternatives: list[list[tuple[URIRef, int, int | None]]] = field(default_factory=list)
+    or_message: str = ""
 
 
 def compile_shapes(shapes: Graph) -> list[NodeCheck]:
@@ -143,21 +148,44 @@ def compile_shapes(shapes: Graph) -> list[NodeCheck]:
     node_shapes = set(shapes.subjects(RDF.type, SH.NodeShape))
     for node in shapes.subjects(SH.property, None):
         node_shapes.add(node)
-    for node in sorted(node_shapes, key=str):
+    members = {m for listed in shapes.objects(None, SH["or"]) for m in shapes.items(listed)}
+    for node in sorted(node_shapes - members, key=str):
         keys = set(shapes.predicates(node, None))
-        if keys - _NODE_KEYS or set(shapes.objects(node, RDF.type)) - {SH.NodeShape}:
-            raise Unsupported(f"node shape {node}: {sorted(map(str, keys - _NODE_KEYS))}")
+        extra = keys - _NODE_KEYS - (_OR_KEYS if SH["or"] in keys else set())
+        if extra or set(shapes.objects(node, RDF.type)) - {SH.NodeShape}:
+            raise Unsupported(f"node shape {node}: {sorted(map(str, extra))}")
         properties = [_compile_property(shapes, p) for p in shapes.objects(node, SH.property)]
-        checks.append(
-            NodeCheck(
-                [c for c in shapes.objects(node, SH.targetClass) if isinstance(c, URIRef)],
-                [p for p in shapes.objects(node, SH.targetObjectsOf) if isinstance(p, URIRef)],
-                properties,
-            )
+        check = NodeCheck(
+            [c for c in shapes.objects(node, SH.targetClass) if isinstance(c, URIRef)],
+            [p for p in shapes.objects(node, SH.targetObjectsOf) if isinstance(p, URIRef)],
+            properties,
         )
+        listed = list(shapes.objects(node, SH["or"]))
+        if listed:
+            message = list(shapes.objects(node, SH.message))
+            if len(listed) > 1 or len(message) != 1:
+                raise Unsupported(f"node shape {node}: one sh:or and one sh:message")
+            check.alternatives = [_count_only(shapes, m) for m in shapes.items(listed[0])]
+            check.or_message = str(message[0])
+        checks.append(check)
     if set(shapes.subjects(SH.path, None)) - set(shapes.objects(None, SH.property)):
         raise Unsupported("property shapes outside a node shape")
     return checks
+
+
+def _count_only(shapes: Graph, alternative: Any) -> list[tuple[URIRef, int, int | None]]:
+    """An sh:or member made only of property shapes with a predicate path and counts."""
+    if set(shapes.predicates(alternative, None)) - {SH.property}:
+        raise Unsupported("sh:or members other than count-only property shapes")
+    found = []
+    for prop in shapes.objects(alternative, SH.property):
+        path = shapes.value(prop, SH.path)
+        keys = set(shapes.predicates(prop, None))
+        if keys - {SH.path, SH.minCount, SH.maxCount} or not isinstance(path, URIRef):
+            raise Unsupported("sh:or members other than count-only property shapes")
+        low, high = shapes.value(prop, SH.minCount), shapes.value(prop, SH.maxCount)
+        found.append((path, int(str(low or 0)), None if high is None else int(str(high))))
+    return found
 
 
 def _compile_property(shapes: Graph, node: Any) -> PropertyCheck:
@@ -260,7 +288,7 @@ class Checker:
         self.checks = checks
         self.background = index(background)
 
-    def violations(self, graphs: Iterable[Graph]) -> list[tuple[str, str, str]]:
+    def violations(self, graphs: Iterable[Graph]) -> list[tuple[str, str | None, str]]:
         """(focus, path, message) of every violation in the union of ``graphs`` and the
         background, sorted: what pyshacl reports on that union (one per focus node and
         property shape)."""
@@ -268,13 +296,22 @@ class Checker:
         for graph in graphs:
             index(graph, data)
         union = _Union(self.background, data)
-        found = set()
+        found: set[tuple[str, str | None, str]] = set()
         memo: dict[tuple[int, Any], bool] = {}
         for node_check in self.checks:
             for focus in union.targets(node_check):
                 for number, prop in enumerate(node_check.properties):
                     if not self._conforms(union, focus, prop, number, memo):
                         found.add((str(focus), str(prop.path), prop.message))
+                if node_check.alternatives and not any(
+                    all(
+                        low <= len(union.objects(focus, path))
+                        and (high is None or len(union.objects(focus, path)) <= high)
+                        for path, low, high in alternative
+                    )
+                    for alternative in node_check.alternatives
+                ):  # sh:or: pyshacl reports it on the focus node, no path, the shape's message
+                    found.add((str(focus), None, node_check.or_message))
         return sorted(found, key=lambda v: (v[0], v[2]))
 
     def _conforms(

@@ -166,7 +166,23 @@ def test_unsupported_shapes_fall_back_to_pyshacl() -> None:
     shapes.add((node, SH.closed, Literal(True)))
     with pytest.raises(Unsupported):
         compile_shapes(shapes)
-    assert len(compiled()) == len(set(shapes_graph().subjects(SH.property, None)))
+    members = {m for o in shapes_graph().objects(None, SH["or"]) for m in shapes.items(o)}
+    assert len(compiled()) == len(set(shapes_graph().subjects(SH.property, None)) - members)
+
+
+@pytest.mark.parametrize("facts", [(), ("round",), ("reason",), ("round", "reason")])
+def test_quarantine_both_or_neither_is_compiled_and_agrees_with_pyshacl(facts: tuple) -> None:
+    """The device shape's sh:or (quarantine round and reason, both or neither) is checked
+    by the compiled shapes, not by a fallback to pyshacl, with pyshacl's result."""
+    graph = device_to_rdf(generate_devices(1, seed=5)[0])
+    (device,) = graph.subjects(RDF.type, TFO.Device)
+    if "round" in facts:
+        graph.add((device, TFO.quarantinedInRound, Literal(4)))
+    if "reason" in facts:
+        graph.add((device, TFO.quarantineReason, Literal("diverged")))
+    found = _compiled([graph])
+    assert found == pyshacl_violations(graph)
+    assert bool(found) == (len(facts) == 1)
 
 
 def test_a_round_that_ends_before_it_starts_is_refused_by_both() -> None:
