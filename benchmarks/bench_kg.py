@@ -188,7 +188,11 @@ def eligible(server: ManagedOxigraph, cards: list[dict[str, Any]], repeats: int)
     this client (less sensitive than wall time to other work on the machine)."""
     assert server.pid is not None
     kg = KnowledgeGraph.remote(server.url)
-    print(f"\nKnowledgeGraph.eligible() per model through the server ({repeats} runs, ms):")
+    profiles = kg.select_values("SELECT (COUNT(*) AS ?n) WHERE { ?p a tfo:CapabilityProfile }")
+    print(
+        f"\nKnowledgeGraph.eligible() per model through the server ({repeats} runs, ms;"
+        f" {profiles[0][0]} capability profiles: a page's cost grows with the eligible ones):"
+    )
     print(
         f"{'model':12s} {'eligible':>8s} {'page p50':>9s} {'page p99':>9s} {'all p50':>8s}"
         f" {'all p99':>8s} {'page CPU: server':>17s} {'client':>7s}"
