@@ -106,10 +106,11 @@ def dsp_covers_conv(kh: int, kw: int, has_scratch: bool) -> bool:
     return has_scratch or (kh == 1 and kw == 1)
 
 
-def dsp_covers_depthwise(depth_multiplier: int, options: dict[str, Any]) -> bool:
-    """DEPTHWISE_CONV_2D: depth multiplier 1, no dilation."""
+def dsp_covers_depthwise(depth_multiplier: int, options: dict[str, Any], channels: int) -> bool:
+    """DEPTHWISE_CONV_2D: depth multiplier 1, no dilation, four channels per word."""
     dilation = (options.get("dilation_h_factor", 1), options.get("dilation_w_factor", 1))
-    return depth_multiplier == 1 and tuple(int(d) for d in dilation) == (1, 1)
+    plain = depth_multiplier == 1 and tuple(int(d) for d in dilation) == (1, 1)
+    return plain and channels % 4 == 0
 
 
 def dsp_covers_max_pool(channels: int) -> bool:
@@ -250,7 +251,7 @@ class _Lowering:
             f = self.weights(op, filt)
             b = self.bias(op, ins[2] if len(ins) > 2 else None, oc)
             fn = "tinyfleet_depthwise_conv2d_s8" + _fast(
-                dsp_covers_depthwise(oc // ic, op.options)
+                dsp_covers_depthwise(oc // ic, op.options, oc)
             )
             self.call(
                 f"{fn}({w}, {oc // ic}, {q}, {self.ptr(inp.index)}, {f}, {b}, "

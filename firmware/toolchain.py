@@ -65,6 +65,7 @@ def cmake_build(
     device_config_dir: str | Path | None = None,
     kernels: str | None = None,
     frontend_dir: str | Path | None = None,
+    size_opt: bool = True,
 ) -> BuildResult:
     """Configure and build ``firmware/`` for ``target`` in ``build_dir``.
 
@@ -75,7 +76,9 @@ def cmake_build(
     it the device loop ``tinyfleet_device`` is built too. ``kernels`` (``reference`` or
     ``dsp``) overrides the target's kernel set from the target table. ``frontend_dir``
     holds ``kws_frontend.cmake`` (:func:`tinyfleet.firmware.frontend.write_cmake`): the
-    device loop then takes raw audio windows and computes the MFCCs itself.
+    device loop then takes raw audio windows and computes the MFCCs itself. ``size_opt``
+    False builds every source at -O2 with full newlib: the images as they were before the
+    flash work of issue 15, kept for comparison (``firmware/CMakeLists.txt``).
     """
     row = get_target(target)
     if kernels not in (None, "reference", "dsp"):
@@ -93,6 +96,7 @@ def cmake_build(
         str(build),
         *cmake_args(row, kernels),
         f"-DTINYFLEET_SANITIZE={'ON' if sanitize else 'OFF'}",
+        f"-DTINYFLEET_SIZE_OPT={'ON' if size_opt else 'OFF'}",
         f"-DTINYFLEET_MODEL_DIR={Path(model_dir).resolve() if model_dir else ''}",
         "-DCMAKE_BUILD_TYPE=Release",
         f"-DTINYFLEET_DEVICE_CONFIG_DIR={Path(device_config_dir).resolve() if device_config_dir else ''}",

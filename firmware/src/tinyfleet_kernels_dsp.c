@@ -23,6 +23,18 @@
 
 #include "tinyfleet_kernels_internal.h"
 
+/* Flash (issue 15: no larger than the reference build): the inner loops are built for
+ * speed (-O2), the code around them for size. Requantisation (one call per output, ~25
+ * instructions) and the im2col copies (one call per row of a receptive field) are shared
+ * functions instead of inline copies at every use; im2col, its copies and max pooling
+ * (no MACs) are -Os. Each costs a few instructions per output, not per MAC. */
+#define NOINLINE __attribute__((noinline))
+#if defined(__GNUC__) && !defined(__clang__)
+#define SMALL __attribute__((optimize("Os")))
+#else
+#define SMALL
+#endif
+
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
 #include <arm_acle.h>
 static inline uint32_t sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int8x4_t)x); }
@@ -170,7 +182,7 @@ static inline int32_t high_mul(int32_t x, int32_t m)
 #endif
 }
 
-static inline int8_t rq(const rq_t *r, int32_t acc, int32_t c)
+static NOINLINE int8_t rq(const rq_t *r, int32_t acc, int32_t c)
 {
     const int32_t s = r->shift[c];
     const int32_t left = s & ~(s >> 31); /* max(s, 0) without a branch */
@@ -248,8 +260,8 @@ static void dot_2x1(const int8_t *f0, const int8_t *f1, const int8_t *c, int32_t
     acc[1] = a1;
 }
 
-/* Short copies inline; memcpy's call costs more than a few bytes. */
-static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
+/* Short copies by hand; memcpy's call costs more than a few bytes. */
+static NOINLINE SMALL void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
 {
     if (n >= 16) {
         memcpy(dst, src, (size_t)n);
@@ -262,7 +274,7 @@ static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
 
 /* Word stores and an explicit tail: GCC would turn a byte loop into a memset call,
  * which costs more than the few bytes a padding tap needs. */
-static inline void fill_bytes(int8_t *dst, int8_t value, int32_t n)
+static NOINLINE SMALL void fill_bytes(int8_t *dst, int8_t value, int32_t n)
 {
     const uint32_t pattern = 0x01010101u * (uint8_t)value;
     int32_t i = 0;
@@ -279,8 +291,8 @@ static inline void fill_bytes(int8_t *dst, int8_t value, int32_t n)
 
 /* The receptive field of output pixel p as one column of k_h*k_w*in_c int8 values,
  * padded with the input zero point (which contributes 0 after the offset). */
-static const int8_t *im2col(const tinyfleet_window *w, const int8_t *input, int32_t p,
-                            int8_t pad, int8_t *col)
+static SMALL const int8_t *im2col(const tinyfleet_window *w, const int8_t *input, int32_t p,
+                                  int8_t pad, int8_t *col)
 {
     const int32_t oy = p / w->out_w, ox = p % w->out_w;
     const int32_t iy0 = oy * w->stride_h - w->pad_h, ix0 = ox * w->stride_w - w->pad_w;
@@ -408,7 +420,9 @@ int tinyfleet_depthwise_conv2d_s8_dsp(const tinyfleet_window *w, int32_t depth_m
                                       const int8_t *filter, const int32_t *bias,
                                       int8_t *output)
 {
-    if (depth_multiplier != 1 || w->dil_h != 1 || w->dil_w != 1) {
+    /* four channels per word; other shapes are the reference kernel's (the generator
+     * calls this only for layers it covers, codegen.dsp_covers_depthwise) */
+    if (depth_multiplier != 1 || w->dil_h != 1 || w->dil_w != 1 || w->in_c % 4 != 0) {
         return 0;
     }
     const rq_t r = rq_load(q);
@@ -423,12 +437,11 @@ int tinyfleet_depthwise_conv2d_s8_dsp(const tinyfleet_window *w, int32_t depth_m
             const int32_t kx0 = ix0 < 0 ? -ix0 : 0;
             const int32_t kx1 = w->in_w - ix0 < w->k_w ? w->in_w - ix0 : w->k_w;
             int8_t *out = output + (oy * w->out_w + ox) * c_n;
-            int32_t c = 0;
             /* 3x3 with the whole window inside the input (the interior): the nine
              * taps unrolled, no bounds arithmetic per tap */
             const int full3x3 = w->k_h == 3 && w->k_w == 3 && ky0 == 0 && ky1 == 3 &&
                                 kx0 == 0 && kx1 == 3;
-            for (; c + 4 <= c_n; c += 4) {
+            for (int32_t c = 0; c < c_n; c += 4) {
                 int32_t a[4] = {0, 0, 0, 0};
                 if (bias) {
                     a[0] = bias[c];
@@ -465,23 +478,13 @@ int tinyfleet_depthwise_conv2d_s8_dsp(const tinyfleet_window *w, int32_t depth_m
                 out[c + 2] = rq(&r, a[2], c + 2);
                 out[c + 3] = rq(&r, a[3], c + 3);
             }
-            for (; c < c_n; ++c) {
-                int32_t acc = bias ? bias[c] : 0;
-                for (int32_t ky = ky0; ky < ky1; ++ky) {
-                    for (int32_t kx = kx0; kx < kx1; ++kx) {
-                        const int32_t x = input[((iy0 + ky) * w->in_w + ix0 + kx) * c_n + c];
-                        acc += filter[(ky * w->k_w + kx) * c_n + c] * (x + offset);
-                    }
-                }
-                out[c] = rq(&r, acc, c);
-            }
         }
     }
     return 1;
 }
 
-int tinyfleet_max_pool2d_s8_dsp(const tinyfleet_window *w, int32_t act_min, int32_t act_max,
-                                const int8_t *input, int8_t *output)
+SMALL int tinyfleet_max_pool2d_s8_dsp(const tinyfleet_window *w, int32_t act_min,
+                                      int32_t act_max, const int8_t *input, int8_t *output)
 {
     /* four channels per word: per tap one load and one SSUB8+SEL pair */
     if (w->in_c % 4 != 0) {

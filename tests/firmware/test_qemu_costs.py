@@ -126,3 +126,43 @@ def test_dsp_build_links_only_the_kernels_it_runs(firmware_build: Any) -> None:
     reference = _linked(firmware_build("strided", "qemu-mps2-an386", "reference").job_runner)
     assert {"tinyfleet_conv2d_s8", "tinyfleet_depthwise_conv2d_s8"} <= reference
     assert not {name for name in reference if name.endswith(("_dsp", "_fast"))}
+
+
+@pytest.mark.qemu
+@pytest.mark.tf
+def test_dsp_flash_is_no_larger_than_the_reference_build_was(
+    fixture_models: Any, tmp_path: Any
+) -> None:
+    """Issue 15, "flash no larger than today's for the same model": the digits backbone's
+    DSP images (the Nano's device loop, the M4F job runner that `report` measures) are no
+    larger than its reference images as they were built before (``size_opt=False``: every
+    source at -O2, full newlib), and the reference images do not grow either."""
+    _need("nano33ble")
+    _need("qemu-mps2-an386")
+    from tinyfleet.device.head import HeadSpec
+    from tinyfleet.firmware.device_config import write_device_config
+    from tinyfleet.firmware.flash import check_image
+    from tinyfleet.firmware.report import flash_and_ram
+    from tinyfleet.firmware.targets import TARGETS
+    from tinyfleet.firmware.toolchain import cmake_build
+
+    digits = fixture_models["digits"]
+    spec = HeadSpec((digits.generated.output_size, 32, 5), "relu", "softmax_ce")
+    write_device_config(spec, tmp_path / "device")
+
+    def flash(target: str, kernels: str, size_opt: bool) -> int:
+        build = cmake_build(
+            target, tmp_path / f"{target}-{kernels}-{size_opt}", digits.model_dir,
+            device_config_dir=tmp_path / "device" if target == "nano33ble" else None,
+            kernels=kernels, size_opt=size_opt,
+        )  # fmt: skip
+        if target == "nano33ble":
+            assert build.device is not None
+            return check_image(build.device, TARGETS[target]).flash_bytes
+        assert build.map_file is not None
+        return flash_and_ram(build.map_file.read_text())[0]
+
+    for target in ("nano33ble", "qemu-mps2-an386"):
+        before = flash(target, "reference", False)
+        assert flash(target, "dsp", True) <= before, target
+        assert flash(target, "reference", True) <= before, target
