@@ -10,10 +10,11 @@ A device can run and train a model iff
   sensor's declared sample shape (if any) equals the model's input shape.
 
 The rule lives in SPARQL only (``queries/*.rq``): ``model-devices`` and ``device-models``
-give every pair with its reasons, ``eligible-profiles`` the capability profiles that pass
-(the hot path). :func:`eligible` then reads the devices of those profiles with one index
-lookup (a ``VALUES`` join), so its cost grows with the number of profiles and of eligible
-devices, not with the fleet. The tests check all three against a brute-force Python
+give every pair with its reasons, ``eligible-profiles`` the capability profiles that pass.
+Every tinyfleet write stores that rule's result as ``tfo:eligibleProfile`` links
+(:mod:`derived`), so :func:`eligible` reads the model's profiles and their device counts
+by index, then the devices of the profiles a page spans with one more lookup (a ``VALUES``
+join): its cost grows with the eligible profiles and the page, not with the fleet. The tests check all three against a brute-force Python
 reference (``tests/ontology/reference.py``).
 """
 
@@ -124,14 +125,26 @@ def eligible(kg: KnowledgeGraph, model: str, limit: int | None = None, offset: i
 
 
 def _eligible_profiles(kg: KnowledgeGraph, model_id: str) -> dict[str, int]:
-    """The profiles that pass the rule (``eligible-profiles``) and their device counts."""
-    rule = get_named_query("eligible-profiles").bind({"model": model_id})
-    if "ORDER BY" in rule:  # sorted here: cheaper than in the engine
-        rule = rule.rpartition("ORDER BY")[0]
-    rows = kg.select_values(
-        f"SELECT ?profile ?n WHERE {{ {{ {rule} }}"
-        f" OPTIONAL {{ ?profile <{TFO.profileDeviceCount}> ?n }} }}"
+    """The profiles whose devices can run and train the model, and their device counts:
+    the stored links (``tfo:eligibleProfile``, see :mod:`derived`) where the model's are
+    complete, else the rule itself (``eligible-profiles``)."""
+    term = Parameter("model", "id", None, "").to_term(model_id).n3()
+    rows = kg.select_values(  # one index lookup per link, not the rule per profile
+        f"SELECT ?done ?profile ?n WHERE {{ ?model schema:identifier {term} ;"
+        f" <{TFO.eligibleProfilesDerived}> ?done ."
+        f" OPTIONAL {{ ?model <{TFO.eligibleProfile}> ?profile"
+        f" OPTIONAL {{ ?profile <{TFO.profileDeviceCount}> ?n }} }} }}"
     )
+    if not rows or rows[0][0] not in ("true", "1"):
+        rule = get_named_query("eligible-profiles").bind({"model": model_id})
+        if "ORDER BY" in rule:  # sorted here: cheaper than in the engine
+            rule = rule.rpartition("ORDER BY")[0]
+        rows = kg.select_values(
+            f"SELECT ?profile ?n WHERE {{ {{ {rule} }}"
+            f" OPTIONAL {{ ?profile <{TFO.profileDeviceCount}> ?n }} }}"
+        )
+    else:
+        rows = [row[1:] for row in rows if row[1]]
     counts = {profile: int(n) for profile, n in rows if n}
     missing = [profile for profile, n in rows if not n]
     if missing:  # counts not derived yet (a raw bulk load): count those profiles here

@@ -29,6 +29,7 @@ from rdflib.query import Result
 from rdflib.store import Store
 
 from tinyfleet.ontology.errors import KnowledgeGraphError
+from tinyfleet.ontology.namespaces import SPARQL_PROLOGUE
 
 Triple = tuple[Any, Any, Any]
 CHUNK = 50_000
@@ -149,9 +150,13 @@ class SparqlProtocolStore(Store):
     def contexts(self, triple: Any = None) -> Iterator[Any]:  # type: ignore[override]
         return iter(())
 
-    def apply(self, removed: Iterable[Triple], added: Iterable[Triple], then: str = "") -> None:
-        """Delete ``removed``, insert ``added``, then run the update ``then`` (if any): one
-        request up to :data:`CHUNK` triples, else one per chunk with ``then`` in the last.
+    def apply(
+        self, removed: Iterable[Triple], added: Iterable[Triple], before: str = "", then: str = ""
+    ) -> None:
+        """Run the update ``before``, delete ``removed``, insert ``added``, then run the
+        update ``then`` (if any): one request up to :data:`CHUNK` triples, else one per
+        chunk with ``before`` in the first and ``then`` in the last. ``before`` and
+        ``then`` may use the tinyfleet prefixes (the request starts with them).
         """
         parts = [("DELETE DATA", list(removed)), ("INSERT DATA", list(added))]
         if not any(t for _v, t in parts):
@@ -159,18 +164,17 @@ class SparqlProtocolStore(Store):
         for verb, triples in parts:
             if any(isinstance(term, BNode) for t in triples for term in t) and verb[0] == "D":
                 raise KnowledgeGraphError("blank nodes cannot be deleted from a remote store")
-        tail = [then] if then else []
-        if sum(len(t) for _v, t in parts) <= CHUNK:
-            self.update_text(" ;\n".join([*(_data(v, t) for v, t in parts if t), *tail]))
-            return
         requests = [
             _data(verb, triples[start : start + CHUNK])
             for verb, triples in parts
             for start in range(0, len(triples), CHUNK)
         ]
-        for index, text in enumerate(requests):
-            last = index == len(requests) - 1
-            self.update_text(" ;\n".join([text, *tail]) if last else text)
+        if sum(len(t) for _v, t in parts) <= CHUNK:
+            requests = [" ;\n".join(_data(v, t) for v, t in parts if t)]
+        requests[0] = " ;\n".join(text for text in (before, requests[0]) if text)
+        requests[-1] = " ;\n".join(text for text in (requests[-1], then) if text)
+        for text in requests:  # Oxigraph takes PREFIX only before a request's first operation
+            self.update_text(f"{SPARQL_PROLOGUE}\n{text}")
 
 
 def _data(verb: str, triples: list[Triple]) -> str:

@@ -33,6 +33,12 @@ from rdflib.graph import DATASET_DEFAULT_GRAPH_ID
 from rdflib.query import Result
 
 from tinyfleet.ontology import validation
+from tinyfleet.ontology.derived import (
+    derive_all_update,
+    eligibility_updates,
+    profile_recount_update,
+    touched_profiles,
+)
 from tinyfleet.ontology.errors import KnowledgeGraphError, QuerySyntaxError, ShapeViolation
 from tinyfleet.ontology.literals import plain_triple
 from tinyfleet.ontology.namespaces import SPARQL_PROLOGUE, bind_prefixes
@@ -266,27 +272,33 @@ class KnowledgeGraph:
         return new, [root for _data, replace in listed for root in replace]
 
     def _apply(self, removed: Iterable[Triple], added: Iterable[Triple]) -> None:
-        """Remove, then add, then recount the capability profiles the change touched:
-        one request (one transaction) on a remote store.
+        """Remove, then add, then bring the derived data the change touched in step (the
+        capability profiles' device counts and the models' eligible profiles, see
+        :mod:`derived`): one request (one transaction) on a remote store.
         """
         from tinyfleet.ontology.remote_store import SparqlProtocolStore
 
         removed, added = list(removed), list(added)
+        derive = eligibility_updates(removed, added, self.select_values)
         recount = profile_recount_update(touched_profiles(removed, added))
+        then = " ;\n".join([*derive, recount] if recount else derive)
         store = self.graph.store
         if isinstance(store, SparqlProtocolStore):
-            store.apply(removed, added, then=recount)
+            store.apply(removed, added, then=then)
             return
         for triple in removed:
             self.graph.remove(triple)
         self.graph.addN((s, p, o, self.graph) for s, p, o in added)
-        if recount:
-            self.graph.update(with_prologue(recount))
+        if then:
+            self.graph.update(with_prologue(then))
 
     def recount_profiles(self) -> None:
-        """Recount the devices of every capability profile (after a bulk load that bypassed
-        :meth:`add`, e.g. ``oxigraph load``; tinyfleet's own writes keep the counts)."""
-        self.graph.update(with_prologue(profile_recount_update(None)))
+        """Derive all derived data again: recount the devices of every capability profile
+        and derive every model's eligible profiles (after writes that bypassed :meth:`add`,
+        e.g. ``oxigraph load``; tinyfleet's own writes keep both in step)."""
+        self.graph.update(
+            with_prologue(f"{profile_recount_update(None)} ;\n{derive_all_update()}")
+        )
 
     def update(self, sparql_update: str) -> tuple[int, int]:
         """Validate and apply a SPARQL UPDATE; return (triples added, triples removed)."""
@@ -364,51 +376,6 @@ class KnowledgeGraph:
         for triple in self.triples((None, None, None)):
             out.add(triple)
         return out.serialize(format=fmt)
-
-
-def touched_profiles(removed: Iterable[Triple], added: Iterable[Triple]) -> set[URIRef]:
-    """Capability profiles whose device count a change may alter: those a device joins or
-    leaves, and those whose count triple the change itself edits."""
-    from tinyfleet.ontology.namespaces import TFO
-
-    link, count = TFO.hasCapabilityProfile, TFO.profileDeviceCount
-    wanted = {link, count}  # a set lookup hashes; == on every predicate was 1/8 of a write
-    found: set[URIRef] = set()
-    for triples in (removed, added):
-        for s, p, o in triples:
-            if p not in wanted:
-                continue
-            if p == link and isinstance(o, URIRef):
-                found.add(o)
-            elif p == count and isinstance(s, URIRef):
-                found.add(s)
-    return found
-
-
-def profile_recount_update(profiles: set[URIRef] | None) -> str:
-    """SPARQL UPDATE that sets ``tfo:profileDeviceCount`` of ``profiles`` (``None``: all)
-    to the number of devices linked to each; "" when there is nothing to recount.
-
-    The count is derived data kept beside the profile so that matchmaking can total the
-    eligible devices per profile instead of counting up to a whole fleet per request.
-    """
-    from tinyfleet.ontology.namespaces import TFO
-
-    if profiles is not None and not profiles:
-        return ""
-    values = (
-        "" if profiles is None else f"VALUES ?p {{ {' '.join(p.n3() for p in sorted(profiles))} }}"
-    )
-    # full IRIs: the text is appended to other updates, after which Oxigraph takes no PREFIX
-    count, link = f"<{TFO.profileDeviceCount}>", f"<{TFO.hasCapabilityProfile}>"
-    # counted from the link alone (grouping it is an index scan; OPTIONAL per profile is not)
-    return (
-        f"DELETE {{ ?p {count} ?old }} WHERE {{ {values} ?p {count} ?old }} ;\n"
-        f"INSERT {{ ?p {count} ?n }} WHERE {{ {{ SELECT ?p (COUNT(?d) AS ?n)"
-        f" WHERE {{ {values} ?d {link} ?p }} GROUP BY ?p }} }} ;\n"
-        f"INSERT {{ ?p {count} 0 }} WHERE {{ {values} ?p a <{TFO.CapabilityProfile}>"
-        f" FILTER NOT EXISTS {{ ?p {count} ?any }} }}"
-    )
 
 
 def with_prologue(sparql: str) -> str:

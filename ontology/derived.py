@@ -1,0 +1,198 @@
+"""Derived data that every tinyfleet write keeps in step with the facts, in the same request.
+
+* ``tfo:profileDeviceCount``: how many devices a capability profile has, so matchmaking
+  totals the eligible devices per profile instead of counting up to a whole fleet.
+* ``tfo:eligibleProfile``: model -> the capability profiles whose devices can run and train
+  it: the matchmaking rule (``queries/eligible-profiles.rq``) evaluated once and stored, so a
+  page of eligible devices is an index lookup instead of the rule over every profile (the
+  rule costs ~10-20 us of server CPU per profile: tens of ms for a whole-fleet model).
+  ``tfo:eligibleProfilesDerived true`` marks a model whose links are complete; a model
+  without it (after a bulk load around tinyfleet) is answered by the rule itself.
+
+The rule reads three kinds of facts, and a write re-derives the links each kind touches:
+
+* a model's facts (anything said of the model or of the nodes it owns, ``<model>/...`` or
+  blank): its marker is dropped and its links are derived again over every profile;
+* a capability profile's or firmware build's facts (:data:`RULE_PREDICATES`), added (only
+  those not stored before count: the check runs inside the write's transaction, before the
+  insert) or removed: the links to those profiles (to the firmware's profiles) are derived
+  again for every marked model. New profiles are the common case: a device batch of a new
+  product or build;
+* facts of blank nodes no written subject owns: every model is derived again (rare: SPARQL
+  UPDATEs that edit blank nodes directly).
+
+Everything is text appended to the write's own ``DELETE DATA ; INSERT DATA`` request, so a
+remote store applies facts and derived data in one transaction (Oxigraph: one request, one
+transaction). Writers that bypass tinyfleet leave derived data stale; after such a write,
+:meth:`KnowledgeGraph.recount_profiles` derives everything again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rdflib import RDF, BNode, URIRef
+
+from tinyfleet.ontology.named_queries import get_named_query
+from tinyfleet.ontology.namespaces import ID, NNET, TFO
+
+Triple = tuple[Any, Any, Any]
+
+LINK = f"<{TFO.eligibleProfile}>"
+MARK = f"<{TFO.eligibleProfilesDerived}>"
+RULE_PREDICATES = frozenset(
+    {
+        TFO.supportsOperator,
+        TFO.profileFirmware,
+        TFO.profileRamBytes,
+        TFO.profileFlashBytes,
+        TFO.profileMaxArenaBytes,
+        TFO.profileModality,
+        TFO.profileSample,
+    }
+)
+_RULE_TYPES = frozenset({TFO.Firmware, TFO.CapabilityProfile})
+_MODELS = f"{ID}model/"
+
+
+def touched_profiles(removed: Iterable[Triple], added: Iterable[Triple]) -> set[URIRef]:
+    """Capability profiles whose device count a change may alter: those a device joins or
+    leaves, and those whose count triple the change itself edits."""
+    link, count = TFO.hasCapabilityProfile, TFO.profileDeviceCount
+    wanted = {link, count}  # a set lookup hashes; == on every predicate was 1/8 of a write
+    found: set[URIRef] = set()
+    for triples in (removed, added):
+        for s, p, o in triples:
+            if p not in wanted:
+                continue
+            if p == link and isinstance(o, URIRef):
+                found.add(o)
+            elif p == count and isinstance(s, URIRef):
+                found.add(s)
+    return found
+
+
+def profile_recount_update(profiles: set[URIRef] | None) -> str:
+    """SPARQL UPDATE that sets ``tfo:profileDeviceCount`` of ``profiles`` (``None``: all)
+    to the number of devices linked to each; "" when there is nothing to recount."""
+    if profiles is not None and not profiles:
+        return ""
+    values = (
+        "" if profiles is None else f"VALUES ?p {{ {' '.join(p.n3() for p in sorted(profiles))} }}"
+    )
+    count, link = f"<{TFO.profileDeviceCount}>", f"<{TFO.hasCapabilityProfile}>"
+    # counted from the link alone (grouping it is an index scan; OPTIONAL per profile is not)
+    return (
+        f"DELETE {{ ?p {count} ?old }} WHERE {{ {values} ?p {count} ?old }} ;\n"
+        f"INSERT {{ ?p {count} ?n }} WHERE {{ {{ SELECT ?p (COUNT(?d) AS ?n)"
+        f" WHERE {{ {values} ?d {link} ?p }} GROUP BY ?p }} }} ;\n"
+        f"INSERT {{ ?p {count} 0 }} WHERE {{ {values} ?p a <{TFO.CapabilityProfile}>"
+        f" FILTER NOT EXISTS {{ ?p {count} ?any }} }}"
+    )
+
+
+def _rule(models: str, profiles: str = "") -> str:
+    """``INSERT`` of the rule's (model, profile) pairs, restricted at the rule's anchors."""
+    text = get_named_query("eligible-profiles").body
+    body = text[text.index("WHERE {") + len("WHERE {") : text.rindex("}")]
+    assert body.count("#@models") == 2 and body.count("#@profiles") == 1, "rule anchors moved"
+    body = body.replace(". #@models", f". {models}").replace("#@profiles", profiles)
+    return f"INSERT {{ ?net {LINK} ?profile }} WHERE {{ {body} }}"
+
+
+def derive_all_update() -> str:
+    """Derive every model's links from scratch (after writes that bypassed tinyfleet)."""
+    return " ;\n".join([f"DELETE WHERE {{ ?m {MARK} ?x }}", *_derive_models("")])
+
+
+def _derive_models(values: str) -> list[str]:
+    """Links of the unmarked models (among ``values``, a ``VALUES ?net`` clause, if given),
+    derived again over every profile; then those models are marked."""
+    nn = f"<{NNET.NeuralNetwork}>"
+    unmarked = f"?net a {nn} OPTIONAL {{ ?net {MARK} ?done }} FILTER(!BOUND(?done))"
+    models = f"{{ SELECT ?net WHERE {{ {values} {unmarked} }} }}"
+    return [
+        f"DELETE {{ ?net {LINK} ?p }} WHERE {{ {models} ?net {LINK} ?p }}",
+        _rule(f"{values} OPTIONAL {{ ?net {MARK} ?done }} FILTER(!BOUND(?done))"),
+        f"INSERT {{ ?net {MARK} true }} WHERE {{ {models} }}",
+    ]
+
+
+def eligibility_updates(
+    removed: list[Triple], added: list[Triple], select_values: Callable[[str], list[list[str]]]
+) -> list[str]:
+    """The operations that bring the eligibility links in step with one write, run after
+    its ``INSERT DATA`` in the same request ([] when the write changes no rule input).
+
+    ``select_values`` (the store's :meth:`KnowledgeGraph.select_values`) asks, before the
+    write, which of the rule facts it adds are new: the common write re-states the stored
+    profiles of its devices, and then nothing is derived.
+    """
+    gained = {(s, p, o) for s, p, o in added if _rule_fact(p, o)}
+    stale = {s for s, p, o in removed if _rule_fact(p, o) and isinstance(s, URIRef)}
+    named = [(s, p, o) for s, p, o in gained if isinstance(s, URIRef)]
+    if named:
+        rows = " ".join(f"({s.n3()} {p.n3()} {o.n3()})" for s, p, o in named)
+        new = select_values(
+            f"SELECT DISTINCT ?s WHERE {{ VALUES (?s ?pr ?o) {{ {rows} }}"
+            f" OPTIONAL {{ ?s ?pr ?o . BIND(true AS ?stored) }} FILTER(!BOUND(?stored)) }}"
+        )
+        stale.update(URIRef(row[0]) for row in new if row[0])
+    models, every_model = _touched_models(removed, added)
+    # blank profiles or builds (hand-written data): which profiles they are is unknown
+    every_model = (
+        every_model
+        or len(named) < len(gained)
+        or any(isinstance(s, BNode) and _rule_fact(p, o) for s, p, o in removed)
+    )
+    ops = []
+    if every_model:
+        ops.append(f"DELETE WHERE {{ ?m {MARK} ?x }}")
+    elif models:
+        values = " ".join(m.n3() for m in sorted(models))
+        ops.append(f"DELETE {{ ?m {MARK} ?x }} WHERE {{ VALUES ?m {{ {values} }} ?m {MARK} ?x }}")
+    if stale:
+        nodes = " ".join(s.n3() for s in sorted(stale))
+        profiles = (  # first, and few: the rule then runs for these profiles only
+            f"{{ SELECT DISTINCT ?profile WHERE {{ VALUES ?s {{ {nodes} }}"
+            f" {{ BIND(?s AS ?profile) }} UNION {{ ?profile <{TFO.profileFirmware}> ?s }} }} }}"
+        )
+        ops += [
+            f"DELETE {{ ?m {LINK} ?profile }} WHERE {{ {profiles} ?m {LINK} ?profile }}",
+            _rule(f"?net {MARK} true .", profiles),
+        ]
+    if every_model:
+        ops += _derive_models("")
+    elif models:
+        ops += _derive_models(f"VALUES ?net {{ {' '.join(m.n3() for m in sorted(models))} }}")
+    return ops
+
+
+def _rule_fact(predicate: Any, obj: Any) -> bool:
+    return predicate in RULE_PREDICATES or (predicate == RDF.type and obj in _RULE_TYPES)
+
+
+def _touched_models(removed: list[Triple], added: list[Triple]) -> tuple[set[URIRef], bool]:
+    """IRIs that may be models a change touches, and whether a blank node no written
+    subject links to was edited (its owner is unknown: every model counts as touched).
+
+    tinyfleet's models are ``<ID>model/<name>/<version>`` and own the IRIs below theirs
+    (head, input); its other IRIs are never models. Any other IRI may be a model.
+    """
+    candidates: set[URIRef] = set()
+    blank: set[BNode] = set()
+    linked: set[BNode] = set()
+    for triples in (removed, added):
+        for s, _p, o in triples:
+            if isinstance(o, BNode):
+                linked.add(o)
+            if isinstance(s, BNode):
+                blank.add(s)
+            elif isinstance(s, URIRef):
+                text = str(s)
+                if text.startswith(_MODELS):
+                    candidates.add(URIRef(_MODELS + "/".join(text[len(_MODELS) :].split("/")[:2])))
+                elif not text.startswith(ID):
+                    candidates.add(s)
+    return candidates, bool(blank - linked)
