@@ -27,14 +27,17 @@ DEFAULT_MIN_NORM = 1.0
 DEFAULT_TRIM_FRACTION = 0.2
 
 
-def update_ratio(phi: np.ndarray, theta: np.ndarray, min_norm: float = DEFAULT_MIN_NORM) -> float:
-    """``||phi - theta|| / max(||theta||, min_norm)``, in float64 (inf if it overflows)."""
+def update_ratio(
+    phi: np.ndarray, theta: np.ndarray, min_norm: float = DEFAULT_MIN_NORM, *, delta: bool = False
+) -> float:
+    """``||phi - theta|| / max(||theta||, min_norm)``, in float64 (inf if it overflows);
+    with ``delta`` ``phi`` is the update itself: ``||phi|| / max(||theta||, min_norm)``."""
     # np.sum of squares, not np.linalg.norm: BLAS threads made norm ~50x slower on a
     # loaded host (benchmarks/bench_faults.py).
     wide = theta.astype(np.float64)
-    delta = phi.astype(np.float64) - wide
+    step = phi.astype(np.float64) if delta else phi.astype(np.float64) - wide
     with np.errstate(over="ignore", invalid="ignore"):
-        size = float(np.sqrt(np.sum(delta * delta)))
+        size = float(np.sqrt(np.sum(step * step)))
     reference = max(float(np.sqrt(np.sum(wide * wide))), float(min_norm))
     return size / reference if np.isfinite(size) else float("inf")
 
