@@ -24,7 +24,7 @@ from tinyfleet.server.records import ARRAYS_KEY, METRICS_KEY, single_vector
 from tinyfleet.server.robust import (
     DEFAULT_MAX_UPDATE_RATIO,
     DEFAULT_MIN_NORM,
-    check_settings,
+    check_bound,
     update_ratio,
 )
 from tinyfleet.server.validation import update_problem
@@ -87,7 +87,7 @@ class ReplyGuard:
         on_quarantine: Callable[[int, int, str], None] | None = None,
         counters: StrategyCounters | None = None,
     ) -> None:
-        check_settings(max_update_ratio, min_norm, "mean", 0.0)
+        check_bound(max_update_ratio, min_norm)
         self.max_update_ratio = None if max_update_ratio is None else float(max_update_ratio)
         self.min_norm = float(min_norm)
         self.quarantine = Quarantine(quarantine_after, on_quarantine)

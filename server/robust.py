@@ -42,16 +42,21 @@ def update_ratio(
     return size / reference if np.isfinite(size) else float("inf")
 
 
-def check_settings(
-    max_update_ratio: float | None, min_norm: float, aggregate: str, trim_fraction: float
-) -> None:
-    """Raise :class:`UsageError` (one line) for settings that cannot work."""
+def check_bound(max_update_ratio: float | None, min_norm: float) -> None:
+    """Raise :class:`UsageError` (one line) for an update bound that cannot work."""
     if max_update_ratio is not None and not (
         np.isfinite(max_update_ratio) and max_update_ratio > 0
     ):
         raise UsageError(f"max_update_ratio must be > 0 or None, got {max_update_ratio}")
     if not (np.isfinite(min_norm) and min_norm > 0):
         raise UsageError(f"min_norm must be > 0, got {min_norm}")
+
+
+def check_settings(
+    max_update_ratio: float | None, min_norm: float, aggregate: str, trim_fraction: float
+) -> None:
+    """Raise :class:`UsageError` (one line) for settings that cannot work."""
+    check_bound(max_update_ratio, min_norm)
     if aggregate not in AGGREGATES:
         raise UsageError(f"unknown aggregate {aggregate!r}; choose from {', '.join(AGGREGATES)}")
     if not 0.0 <= float(trim_fraction) < 0.5:

@@ -134,6 +134,31 @@ def test_async_liar_is_quarantined_and_gets_no_more_tasks() -> None:
     assert not np.array_equal(honest.theta, lied.theta)
 
 
+def test_reply_guard_bounds_a_delta_upload_as_the_update() -> None:
+    """A TinyMetaFed-style reply is the update itself: bounded by its own norm (a 1e30
+    delta is refused; an honest-sized one accepted with its true ratio), not by
+    ``||delta - theta||`` (~1 for any small delta). Bad bounds fail in one line."""
+    from tinyfleet.errors import UsageError
+
+    theta = THETA0
+    small = (0.01 * theta).astype(np.float32)
+
+    def content(vector: np.ndarray) -> RecordDict:
+        return RecordDict({"arrays": ArrayRecord([vector]), "metrics": MetricRecord({})})
+
+    guard = ReplyGuard()
+    problem, checked = guard.check(content(small), theta, 1, delta=True)
+    assert problem is None and checked is not None
+    assert guard.counters.max_update_ratio == pytest.approx(0.01, rel=1e-5)
+    problem, _ = guard.check(content(np.full_like(theta, 1e30)), theta, 1, delta=True)
+    assert problem is not None and "update norm" in problem
+    assert guard.counters.bounded_replies == 1
+    with pytest.raises(UsageError, match="max_update_ratio must be > 0"):
+        ReplyGuard(max_update_ratio=-1.0)
+    with pytest.raises(UsageError, match="min_norm must be > 0"):
+        ReplyGuard(min_norm=0.0)
+
+
 def test_duty_cycle_buffered_run_reports_the_strategys_guard() -> None:
     """``simulate --duty-cycle``'s buffered (FedAvg) run checks replies with its
     strategy's guard and reports its counters: an honest fleet has no refusals."""
