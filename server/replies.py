@@ -30,6 +30,9 @@ from tinyfleet.server.robust import (
 from tinyfleet.server.validation import update_problem
 
 CheckedReply = tuple[np.ndarray, dict[str, float], RecordDict]
+#: Flower Error code of a reply whose content a relay (the MQTT gateway) refused before it
+#: became a Message (wrong arrays, NaN/Inf): a refusal held against the device.
+ERROR_CODE_REFUSED = 104
 
 
 def parse_train_reply(
@@ -129,6 +132,14 @@ class ReplyGuard:
     def quarantined(self, device: int) -> bool:
         """True while ``device`` may not be given tasks."""
         return int(device) in self.quarantine.quarantined
+
+
+def refused_by_relay(reply: Message) -> str | None:
+    """The reason of an error reply whose content the relay refused (held against the
+    device like any refused content), else None (a transport or device failure)."""
+    if reply.has_error() and reply.error.code == ERROR_CODE_REFUSED:
+        return f"refused by the relay: {reply.error.reason}"
+    return None
 
 
 def reply_device(

@@ -57,7 +57,7 @@ from tinyfleet.server.records import (
     model_vector,
     vector_record,
 )
-from tinyfleet.server.replies import ReplyGuard, reply_device
+from tinyfleet.server.replies import ReplyGuard, refused_by_relay, reply_device
 from tinyfleet.server.robust import (
     DEFAULT_MAX_UPDATE_RATIO,
     DEFAULT_MIN_NORM,
@@ -342,11 +342,11 @@ class FleetStrategy(Strategy):
         self, reply: Message, theta: np.ndarray, server_round: int
     ) -> tuple[np.ndarray, dict[str, float], RecordDict] | str | None:
         """The accepted ``(phi, metrics, content)``; a reason string if the content is
-        refused; None for an error reply (a transport or device failure)."""
+        refused (here or by the MQTT gateway); None for a transport or device failure."""
         source = reply.metadata.src_node_id
         if reply.has_error():
             LOG.warning("round reply from node %s rejected: error %s", source, reply.error.reason)
-            return None
+            return refused_by_relay(reply)
         problem, checked = self._parse_reply(reply, theta, server_round)
         if problem is not None:
             LOG.warning("round reply from node %s rejected: %s", source, problem)
