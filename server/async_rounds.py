@@ -19,6 +19,11 @@ seconds.
       theta <- theta + beta_v * sum_i w_i * (phi_i - theta_(v_i)) / sum_i w_i
 
   (``beta_v`` annealed over the run's aggregations like Reptile's; FedAvg is ``beta = 1``).
+
+Every reply passes the synchronous rounds' check (:class:`~tinyfleet.server.replies.
+ReplyGuard`: shape, NaN/Inf, the update-norm bound against the theta its task carried); a
+refused one is never buffered, counts against its device, and a device refused
+``quarantine_after`` times gets no more tasks (:func:`task_reply`).
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from flwr.app import Message, MessageType
 
 from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND, KEY_SEED, RoundPlan
 from tinyfleet.errors import UsageError
+from tinyfleet.server.counters import StrategyCounters
 from tinyfleet.server.grid import ClientCall, InProcessGrid, ensure_task_identity
-from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, encode_train_content, single_vector
+from tinyfleet.server.records import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY, encode_train_content
+from tinyfleet.server.replies import ReplyGuard, parse_train_reply
 from tinyfleet.server.strategies import annealed_beta
-from tinyfleet.server.validation import update_problem
 
 DUTY_TAG = 0x44555459  # "DUTY"
 ASYNC_TAG = 0x4153594E  # "ASYN"
@@ -156,6 +162,10 @@ class BufferedResult:
     rejected: int
     mean_staleness: float
     curve: list[dict[str, float]] = field(default_factory=list)
+    #: The reply guard's counters (accepted, rejected, bounded, per device) and the
+    #: devices it quarantined (device -> task number).
+    counters: StrategyCounters = field(default_factory=StrategyCounters)
+    quarantined: dict[int, int] = field(default_factory=dict)
 
 
 class StalenessBuffer:
@@ -203,6 +213,7 @@ class _Task:
     done_at: float
     device: int
     version: int = field(compare=False)
+    number: int = field(compare=False)
     theta: np.ndarray = field(compare=False, repr=False)
     reply: Message = field(compare=False, repr=False)
 
@@ -222,6 +233,7 @@ def run_buffered(
     evaluate: Callable[[np.ndarray], float] | None = None,
     eval_every: int = 1,
     until_s: float | None = None,
+    guard: ReplyGuard | None = None,
 ) -> BufferedResult:
     """FedBuff-style asynchronous training on a duty-cycled fleet (see module docstring).
 
@@ -231,7 +243,8 @@ def run_buffered(
     ``evaluate(theta)`` is recorded every ``eval_every`` aggregations with the time.
     ``until_s`` stops at that simulated time (before ``aggregations`` if it comes first).
     ``call=None`` runs the timing only (no device work): how many aggregations fit.
-    A device does one task per wake window.
+    A device does one task per wake window. ``guard`` checks every reply and keeps the
+    quarantine (default: the strategies' defaults); a quarantined device is not drawn.
     """
     if not 1 <= buffer_size <= concurrency <= duty.num_devices:
         raise UsageError(
@@ -246,14 +259,17 @@ def run_buffered(
     free_at = np.zeros(duty.num_devices)
     pending: list[_Task] = []
     buffer = StalenessBuffer(buffer_size, beta0, anneal, aggregations)
-    replies = rejected = 0
+    guard = guard or ReplyGuard()
+    replies = 0
     curve: list[dict[str, float]] = []
     if evaluate is not None:
         curve.append({"time_s": 0.0, "aggregation": 0, "fewshot": float(evaluate(theta))})
 
     def dispatch() -> None:
         nonlocal task_number
-        idle = [d for d in range(duty.num_devices) if d not in busy]
+        idle = [d for d in range(duty.num_devices) if d not in busy and not guard.quarantined(d)]
+        if not idle:
+            return  # every free device is quarantined: fewer tasks in flight
         device = int(idle[int(rng.integers(len(idle)))])
         task_number += 1
         message = task_message(plan, theta, task_number, device, seed)
@@ -261,21 +277,24 @@ def run_buffered(
         busy.add(device)
         wake = duty.next_wake(device, max(now, free_at[device]), phases)
         free_at[device] = duty.window_end(device, wake, phases)
-        heapq.heappush(pending, _Task(wake + duty.compute_s, device, buffer.version, theta, reply))
+        done_at = wake + duty.compute_s
+        heapq.heappush(pending, _Task(done_at, device, buffer.version, task_number, theta, reply))
 
     for _ in range(concurrency):
         dispatch()
-    while buffer.version < aggregations:
+    while buffer.version < aggregations and pending:
         task = heapq.heappop(pending)
         if until_s is not None and task.done_at > until_s:
             break
         now = task.done_at
         busy.discard(task.device)
         replies += 1
-        phi = reply_vector(task.reply, theta.shape) if call is not None else theta
-        if phi is None:
-            rejected += 1
-        else:
+        phi = (
+            task_reply(task.reply, task.theta, task.number, task.device, guard, plan)
+            if call is not None
+            else theta
+        )
+        if phi is not None:
             buffer.add(phi, task.theta, task.version)
         if buffer.full:
             theta = buffer.step(theta)
@@ -285,9 +304,11 @@ def run_buffered(
                     {"time_s": now, "aggregation": version, "fewshot": float(evaluate(theta))}
                 )
         dispatch()
+    rejected = guard.counters.rejected_replies
     return BufferedResult(
-        theta, now, buffer.version, replies, rejected, buffer.mean_staleness, curve
-    )
+        theta, now, buffer.version, replies, rejected, buffer.mean_staleness, curve,
+        guard.counters, dict(guard.quarantine.quarantined),
+    )  # fmt: skip
 
 
 def task_message(
@@ -310,14 +331,44 @@ def task_message(
     )
 
 
+def task_reply(
+    reply: Message,
+    task_theta: np.ndarray,
+    task_number: int,
+    device: int,
+    guard: ReplyGuard,
+    plan: RoundPlan | None = None,
+) -> np.ndarray | None:
+    """The ``phi`` of an asynchronous task's reply if ``guard`` accepts it, else None.
+
+    ``task_theta`` is the model the task carried (the bound is measured against it, not
+    against the model now), ``task_number`` the ``round`` it carried. Counted in
+    ``guard.counters`` as in a synchronous round: an error reply (the device or the
+    transport failed) is a rejected reply; refused content is also held against
+    ``device`` (and may quarantine it, in task ``task_number``).
+    """
+    counters = guard.counters
+    if reply.has_error():
+        counters.rejected_replies += 1
+        return None
+    delta = plan is not None and plan.upload == "delta"
+    problem, checked = guard.check(reply.content, task_theta, task_number, delta=delta)
+    if checked is None:
+        counters.rejected_replies += 1
+        guard.refuse(device, task_number, problem or "refused")
+        return None
+    counters.accepted_replies += 1
+    return checked[0]
+
+
 def reply_vector(reply: Message, shape: tuple[int, ...]) -> np.ndarray | None:
-    if reply.has_error() or ARRAYS_KEY not in reply.content.array_records:
+    """A reply's parameters if their content is well-formed (no bound, nothing counted):
+    for replaying a run's tasks (:func:`task_reply` is what a run applies)."""
+    if reply.has_error():
         return None
-    try:
-        phi = single_vector(reply.content.array_records[ARRAYS_KEY])
-    except UsageError:
-        return None
-    return None if update_problem(phi, shape) is not None else phi.astype(np.float32)
+    theta = np.zeros(shape, dtype=np.float32)
+    _, checked = parse_train_reply(reply.content, theta, None, ARRAYS_KEY, METRICS_KEY)
+    return None if checked is None else checked[0]
 
 
 def time_to_reach(

@@ -36,7 +36,11 @@ from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessag
 from tinyfleet.device.wire.contract import KEY_DEVICE_INDEX, KEY_ROUND
 from tinyfleet.errors import TinyfleetError
 from tinyfleet.server.gateway import GatewayError, MqttGateway
-from tinyfleet.server.gateway_errors import DeviceDroppedError, GatewayTimeout
+from tinyfleet.server.gateway_errors import (
+    DeviceDroppedError,
+    GatewayTimeout,
+    InvalidReplyError,
+)
 from tinyfleet.server.records import (
     ARRAYS_KEY,
     CONFIG_KEY,
@@ -44,6 +48,7 @@ from tinyfleet.server.records import (
     array_values,
     float32_array,
 )
+from tinyfleet.server.replies import ERROR_CODE_REFUSED
 
 LOG = logging.getLogger(__name__)
 
@@ -142,6 +147,8 @@ class GatewayClientCall:
                 code = ERROR_CODE_OFFLINE  # server/reassign.py may hand the task on
             elif isinstance(error, GatewayTimeout):
                 code = ERROR_CODE_TIMEOUT
+            elif isinstance(error, InvalidReplyError):
+                code = ERROR_CODE_REFUSED  # the content: counts against the device
             return Message(Error(code=code, reason=str(error)), reply_to=message)
         return reply_to_message(reply, message)
 

@@ -1,6 +1,7 @@
 """Tasks a caller does not wait on one at a time: a fleet-wide round from one thread
-(:meth:`BatchedTasks.request_many`) and tasks for devices that sleep
-(:meth:`BatchedTasks.submit` / :meth:`BatchedTasks.poll`). Part of
+(:meth:`BatchedTasks.request_many`), tasks for devices that sleep
+(:meth:`BatchedTasks.submit` / :meth:`BatchedTasks.poll`) and their statuses
+(:meth:`BatchedTasks.statuses`). Part of
 :class:`~tinyfleet.server.gateway.MqttGateway`, on its task bookkeeping."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tinyfleet.device.wire import FieldValue, MessageType, WireArray, WireMessage
 from tinyfleet.server.gateway_errors import GatewayError, GatewayTimeout
@@ -21,6 +22,8 @@ class BatchedTasks:
     if TYPE_CHECKING:  # provided by MqttGateway
         settings: GatewaySettings
         counters: GatewayCounters
+        status: dict[str, dict[str, Any]]
+        _lock: threading.Lock
         _pending: dict[int, PendingTask]
         _replied: threading.Condition
 
@@ -51,6 +54,14 @@ class BatchedTasks:
         def _validate(
             self, pending: PendingTask, reply: WireMessage, locked: bool = False
         ) -> WireMessage: ...
+
+    def statuses(self, device_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """The latest status document of each of ``device_ids`` (None: never seen), read
+        under the lock the network thread writes them with. A new status replaces the
+        document, so ``is`` tells whether a device said anything since an earlier read;
+        treat the documents as read-only."""
+        with self._lock:
+            return {d: self.status.get(d) for d in device_ids}
 
     def request_many(
         self,

@@ -15,7 +15,11 @@ device publishes (``online``: awake now; ``asleep`` with ``next_wake``); ties by
 device that has just replied and published nothing since goes last (it is about to
 sleep: its ``online`` is stale).
 A task that expires unanswered is counted and forgotten (its reply, should it come, is
-dropped by the gateway); a failed or invalid reply is counted; neither touches theta.
+dropped by the gateway); a failed reply is counted; neither touches theta. Every reply
+passes the same check as a synchronous round's (:class:`~tinyfleet.server.replies.
+ReplyGuard`: shape, NaN/Inf, the update-norm bound against the theta its task carried):
+a refused one (by that check or by the gateway's own) is not buffered, counts against
+its device, and a device refused ``quarantine_after`` times gets no more tasks.
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ import numpy as np
 from tinyfleet.device.wire import WireMessage
 from tinyfleet.device.wire.contract import RoundPlan
 from tinyfleet.errors import UsageError
-from tinyfleet.server.async_rounds import StalenessBuffer, reply_vector, task_message
+from tinyfleet.server.async_rounds import StalenessBuffer, task_message, task_reply
+from tinyfleet.server.counters import StrategyCounters
 from tinyfleet.server.gateway import GatewayError, GatewayTimeout, MqttGateway
+from tinyfleet.server.gateway_errors import InvalidReplyError
 from tinyfleet.server.gateway_flower import message_to_task, reply_to_message
+from tinyfleet.server.replies import ReplyGuard
 
 
 @dataclass
@@ -43,7 +50,7 @@ class TaskRecord:
     device: int
     sent_version: int
     applied_version: int | None = None
-    outcome: str = "open"  # applied | expired | failed | open
+    outcome: str = "open"  # applied | expired | failed | refused | open
 
 
 @dataclass
@@ -56,6 +63,10 @@ class MqttAsyncResult:
     mean_staleness: float
     wall_s: float
     tasks: list[TaskRecord] = field(default_factory=list)
+    refused: int = 0  # replies the reply check refused (counted against their device)
+    #: The reply guard's counters and the devices it quarantined (index -> task number).
+    counters: StrategyCounters = field(default_factory=StrategyCounters)
+    quarantined: dict[int, int] = field(default_factory=dict)
 
 
 def wake_order(
@@ -71,8 +82,8 @@ def wake_order(
     task per wake), so "online" there is stale and it goes last, not first.
     """
     now = time.time()
-    with gateway._lock:  # statuses are written by the gateway's network thread
-        docs = {i: gateway.status.get(device_ids[i]) for i in idle}
+    by_id = gateway.statuses(device_ids[i] for i in idle)
+    docs = {i: by_id[device_ids[i]] for i in idle}
     seen = replied or {}
 
     def wakes_at(index: int) -> float:
@@ -102,10 +113,13 @@ def run_async_mqtt(
     anneal: bool = True,
     deadline_s: float = 600.0,
     device_indices: Sequence[int] | None = None,
+    guard: ReplyGuard | None = None,
 ) -> MqttAsyncResult:
     """Run ``aggregations`` buffered aggregations over the gateway's devices (or stop
-    after ``deadline_s`` wall seconds). ``device_indices[i]`` is the data index of
-    ``device_ids[i]`` (default: its position), what its task's ``device-index`` says."""
+    after ``deadline_s`` wall seconds, or when no device may get a task). ``device_indices
+    [i]`` is the data index of ``device_ids[i]`` (default: its position), what its task's
+    ``device-index`` says and what ``guard`` (default: the strategies' defaults) counts
+    refusals and quarantines by."""
     if not 1 <= buffer_size <= concurrency <= len(device_ids):
         raise UsageError(
             f"need 1 <= buffer ({buffer_size}) <= concurrency ({concurrency}) <= devices "
@@ -117,12 +131,15 @@ def run_async_mqtt(
     started = time.monotonic()
     out: dict[int, tuple[int, np.ndarray, TaskRecord]] = {}  # msg_id -> (slot, theta, record)
     records: list[TaskRecord] = []
-    replies = expired = failed = 0
+    guard = guard or ReplyGuard()
+    replies = expired = failed = refused = 0
     replied: dict[int, object] = {}  # slot -> its status document when it last replied
 
     def dispatch() -> None:
         busy = {slot for slot, _, _ in out.values()}
-        idle = [s for s in range(len(device_ids)) if s not in busy]
+        idle = [
+            s for s in range(len(device_ids)) if s not in busy and not guard.quarantined(indices[s])
+        ]
         for slot in wake_order(gateway, device_ids, idle, replied)[: concurrency - len(out)]:
             record = TaskRecord(len(records) + 1, indices[slot], buffer.version)
             message = task_message(plan, theta, record.task, indices[slot], seed)
@@ -134,21 +151,24 @@ def run_async_mqtt(
             out[msg_id] = (slot, theta, record)
 
     dispatch()
-    while buffer.version < aggregations:
+    while buffer.version < aggregations and out:
         left = deadline_s - (time.monotonic() - started)
         if left <= 0:
             break
         for msg_id, result in gateway.poll(list(out), timeout=left).items():
             slot, task_theta, record = out.pop(msg_id)
-            with gateway._lock:
-                replied[slot] = gateway.status.get(device_ids[slot])
-            phi = _phi(result, plan, task_theta, record, seed)
+            replied[slot] = gateway.statuses([device_ids[slot]])[device_ids[slot]]
+            phi = _phi(result, plan, task_theta, record, seed, guard)
             if isinstance(result, WireMessage):
                 replies += 1
             if phi is None:
-                record.outcome = "expired" if isinstance(result, GatewayTimeout) else "failed"
+                if isinstance(result, WireMessage | InvalidReplyError):
+                    record.outcome = "refused"
+                else:
+                    record.outcome = "expired" if isinstance(result, GatewayTimeout) else "failed"
                 expired += record.outcome == "expired"
                 failed += record.outcome == "failed"
+                refused += record.outcome == "refused"
                 continue
             buffer.add(phi, task_theta, record.sent_version)
             record.outcome = "applied"
@@ -168,6 +188,9 @@ def run_async_mqtt(
         buffer.mean_staleness,
         time.monotonic() - started,
         records,
+        refused,
+        guard.counters,
+        dict(guard.quarantine.quarantined),
     )
 
 
@@ -177,9 +200,19 @@ def _phi(
     task_theta: np.ndarray,
     record: TaskRecord,
     seed: int,
+    guard: ReplyGuard,
 ) -> np.ndarray | None:
-    """The reply's parameter vector, read exactly as the in-process path reads it."""
+    """The reply's parameter vector if ``guard`` accepts it, checked and counted exactly
+    as the in-process path does (:func:`~tinyfleet.server.async_rounds.task_reply`)."""
+    if isinstance(result, InvalidReplyError):
+        # The gateway refused the content (shape, NaN/Inf) before it became a Message:
+        # the same refusal, held against the device the same way.
+        guard.counters.rejected_replies += 1
+        guard.refuse(record.device, record.task, str(result))
+        return None
     if not isinstance(result, WireMessage):
+        guard.counters.rejected_replies += 1  # expired or failed: not the device's content
         return None
     request = task_message(plan, task_theta, record.task, record.device, seed)
-    return reply_vector(reply_to_message(result, request), task_theta.shape)
+    message = reply_to_message(result, request)
+    return task_reply(message, task_theta, record.task, record.device, guard, plan)

@@ -27,28 +27,36 @@ DEFAULT_MIN_NORM = 1.0
 DEFAULT_TRIM_FRACTION = 0.2
 
 
-def update_ratio(phi: np.ndarray, theta: np.ndarray, min_norm: float = DEFAULT_MIN_NORM) -> float:
-    """``||phi - theta|| / max(||theta||, min_norm)``, in float64 (inf if it overflows)."""
+def update_ratio(
+    phi: np.ndarray, theta: np.ndarray, min_norm: float = DEFAULT_MIN_NORM, *, delta: bool = False
+) -> float:
+    """``||phi - theta|| / max(||theta||, min_norm)``, in float64 (inf if it overflows);
+    with ``delta`` ``phi`` is the update itself: ``||phi|| / max(||theta||, min_norm)``."""
     # np.sum of squares, not np.linalg.norm: BLAS threads made norm ~50x slower on a
     # loaded host (benchmarks/bench_faults.py).
     wide = theta.astype(np.float64)
-    delta = phi.astype(np.float64) - wide
+    step = phi.astype(np.float64) if delta else phi.astype(np.float64) - wide
     with np.errstate(over="ignore", invalid="ignore"):
-        size = float(np.sqrt(np.sum(delta * delta)))
+        size = float(np.sqrt(np.sum(step * step)))
     reference = max(float(np.sqrt(np.sum(wide * wide))), float(min_norm))
     return size / reference if np.isfinite(size) else float("inf")
 
 
-def check_settings(
-    max_update_ratio: float | None, min_norm: float, aggregate: str, trim_fraction: float
-) -> None:
-    """Raise :class:`UsageError` (one line) for settings that cannot work."""
+def check_bound(max_update_ratio: float | None, min_norm: float) -> None:
+    """Raise :class:`UsageError` (one line) for an update bound that cannot work."""
     if max_update_ratio is not None and not (
         np.isfinite(max_update_ratio) and max_update_ratio > 0
     ):
         raise UsageError(f"max_update_ratio must be > 0 or None, got {max_update_ratio}")
     if not (np.isfinite(min_norm) and min_norm > 0):
         raise UsageError(f"min_norm must be > 0, got {min_norm}")
+
+
+def check_settings(
+    max_update_ratio: float | None, min_norm: float, aggregate: str, trim_fraction: float
+) -> None:
+    """Raise :class:`UsageError` (one line) for settings that cannot work."""
+    check_bound(max_update_ratio, min_norm)
     if aggregate not in AGGREGATES:
         raise UsageError(f"unknown aggregate {aggregate!r}; choose from {', '.join(AGGREGATES)}")
     if not 0.0 <= float(trim_fraction) < 0.5:

@@ -49,7 +49,7 @@ from tinyfleet.device.wire.contract import (
 )
 from tinyfleet.errors import UsageError
 from tinyfleet.server.counters import StrategyCounters
-from tinyfleet.server.quarantine import DEFAULT_QUARANTINE_AFTER, Quarantine
+from tinyfleet.server.quarantine import DEFAULT_QUARANTINE_AFTER
 from tinyfleet.server.records import (
     ARRAYS_KEY,
     CONFIG_KEY,
@@ -57,7 +57,7 @@ from tinyfleet.server.records import (
     model_vector,
     vector_record,
 )
-from tinyfleet.server.replies import parse_train_reply, reply_device
+from tinyfleet.server.replies import ReplyGuard, refused_by_relay, reply_device
 from tinyfleet.server.robust import (
     DEFAULT_MAX_UPDATE_RATIO,
     DEFAULT_MIN_NORM,
@@ -65,7 +65,6 @@ from tinyfleet.server.robust import (
     check_settings,
     plain_mean,
     robust_mean,
-    update_ratio,
 )
 from tinyfleet.server.sampling import DeviceSampler, SeededSampler
 from tinyfleet.server.validation import check_run_settings
@@ -144,11 +143,15 @@ class FleetStrategy(Strategy):
     ) -> None:
         check_run_settings(num_devices, clients_per_round, num_rounds, beta0)
         check_settings(max_update_ratio, min_norm, aggregate, trim_fraction)
-        self.max_update_ratio = None if max_update_ratio is None else float(max_update_ratio)
-        self.min_norm = float(min_norm)
         self.aggregate = aggregate
         self.trim_fraction = float(trim_fraction)
-        self.quarantine = Quarantine(quarantine_after, on_quarantine)
+        self.counters = StrategyCounters()
+        # The reply check and quarantine every round mode shares (server/replies.py); the
+        # asynchronous runs of server/async_rounds.py take it from here too.
+        self.guard = ReplyGuard(
+            max_update_ratio, min_norm, quarantine_after, on_quarantine, self.counters
+        )
+        self.quarantine = self.guard.quarantine
         self.plan = plan
         self.num_devices = int(num_devices)
         self.clients_per_round = int(clients_per_round)
@@ -161,7 +164,6 @@ class FleetStrategy(Strategy):
         self.arrayrecord_key = arrayrecord_key
         self.configrecord_key = configrecord_key
         self.metricrecord_key = metricrecord_key
-        self.counters = StrategyCounters()
         self._theta: np.ndarray | None = None
         self._node_ids: list[int] = []
         self._last_arrays: ArrayRecord | None = None
@@ -246,9 +248,7 @@ class FleetStrategy(Strategy):
             if checked is None or isinstance(checked, str):
                 rejected += 1
                 if isinstance(checked, str):  # refused content counts against the device
-                    by_device = self.counters.rejected_by_device
-                    by_device[device] = by_device.get(device, 0) + 1
-                    self.quarantine.reject(device, server_round, checked)
+                    self.guard.refuse(device, server_round, checked)
             else:
                 seen.add(device)
                 accepted.append(checked)
@@ -342,11 +342,11 @@ class FleetStrategy(Strategy):
         self, reply: Message, theta: np.ndarray, server_round: int
     ) -> tuple[np.ndarray, dict[str, float], RecordDict] | str | None:
         """The accepted ``(phi, metrics, content)``; a reason string if the content is
-        refused; None for an error reply (a transport or device failure)."""
+        refused (here or by the MQTT gateway); None for a transport or device failure."""
         source = reply.metadata.src_node_id
         if reply.has_error():
             LOG.warning("round reply from node %s rejected: error %s", source, reply.error.reason)
-            return None
+            return refused_by_relay(reply)
         problem, checked = self._parse_reply(reply, theta, server_round)
         if problem is not None:
             LOG.warning("round reply from node %s rejected: %s", source, problem)
@@ -356,16 +356,23 @@ class FleetStrategy(Strategy):
     def _parse_reply(
         self, reply: Message, theta: np.ndarray, server_round: int
     ) -> tuple[str | None, tuple[np.ndarray, dict[str, float], RecordDict] | None]:
-        problem, checked = parse_train_reply(
-            reply.content, theta, server_round, self.arrayrecord_key, self.metricrecord_key
+        return self.guard.check(
+            reply.content,
+            theta,
+            server_round,
+            delta=self.plan.upload == "delta",
+            arrays_key=self.arrayrecord_key,
+            metrics_key=self.metricrecord_key,
         )
-        if checked is not None and self.max_update_ratio is not None:
-            ratio = update_ratio(checked[0], theta, self.min_norm)
-            if ratio > self.max_update_ratio:
-                self.counters.bounded_replies += 1
-                return f"update norm {ratio:.3g} x model norm > {self.max_update_ratio}", None
-            self.counters.max_update_ratio = max(self.counters.max_update_ratio, ratio)
-        return problem, checked
+
+    @property
+    def max_update_ratio(self) -> float | None:
+        """The update bound of :attr:`guard` (None: none)."""
+        return self.guard.max_update_ratio
+
+    @property
+    def min_norm(self) -> float:
+        return self.guard.min_norm
 
     def combine(self, vectors: list[np.ndarray]) -> np.ndarray:
         """The round's aggregate of the accepted ``phi``: mean, median or trimmed mean."""

@@ -141,6 +141,8 @@ def run_duty_cycle(
                 anneal=name != "fedavg",
                 evaluate=fewshot,
                 eval_every=max(1, fit.aggregations // (2 * settings.eval_points)),
+                # The strategy's own reply check (bound, quarantine), as its sync run has.
+                guard=strategy.guard,
                 **common,
             )
             fast = {
@@ -152,6 +154,9 @@ def run_duty_cycle(
                 "device_rounds": result.replies,
                 "aggregations": result.aggregations,
                 "mean_staleness": round(result.mean_staleness, 3),
+                "rejected_replies": result.counters.rejected_replies,
+                "bounded_replies": result.counters.bounded_replies,
+                "quarantined_devices": sorted(result.quarantined),
                 "curve": result.curve,
                 "final_params_sha256": params_sha256(result.theta),
             }

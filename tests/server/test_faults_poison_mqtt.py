@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Error, Message, MetricRecord, RecordDict
 
 from tinyfleet.device import wire
 from tinyfleet.device.head import flatten, init_params
@@ -115,3 +115,66 @@ def test_poisoning_device_over_mqtt_is_refused_quarantined_and_recorded(
     assert np.max(np.abs(got)) < 100
     assert [iri.rsplit("/", 1)[-1] for iri in knowledge.quarantined()] == [ids[LIAR]]
     kg.close()
+
+
+def test_nan_replies_over_mqtt_count_against_the_device_as_in_process(
+    broker: ManagedBroker,
+) -> None:
+    """A device replying NaN is refused by the gateway (before it becomes a Message); the
+    relay's error reply says so (``ERROR_CODE_REFUSED``), so the strategy holds it against
+    the device exactly as the in-process check does: same refusals, same quarantine, same
+    final parameters bit for bit."""
+    from tinyfleet.server.replies import ERROR_CODE_REFUSED, refused_by_relay
+
+    def wrap(index: int, handler: TaskHandler) -> TaskHandler:
+        if index != LIAR:
+            return handler
+
+        def nan(task: WireMessage):
+            fields, arrays = handler(task)
+            bad = np.full_like(arrays[0].to_float32(), np.nan)
+            return fields, [wire.float32_array(arrays[0].name, bad)]
+
+        return nan
+
+    def inproc() -> tuple[np.ndarray, TinyReptile]:
+        honest = client_app_call(make_client_app(SPEC, stream_for_device))
+
+        def call(message: Message) -> Message:
+            reply = honest(message)
+            config = message.content["config"]
+            if int(config[KEY_DEVICE_INDEX]) != LIAR:  # type: ignore[index,arg-type]
+                return reply
+            phi = reply.content["arrays"].to_numpy_ndarrays()[0]  # type: ignore[union-attr]
+            metrics = MetricRecord(dict(reply.content["metrics"]))  # type: ignore[arg-type]
+            content = RecordDict(
+                {"arrays": ArrayRecord([np.full_like(phi, np.nan)]), "metrics": metrics}
+            )
+            return Message(content, reply_to=message)
+
+        strategy = TinyReptile(PLAN, num_devices=DEVICES, seed=SEED, num_rounds=ROUNDS)
+        final, _ = run_in_process(strategy, call, DEVICES, INITIAL, ROUNDS)
+        return final, strategy
+
+    with run_mqtt_fleet(
+        SPEC,
+        stream_for_device,
+        DEVICES,
+        broker_url=f"mqtt://{broker.host}:{broker.port}",
+        fleet="poison-nan",
+        round_timeout=10,
+        wrap_handler=wrap,
+    ) as fleet:
+        strategy = TinyReptile(PLAN, num_devices=DEVICES, seed=SEED, num_rounds=ROUNDS)
+        got, _ = run_in_process(strategy, fleet.client_call, DEVICES, INITIAL, ROUNDS)
+    expected, reference = inproc()
+    assert got.tobytes() == expected.tobytes()
+    counters = strategy.counters
+    assert counters.rejected_by_device == {LIAR: 3} == reference.counters.rejected_by_device
+    assert counters.accepted_replies == ROUNDS - 3 == reference.counters.accepted_replies
+    assert list(strategy.quarantine.quarantined) == [LIAR] == list(reference.quarantine.quarantined)
+    # A transport failure (here a timeout) is not held against the device; refused content is.
+    request = Message(RecordDict(), dst_node_id=1, message_type="train")
+    for code, held in ((103, False), (ERROR_CODE_REFUSED, True)):
+        error = Message(Error(code=code, reason="NaN or Inf values"), reply_to=request)
+        assert (refused_by_relay(error) is not None) is held
