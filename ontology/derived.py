@@ -53,7 +53,11 @@ RULE_PREDICATES = frozenset(
     }
 )
 _RULE_TYPES = frozenset({TFO.Firmware, TFO.CapabilityProfile})
+# one-element sets: membership hashes, where == on rdflib terms runs Python code
+_TYPE, _FIRMWARE = frozenset({RDF.type}), frozenset({TFO.Firmware})
+_OPERATORS, _PROFILE_FIRMWARE = frozenset({TFO.supportsOperator}), frozenset({TFO.profileFirmware})
 _MODELS = f"{ID}model/"
+_DIGESTS = (f"{ID}profile/", f"{ID}firmware/")
 
 
 def touched_profiles(removed: Iterable[Triple], added: Iterable[Triple]) -> set[URIRef]:
@@ -126,42 +130,40 @@ def eligibility_updates(
     its ``INSERT DATA`` in the same request ([] when the write changes no rule input).
 
     ``select_values`` (the store's :meth:`KnowledgeGraph.select_values`) asks, before the
-    write, which of the rule facts it adds are new: the common write re-states the stored
-    profiles of its devices, and then nothing is derived.
+    write, which profiles and firmware builds the write creates or edits: the common write
+    re-states the stored profiles of its devices, and then nothing is derived.
     """
-    gained = {(s, p, o) for s, p, o in added if _rule_fact(p, o)}
-    stale = {s for s, p, o in removed if _rule_fact(p, o) and isinstance(s, URIRef)}
-    named = [(s, p, o) for s, p, o in gained if isinstance(s, URIRef)]
-    if named:
-        rows = " ".join(f"({s.n3()} {p.n3()} {o.n3()})" for s, p, o in named)
-        new = select_values(
-            f"SELECT DISTINCT ?s WHERE {{ VALUES (?s ?pr ?o) {{ {rows} }}"
-            f" OPTIONAL {{ ?s ?pr ?o . BIND(true AS ?stored) }} FILTER(!BOUND(?stored)) }}"
-        )
-        stale.update(URIRef(row[0]) for row in new if row[0])
+    gained, lost = _rule_facts(added), _rule_facts(removed)
     models, every_model = _touched_models(removed, added)
     # blank profiles or builds (hand-written data): which profiles they are is unknown
-    every_model = (
-        every_model
-        or len(named) < len(gained)
-        or any(isinstance(s, BNode) and _rule_fact(p, o) for s, p, o in removed)
-    )
+    every_model = every_model or any(isinstance(s, BNode) for s, _p, _o in [*gained, *lost])
+    created, edited = _new_and_edited(gained, select_values)
+    edited |= {s for s, _p, _o in lost if isinstance(s, URIRef)}
+    stale = created | edited
+    builds = {s for s, p, o in [*gained, *lost] if p in _OPERATORS or o in _FIRMWARE}
+    if builds & stale:  # an edited build: every profile running it, stored or written now
+        used = " ".join(b.n3() for b in sorted(builds & stale))
+        rows = select_values(
+            f"SELECT ?p WHERE {{ VALUES ?fw {{ {used} }} ?p <{TFO.profileFirmware}> ?fw }}"
+        )
+        running = {URIRef(row[0]) for row in rows} | {
+            s for s, p, o in gained if p in _PROFILE_FIRMWARE and o in stale
+        }
+        edited |= running - created
+        stale |= running
+    profiles = stale - builds
     ops = []
     if every_model:
         ops.append(f"DELETE WHERE {{ ?m {MARK} ?x }}")
     elif models:
         values = " ".join(m.n3() for m in sorted(models))
         ops.append(f"DELETE {{ ?m {MARK} ?x }} WHERE {{ VALUES ?m {{ {values} }} ?m {MARK} ?x }}")
-    if stale:
-        nodes = " ".join(s.n3() for s in sorted(stale))
-        profiles = (  # first, and few: the rule then runs for these profiles only
-            f"{{ SELECT DISTINCT ?profile WHERE {{ VALUES ?s {{ {nodes} }}"
-            f" {{ BIND(?s AS ?profile) }} UNION {{ ?profile <{TFO.profileFirmware}> ?s }} }} }}"
-        )
-        ops += [
-            f"DELETE {{ ?m {LINK} ?profile }} WHERE {{ {profiles} ?m {LINK} ?profile }}",
-            _rule(f"?net {MARK} true .", profiles),
-        ]
+    if edited - builds:
+        nodes = " ".join(p.n3() for p in sorted(edited - builds))
+        ops.append(f"DELETE {{ ?m {LINK} ?p }} WHERE {{ VALUES ?p {{ {nodes} }} ?m {LINK} ?p }}")
+    if profiles:  # VALUES first: the rule then runs for these profiles only
+        nodes = " ".join(p.n3() for p in sorted(profiles))
+        ops.append(_rule(f"?net {MARK} true .", f"VALUES ?profile {{ {nodes} }}"))
     if every_model:
         ops += _derive_models("")
     elif models:
@@ -169,8 +171,38 @@ def eligibility_updates(
     return ops
 
 
-def _rule_fact(predicate: Any, obj: Any) -> bool:
-    return predicate in RULE_PREDICATES or (predicate == RDF.type and obj in _RULE_TYPES)
+def _new_and_edited(
+    gained: list[Triple], select_values: Callable[[str], list[list[str]]]
+) -> tuple[set[URIRef], set[URIRef]]:
+    """Of the profiles and builds a write states facts of: those not stored yet, and those
+    stored that gain a fact. A node named by the digest of its facts (tinyfleet's profile
+    and firmware IRIs) whose type the write states is probed by its type alone: the write
+    then describes it whole, and its name says its facts are the stored ones."""
+    typed = {s for s, p, _o in gained if p in _TYPE}
+    probes = [
+        (s, p, o)
+        for s, p, o in gained
+        if isinstance(s, URIRef)
+        and (p in _TYPE or s not in typed or not str(s).startswith(_DIGESTS))
+    ]
+    if not probes:
+        return set(), set()
+    rows = " ".join(f"({s.n3()} {p.n3()} {o.n3()})" for s, p, o in probes)
+    found = select_values(
+        f"SELECT DISTINCT ?s ?pr WHERE {{ VALUES (?s ?pr ?o) {{ {rows} }}"
+        f" OPTIONAL {{ ?s ?pr ?o . BIND(true AS ?stored) }} FILTER(!BOUND(?stored)) }}"
+    )
+    missing = {(URIRef(s), URIRef(p)) for s, p in found}
+    created = {s for s, p in missing if p in _TYPE}
+    return created, {s for s, _p in missing} - created
+
+
+def _rule_facts(triples: list[Triple]) -> list[Triple]:
+    """The triples that state rule facts of profiles or firmware builds (one pass: batches
+    are tens of thousands of triples, and rdflib terms compare slowly with ``==``)."""
+    return [
+        t for t in triples if t[1] in RULE_PREDICATES or (t[1] in _TYPE and t[2] in _RULE_TYPES)
+    ]
 
 
 def _touched_models(removed: list[Triple], added: list[Triple]) -> tuple[set[URIRef], bool]:
@@ -180,19 +212,17 @@ def _touched_models(removed: list[Triple], added: list[Triple]) -> tuple[set[URI
     tinyfleet's models are ``<ID>model/<name>/<version>`` and own the IRIs below theirs
     (head, input); its other IRIs are never models. Any other IRI may be a model.
     """
+    subjects = {t[0] for t in removed} | {t[0] for t in added}
+    linked = {t[2] for t in removed} | {t[2] for t in added}
     candidates: set[URIRef] = set()
-    blank: set[BNode] = set()
-    linked: set[BNode] = set()
-    for triples in (removed, added):
-        for s, _p, o in triples:
-            if isinstance(o, BNode):
-                linked.add(o)
-            if isinstance(s, BNode):
-                blank.add(s)
-            elif isinstance(s, URIRef):
-                text = str(s)
-                if text.startswith(_MODELS):
-                    candidates.add(URIRef(_MODELS + "/".join(text[len(_MODELS) :].split("/")[:2])))
-                elif not text.startswith(ID):
-                    candidates.add(s)
-    return candidates, bool(blank - linked)
+    blank = False
+    for s in subjects:
+        if isinstance(s, BNode):
+            blank = blank or s not in linked
+        elif isinstance(s, URIRef):
+            text = str(s)
+            if text.startswith(_MODELS):
+                candidates.add(URIRef(_MODELS + "/".join(text[len(_MODELS) :].split("/")[:2])))
+            elif not text.startswith(ID):
+                candidates.add(s)
+    return candidates, blank

@@ -119,27 +119,37 @@ def test_links_follow_every_kind_of_write(kg: KnowledgeGraph) -> None:
 
 def test_firmware_operator_edits_rederive_its_profiles(kg: KnowledgeGraph) -> None:
     cards = {f"{c['name']}@{c['version']}": c for c in generate_cards(8, seed=6)}
-    first = generate_devices(80, seed=6)
-    _add_devices(kg, first)
+    fleet = generate_devices(80, seed=6)
+    _add_devices(kg, fleet)
     kg.add_all((card_to_rdf(c), []) for c in cards.values())
-    # a build that lacks an operator some model uses gets it: its profiles may now pass
-    used = {op for c in cards.values() for op in c["operators"]}
-    fw, missing = next(
-        (row[0], op)
-        for row in kg.select_values("SELECT ?fw WHERE { ?fw a tfo:Firmware }")
-        for op in sorted(used)
-        if not kg.select_values(
-            f'SELECT ?o WHERE {{ <{row[0]}> tfo:supportsOperator ?o . ?o rdfs:label "{op}" }}'
+    # a device that misses a model by exactly one operator its firmware build lacks
+    device, model, op = next(
+        (
+            d,
+            m,
+            sorted(ModelFacts.from_card(c).operators - DeviceFacts.from_description(d).operators)[
+                0
+            ],
+        )
+        for d in fleet
+        for m, c in sorted(cards.items())
+        if pair_reasons(DeviceFacts.from_description(d), ModelFacts.from_card(c))
+        and all(
+            r.startswith("unsupported operators: ") and "," not in r
+            for r in pair_reasons(DeviceFacts.from_description(d), ModelFacts.from_card(c))
         )
     )
+    graph = device_to_rdf(device)
+    (profile,) = {str(p) for p in graph.objects(None, TFO.hasCapabilityProfile)}
+    (fw,) = {str(f) for f in graph.objects(None, TFO.hasFirmware)}
     before = {m: _links(kg, m) for m in cards}
-    assert all(before[m] == _rule(kg, m) for m in cards)
-    op = f"<https://w3id.org/tinyfleet/id/operator/{missing}>"
-    kg.update(f"INSERT DATA {{ <{fw}> tfo:supportsOperator {op} }}")
+    assert all(before[m] == _rule(kg, m) for m in cards) and profile not in before[model]
+    edit = f"{{ <{fw}> tfo:supportsOperator <https://w3id.org/tinyfleet/id/operator/{op}> }}"
+    kg.update(f"INSERT DATA {edit}")
     after = {m: _links(kg, m) for m in cards}
     assert all(after[m] == _rule(kg, m) for m in cards)
-    assert after != before  # the edit mattered for at least one model
-    kg.update(f"DELETE DATA {{ <{fw}> tfo:supportsOperator {op} }}")
+    assert profile in after[model]  # the build now has every operator the model uses
+    kg.update(f"DELETE DATA {edit}")
     assert {m: _links(kg, m) for m in cards} == before
 
 
