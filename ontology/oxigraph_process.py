@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tinyfleet.ontology.errors import KnowledgeGraphError
+from tinyfleet.processes import stop_process
 
 LOG = logging.getLogger(__name__)
 INSTALL_HINT = "the `oxigraph` server binary is missing: `pip install 'oxigraph>=0.5,<0.6'`"
@@ -148,14 +149,7 @@ class ManagedOxigraph:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and its supervisor."""
         self._stopping.set()
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(self._process, timeout)
         if self._supervisor is not None:
             self._supervisor.join(timeout)
 

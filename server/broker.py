@@ -27,6 +27,7 @@ from types import TracebackType
 
 from tinyfleet.device.mqtt import BrokerAddress
 from tinyfleet.errors import MissingToolError, TinyfleetError
+from tinyfleet.processes import stop_process
 
 LOG = logging.getLogger(__name__)
 
@@ -274,13 +275,7 @@ class ManagedBroker:
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate mosquitto (SIGTERM, then SIGKILL after ``timeout``)."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout)
         if self._log_handle is not None:
             self._log_handle.close()  # type: ignore[attr-defined]
             self._log_handle = None
