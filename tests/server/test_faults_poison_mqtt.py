@@ -4,6 +4,7 @@ the same liar bit for bit (nothing honest lost, nothing applied twice)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,10 @@ def lie(theta: np.ndarray, phi: np.ndarray, round_: int) -> np.ndarray:
     return (theta + 1000.0 * (phi - theta)).astype(np.float32)
 
 
-def inproc_reference() -> tuple[np.ndarray, TinyReptile]:
+def inproc_with_liar(
+    bad: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
+) -> tuple[np.ndarray, TinyReptile]:
+    """The run in process, the LIAR replying ``bad(theta, phi, round)`` instead of phi."""
     honest = client_app_call(make_client_app(SPEC, stream_for_device))
 
     def call(message: Message) -> Message:
@@ -59,15 +63,19 @@ def inproc_reference() -> tuple[np.ndarray, TinyReptile]:
             return reply
         theta = message.content["arrays"].to_numpy_ndarrays()[0]  # type: ignore[union-attr]
         phi = reply.content["arrays"].to_numpy_ndarrays()[0]  # type: ignore[union-attr]
-        bad = lie(theta, phi, int(config["round"]))  # type: ignore[index,arg-type]
+        lied = bad(theta, phi, int(config["round"]))  # type: ignore[index,arg-type]
         metrics = MetricRecord(dict(reply.content["metrics"]))  # type: ignore[arg-type]
         return Message(
-            RecordDict({"arrays": ArrayRecord([bad]), "metrics": metrics}), reply_to=message
+            RecordDict({"arrays": ArrayRecord([lied]), "metrics": metrics}), reply_to=message
         )
 
     strategy = TinyReptile(PLAN, num_devices=DEVICES, seed=SEED, num_rounds=ROUNDS)
     final, _ = run_in_process(strategy, call, DEVICES, INITIAL, ROUNDS)
     return final, strategy
+
+
+def inproc_reference() -> tuple[np.ndarray, TinyReptile]:
+    return inproc_with_liar(lie)
 
 
 def test_poisoning_device_over_mqtt_is_refused_quarantined_and_recorded(
@@ -137,25 +145,6 @@ def test_nan_replies_over_mqtt_count_against_the_device_as_in_process(
 
         return nan
 
-    def inproc() -> tuple[np.ndarray, TinyReptile]:
-        honest = client_app_call(make_client_app(SPEC, stream_for_device))
-
-        def call(message: Message) -> Message:
-            reply = honest(message)
-            config = message.content["config"]
-            if int(config[KEY_DEVICE_INDEX]) != LIAR:  # type: ignore[index,arg-type]
-                return reply
-            phi = reply.content["arrays"].to_numpy_ndarrays()[0]  # type: ignore[union-attr]
-            metrics = MetricRecord(dict(reply.content["metrics"]))  # type: ignore[arg-type]
-            content = RecordDict(
-                {"arrays": ArrayRecord([np.full_like(phi, np.nan)]), "metrics": metrics}
-            )
-            return Message(content, reply_to=message)
-
-        strategy = TinyReptile(PLAN, num_devices=DEVICES, seed=SEED, num_rounds=ROUNDS)
-        final, _ = run_in_process(strategy, call, DEVICES, INITIAL, ROUNDS)
-        return final, strategy
-
     with run_mqtt_fleet(
         SPEC,
         stream_for_device,
@@ -167,7 +156,7 @@ def test_nan_replies_over_mqtt_count_against_the_device_as_in_process(
     ) as fleet:
         strategy = TinyReptile(PLAN, num_devices=DEVICES, seed=SEED, num_rounds=ROUNDS)
         got, _ = run_in_process(strategy, fleet.client_call, DEVICES, INITIAL, ROUNDS)
-    expected, reference = inproc()
+    expected, reference = inproc_with_liar(lambda _theta, phi, _round: np.full_like(phi, np.nan))
     assert got.tobytes() == expected.tobytes()
     counters = strategy.counters
     assert counters.rejected_by_device == {LIAR: 3} == reference.counters.rejected_by_device
