@@ -113,12 +113,11 @@ def derive_all_update() -> str:
 def _derive_models(values: str) -> list[str]:
     """Links of the unmarked models (among ``values``, a ``VALUES ?net`` clause, if given),
     derived again over every profile; then those models are marked."""
-    nn = f"<{NNET.NeuralNetwork}>"
-    unmarked = f"?net a {nn} OPTIONAL {{ ?net {MARK} ?done }} FILTER(!BOUND(?done))"
-    models = f"{{ SELECT ?net WHERE {{ {values} {unmarked} }} }}"
+    unmarked = f"{values} OPTIONAL {{ ?net {MARK} ?done }} FILTER(!BOUND(?done))"
+    models = f"{{ SELECT ?net WHERE {{ ?net a <{NNET.NeuralNetwork}> {unmarked} }} }}"
     return [
         f"DELETE {{ ?net {LINK} ?p }} WHERE {{ {models} ?net {LINK} ?p }}",
-        _rule(f"{values} OPTIONAL {{ ?net {MARK} ?done }} FILTER(!BOUND(?done))"),
+        _rule(unmarked),
         f"INSERT {{ ?net {MARK} true }} WHERE {{ {models} }}",
     ]
 
@@ -153,11 +152,11 @@ def eligibility_updates(
         stale |= running
     profiles = stale - builds
     ops = []
+    touched = f"VALUES ?net {{ {' '.join(m.n3() for m in sorted(models))} }}"
     if every_model:
-        ops.append(f"DELETE WHERE {{ ?m {MARK} ?x }}")
+        ops.append(f"DELETE WHERE {{ ?net {MARK} ?x }}")
     elif models:
-        values = " ".join(m.n3() for m in sorted(models))
-        ops.append(f"DELETE {{ ?m {MARK} ?x }} WHERE {{ VALUES ?m {{ {values} }} ?m {MARK} ?x }}")
+        ops.append(f"DELETE {{ ?net {MARK} ?x }} WHERE {{ {touched} ?net {MARK} ?x }}")
     if edited - builds:
         nodes = " ".join(p.n3() for p in sorted(edited - builds))
         ops.append(f"DELETE {{ ?m {LINK} ?p }} WHERE {{ VALUES ?p {{ {nodes} }} ?m {LINK} ?p }}")
@@ -167,7 +166,7 @@ def eligibility_updates(
     if every_model:
         ops += _derive_models("")
     elif models:
-        ops += _derive_models(f"VALUES ?net {{ {' '.join(m.n3() for m in sorted(models))} }}")
+        ops += _derive_models(touched)
     return ops
 
 
