@@ -173,24 +173,39 @@ def eligibility_updates(
 def _new_and_edited(
     gained: list[Triple], select_values: Callable[[str], list[list[str]]]
 ) -> tuple[set[URIRef], set[URIRef]]:
-    """Of the profiles and builds a write states facts of: those not stored yet, and those
-    stored that gain a fact. A node named by the digest of its facts (tinyfleet's profile
-    and firmware IRIs) whose type the write states is probed by its type alone: the write
-    then describes it whole, and its name says its facts are the stored ones."""
+    """Of the profiles and builds a write states facts of: those new to the derived data,
+    and those stored that gain a fact.
+
+    A node named by the digest of its facts (tinyfleet's profile and firmware IRIs) whose
+    type the write states is probed by one fact: the write describes it whole, and its
+    name says its facts are the stored ones. For a profile that fact is its device count,
+    which the same request writes after deriving its links: a profile stored without one
+    (a load around tinyfleet, or a chunked write cut short before its last request) is
+    derived again, not skipped."""
     typed = {s for s, p, _o in gained if p in _TYPE}
+    whole = {s for s in typed if isinstance(s, URIRef) and str(s).startswith(_DIGESTS)}
     probes = [
         (s, p, o)
         for s, p, o in gained
-        if isinstance(s, URIRef)
-        and (p in _TYPE or s not in typed or not str(s).startswith(_DIGESTS))
+        if isinstance(s, URIRef) and (s not in whole or (p in _TYPE and o in _FIRMWARE))
     ]
-    if not probes:
+    counted = sorted(s for s in whole if str(s).startswith(_DIGESTS[0]))
+    if not probes and not counted:
         return set(), set()
-    rows = " ".join(f"({s.n3()} {p.n3()} {o.n3()})" for s, p, o in probes)
-    found = select_values(
-        f"SELECT DISTINCT ?s ?pr WHERE {{ VALUES (?s ?pr ?o) {{ {rows} }}"
-        f" OPTIONAL {{ ?s ?pr ?o . BIND(true AS ?stored) }} FILTER(!BOUND(?stored)) }}"
-    )
+    branches = []  # no empty VALUES: rdflib's engine fails on them
+    if probes:
+        rows = " ".join(f"({s.n3()} {p.n3()} {o.n3()})" for s, p, o in probes)
+        branches.append(
+            f"{{ VALUES (?s ?pr ?o) {{ {rows} }}"
+            f" OPTIONAL {{ ?s ?pr ?o . BIND(true AS ?stored) }} FILTER(!BOUND(?stored)) }}"
+        )
+    if counted:
+        branches.append(
+            f"{{ VALUES ?s {{ {' '.join(s.n3() for s in counted)} }}"
+            f" OPTIONAL {{ ?s <{TFO.profileDeviceCount}> ?n }} FILTER(!BOUND(?n))"
+            f" BIND(<{RDF.type}> AS ?pr) }}"
+        )
+    found = select_values(f"SELECT DISTINCT ?s ?pr WHERE {{ {' UNION '.join(branches)} }}")
     missing = {(URIRef(s), URIRef(p)) for s, p in found}
     created = {s for s, p in missing if p in _TYPE}
     return created, {s for s, _p in missing} - created

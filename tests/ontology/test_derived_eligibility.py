@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 from matchmaking_reference import DeviceFacts, ModelFacts, pair_reasons
 
+from tinyfleet.ontology.compiled_shapes import triples
 from tinyfleet.ontology.extract_device import device_to_rdf
 from tinyfleet.ontology.extract_model import card_to_rdf
 from tinyfleet.ontology.fleetgen import generate_cards, generate_devices
 from tinyfleet.ontology.named_queries import get_named_query
 from tinyfleet.ontology.namespaces import TFO, device_iri, model_iri
 from tinyfleet.ontology.oxigraph_process import ManagedOxigraph
-from tinyfleet.ontology.remote_store import SparqlProtocolStore
+from tinyfleet.ontology.remote_store import SparqlProtocolStore, ntriples
 from tinyfleet.ontology.store import KnowledgeGraph
 
 
@@ -176,4 +177,15 @@ def test_writes_around_tinyfleet_fall_back_to_the_rule_until_repaired(tmp_path: 
             assert list(kg.eligible(model).devices) == expected
             assert kg.eligible(model, limit=3).total == len(expected)
         kg.recount_profiles()  # the repair derives links and counts again
+        _check(kg, devices, cards)
+        # a device of a new product written around tinyfleet (as a chunked write cut short
+        # before its last request leaves it): a profile without count or links; the next
+        # tinyfleet write that states that profile derives it
+        raw_device, twin = (
+            dict(d, device_id=f"raw-{i}")
+            for i, d in enumerate(generate_devices(2, seed=77)[:1] * 2)
+        )
+        raw.update_text(f"INSERT DATA {{ {ntriples(triples(device_to_rdf(raw_device)))} }}")
+        _add_devices(kg, [twin])
+        devices.update({d["device_id"]: d for d in (raw_device, twin)})
         _check(kg, devices, cards)
