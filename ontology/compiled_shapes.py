@@ -259,12 +259,42 @@ def index(triples: Iterable[tuple[Any, Any, Any]], into: Index | None = None) ->
     return found
 
 
-def triples(graph: Graph) -> list[tuple[Any, Any, Any]]:
-    """The triples of ``graph`` as a list (fast for rdflib's in-memory graphs)."""
-    spo = _memory_index(graph)
-    if spo is None:
-        return list(graph)
-    return [(s, p, o) for s, ps in spo.items() for p, os in ps.items() for o in os]
+def union_index(graphs: Iterable[Graph]) -> Index:
+    """The union of ``graphs`` as one :data:`Index` (each distinct triple once): the
+    input of :meth:`Checker.violations_in` and, through :func:`index_triples`, what a
+    batch writes. A subject met for the first time is copied whole (C-level set copies);
+    only subjects several graphs describe (shared firmware, profile, operator nodes) are
+    merged predicate by predicate."""
+    data: Index = {}
+    for graph in graphs:
+        spo = _memory_index(graph)
+        if spo is None:
+            index(graph, data)
+            continue
+        for s, predicates in spo.items():
+            mine = data.get(s)
+            if mine is None:
+                data[s] = {p: set(objects) for p, objects in predicates.items() if objects}
+                continue
+            for p, objects in predicates.items():
+                if objects:
+                    held = mine.get(p)
+                    if held is None:
+                        mine[p] = set(objects)
+                    else:
+                        held.update(objects)
+    return data
+
+
+def index_triples(data: Index) -> list[tuple[Any, Any, Any]]:
+    """The triples of an :data:`Index`, each once."""
+    return [(s, p, o) for s, ps in data.items() for p, os in ps.items() for o in os]
+
+
+def holds(data: Index, triple: tuple[Any, Any, Any]) -> bool:
+    """Whether ``triple`` is in the :data:`Index` (no tuple hashing)."""
+    s, p, o = triple
+    return o in data.get(s, {}).get(p, ())
 
 
 def _memory_index(graph: Any) -> dict[Any, dict[Any, dict[Any, int]]] | None:
@@ -292,9 +322,10 @@ class Checker:
         """(focus, path, message) of every violation in the union of ``graphs`` and the
         background, sorted: what pyshacl reports on that union (one per focus node and
         property shape)."""
-        data: Index = {}
-        for graph in graphs:
-            index(graph, data)
+        return self.violations_in(union_index(graphs))
+
+    def violations_in(self, data: Index) -> list[tuple[str, str | None, str]]:
+        """:meth:`violations` of data already indexed (by :func:`union_index`)."""
         union = _Union(self.background, data)
         found: set[tuple[str, str | None, str]] = set()
         memo: dict[tuple[int, Any], bool] = {}

@@ -8,22 +8,36 @@ same description replaces nothing and duplicates nothing.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from urllib.parse import quote
 
 from rdflib import Graph, Namespace, URIRef
 from rdflib.namespace import SKOS
 
-TFO = Namespace("https://w3id.org/tinyfleet/ontology#")
-TFS = Namespace("https://w3id.org/tinyfleet/shapes#")
-ID = Namespace("https://w3id.org/tinyfleet/id/")
-NNET = Namespace("https://w3id.org/tinyml-schema/neural-network-schema#")
-S3N = Namespace("http://w3id.org/s3n/")
-SOSA = Namespace("http://www.w3.org/ns/sosa/")
-SSN = Namespace("http://www.w3.org/ns/ssn/")
-TD = Namespace("https://www.w3.org/2019/wot/td#")
-SCHEMA = Namespace("https://schema.org/")
-PROV = Namespace("http://www.w3.org/ns/prov#")
-OM = Namespace("http://www.ontology-of-units-of-measure.org/resource/om-2/")
+
+class TermSpace(Namespace):
+    """A :class:`Namespace` that makes each attribute term once (``TFO.Device is
+    TFO.Device``, as rdflib's ``RDF.type`` is): descriptions then share their vocabulary's
+    term objects, and the write path's dictionaries match them by identity instead of
+    rdflib's ``==`` (Python code, ~1 us a call)."""
+
+    def __getattr__(self, name: str) -> URIRef:
+        term = super().__getattr__(name)
+        self.__dict__[name] = term  # found there from now on: no __getattr__ call
+        return term
+
+
+TFO = TermSpace("https://w3id.org/tinyfleet/ontology#")
+TFS = TermSpace("https://w3id.org/tinyfleet/shapes#")
+ID = TermSpace("https://w3id.org/tinyfleet/id/")
+NNET = TermSpace("https://w3id.org/tinyml-schema/neural-network-schema#")
+S3N = TermSpace("http://w3id.org/s3n/")
+SOSA = TermSpace("http://www.w3.org/ns/sosa/")
+SSN = TermSpace("http://www.w3.org/ns/ssn/")
+TD = TermSpace("https://www.w3.org/2019/wot/td#")
+SCHEMA = TermSpace("https://schema.org/")
+PROV = TermSpace("http://www.w3.org/ns/prov#")
+OM = TermSpace("http://www.ontology-of-units-of-measure.org/resource/om-2/")
 
 PREFIXES: dict[str, Namespace] = {
     "tfo": TFO,
@@ -112,11 +126,21 @@ NNET_LAYER_TYPES = {
 }
 
 
+@lru_cache(maxsize=8192)
+def shared_iri(path: str) -> URIRef:
+    """``ID[path]`` made once for nodes many descriptions share (operators, firmware
+    builds, capability profiles): one term object, matched by identity (see
+    :class:`TermSpace`)."""
+    return ID[path]
+
+
+@lru_cache(maxsize=256)
 def operator_iri(name: str) -> URIRef:
     """IRI of a TFLite builtin operator, e.g. ``CONV_2D``."""
-    return ID[f"operator/{_key(name)}"]
+    return shared_iri(f"operator/{_key(name)}")
 
 
+@lru_cache(maxsize=256)
 def modality_iri(name: str) -> URIRef:
     """IRI of a sensor modality individual of the core ontology."""
     return TFO[_key(name)]
@@ -129,7 +153,7 @@ def firmware_iri(name: str, version: str, operators: tuple[str, ...] | list[str]
     inventories small and makes the operator check per build, not per device.
     """
     digest = hashlib.sha256("\n".join(sorted(set(operators))).encode()).hexdigest()[:12]
-    return ID[f"firmware/{_key(name)}/{_key(version)}/{digest}"]
+    return shared_iri(f"firmware/{_key(name)}/{_key(version)}/{digest}")
 
 
 def task_iri(task_id: str) -> URIRef:
@@ -154,4 +178,4 @@ def deployment_iri(device_id: str, name: str, version: str, stamp: str) -> URIRe
 
 def profile_iri(digest: str) -> URIRef:
     """IRI of a capability profile (digest of the facts matchmaking checks)."""
-    return ID[f"profile/{digest}"]
+    return shared_iri(f"profile/{digest}")

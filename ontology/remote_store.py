@@ -182,13 +182,22 @@ def _data(verb: str, triples: list[Triple]) -> str:
 
 
 def ntriples(triples: Iterable[Triple]) -> str:
-    """N-Triples lines; each distinct term is written once (batches repeat most terms)."""
+    """N-Triples lines; each distinct term is written once (batches repeat most terms).
+
+    Terms are looked up by identity first (a batch's terms are mostly shared objects;
+    rdflib's ``==`` runs Python code), then by equality."""
+    listed = triples if isinstance(triples, list) else list(triples)  # ids stay valid
+    by_id: dict[int, str] = {}
     written: dict[Any, str] = {}
 
     def n3(term: Any) -> str:
         text = written.get(term)
         if text is None:
             text = written[term] = term.n3()
+        by_id[id(term)] = text
         return text
 
-    return "\n".join(f"{n3(s)} {n3(p)} {n3(o)} ." for s, p, o in triples)
+    get = by_id.get
+    return "\n".join(
+        f"{get(id(s)) or n3(s)} {get(id(p)) or n3(p)} {get(id(o)) or n3(o)} ." for s, p, o in listed
+    )

@@ -44,16 +44,22 @@ def violations_of(graphs: Iterable[Graph]) -> list[Violation]:
     reports on the same data; pyshacl itself runs when the shapes or the data need more
     than the compiled checks cover.
     """
-    from tinyfleet.ontology.compiled_shapes import Unsupported
+    from tinyfleet.ontology.compiled_shapes import union_index
 
-    graphs = list(graphs)
+    return violations_in(union_index(graphs))
+
+
+def violations_in(data: dict[Any, dict[Any, set[Any]]]) -> list[Violation]:
+    """:func:`violations_of` the union already indexed by
+    :func:`compiled_shapes.union_index` (which the write path also writes from)."""
+    from tinyfleet.ontology.compiled_shapes import Unsupported, index_triples
+
     try:
-        found = _checker().violations(graphs)
+        found = _checker().violations_in(data)
     except Unsupported:
         union = Graph()
-        for graph in graphs:
-            for triple in graph:
-                union.add(triple)
+        for triple in index_triples(data):
+            union.add(triple)
         return pyshacl_violations(union)
     return [Violation(focus, path, message) for focus, path, message in found]
 
