@@ -392,6 +392,9 @@ def _less_or_equal(value: Any, other: Any) -> bool:
         raise Unsupported("incomparable values in sh:lessThanOrEquals") from None
 
 
+_NONE: dict[Any, set[Any]] = {}  # read only
+
+
 class _Union:
     """Read-only view of background + data indexes."""
 
@@ -400,8 +403,8 @@ class _Union:
         self._subclasses: dict[Any, set[Any]] = {}
 
     def objects(self, subject: Any, predicate: Any) -> set[Any]:
-        first = self.parts[0].get(subject, {}).get(predicate)
-        second = self.parts[1].get(subject, {}).get(predicate)
+        first = self.parts[0].get(subject, _NONE).get(predicate)
+        second = self.parts[1].get(subject, _NONE).get(predicate)
         if first and second:
             return first | second
         return first or second or set()

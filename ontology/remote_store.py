@@ -162,15 +162,16 @@ class SparqlProtocolStore(Store):
         if not any(t for _v, t in parts):
             return
         for verb, triples in parts:
-            if any(isinstance(term, BNode) for t in triples for term in t) and verb[0] == "D":
+            if verb[0] == "D" and any(isinstance(term, BNode) for t in triples for term in t):
                 raise KnowledgeGraphError("blank nodes cannot be deleted from a remote store")
-        requests = [
-            _data(verb, triples[start : start + CHUNK])
-            for verb, triples in parts
-            for start in range(0, len(triples), CHUNK)
-        ]
         if sum(len(t) for _v, t in parts) <= CHUNK:
             requests = [" ;\n".join(_data(v, t) for v, t in parts if t)]
+        else:
+            requests = [
+                _data(verb, triples[start : start + CHUNK])
+                for verb, triples in parts
+                for start in range(0, len(triples), CHUNK)
+            ]
         requests[0] = " ;\n".join(text for text in (before, requests[0]) if text)
         requests[-1] = " ;\n".join(text for text in (requests[-1], then) if text)
         for text in requests:  # Oxigraph takes PREFIX only before a request's first operation
