@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
 
-from rdflib import Graph, Namespace, URIRef
+from rdflib import RDF, RDFS, XSD, Graph, Namespace, URIRef
 from rdflib.namespace import SKOS
 
 
@@ -53,6 +54,11 @@ PREFIXES: dict[str, Namespace] = {
     "om": OM,
     "skos": Namespace(str(SKOS)),
 }
+
+#: the namespaces whose terms are made once (ours, and rdflib's closed ones)
+_SPACES = [
+    (str(ns), ns) for ns in (*PREFIXES.values(), RDF, RDFS, SKOS, XSD) if type(ns) is not Namespace
+]
 
 #: SPARQL prologue with every prefix above (plus rdf/rdfs/xsd), for ad-hoc queries; one
 #: line, so that line numbers in syntax errors match the user's query.
@@ -124,6 +130,25 @@ NNET_LAYER_TYPES = {
     "RESIZE_NEAREST_NEIGHBOR": NNET.ResizeNearestNeighbor,
     "SOFTMAX": NNET.Softmax,
 }
+
+
+def shared_term(term: Any) -> Any:
+    """The vocabulary's own object for an IRI equal to one of its terms (``TFO.ramBytes``
+    for ``URIRef(".../ontology#ramBytes")``, ``RDF.type`` ...); any other term as is.
+    For terms read from files (the shapes, the ontology) that are matched against the
+    extractors' data: equal objects that are also identical compare without Python."""
+    if type(term) is not URIRef:
+        return term
+    for prefix, space in _SPACES:
+        local = term[len(prefix) :] if term.startswith(prefix) else ""
+        if local.isidentifier() and not local.startswith("_") and not hasattr(str, local):
+            try:
+                found = getattr(space, local)
+            except (AttributeError, ValueError):  # rdflib's closed namespaces refuse
+                continue
+            if type(found) is URIRef and found == term:
+                return found
+    return term
 
 
 @lru_cache(maxsize=8192)

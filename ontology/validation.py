@@ -66,9 +66,31 @@ def violations_in(data: dict[Any, dict[Any, set[Any]]]) -> list[Violation]:
 
 @lru_cache(maxsize=1)
 def _checker() -> Any:
-    from tinyfleet.ontology.compiled_shapes import Checker, compiled
+    """The compiled shapes over the core ontology, their terms replaced by the
+    vocabulary's own objects (:func:`namespaces.shared_term`): the extractors' data uses
+    those, so the checks' lookups match by identity."""
+    from dataclasses import replace
 
-    return Checker(compiled(), ontology_graph())
+    from tinyfleet.ontology.compiled_shapes import Checker, compiled
+    from tinyfleet.ontology.namespaces import shared_term as t
+
+    checks = [
+        replace(
+            c,
+            classes=[t(x) for x in c.classes],
+            objects_of=[t(x) for x in c.objects_of],
+            properties=[
+                replace(p, path=t(p.path), cls=t(p.cls), less_or_equal=t(p.less_or_equal))
+                for p in c.properties
+            ],
+            alternatives=[[(t(path), low, high) for path, low, high in a] for a in c.alternatives],
+        )
+        for c in compiled()
+    ]
+    background = Graph()
+    for triple in ontology_graph():
+        background.add(tuple(map(t, triple)))  # type: ignore[arg-type]
+    return Checker(checks, background)
 
 
 def pyshacl_violations(data: Graph) -> list[Violation]:

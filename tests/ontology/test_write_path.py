@@ -19,7 +19,7 @@ from tinyfleet.ontology.compiled_shapes import holds, index_triples, union_index
 from tinyfleet.ontology.extract_device import device_to_rdf
 from tinyfleet.ontology.fleetgen import generate_devices
 from tinyfleet.ontology.literals import shared_literal
-from tinyfleet.ontology.namespaces import ID, TFO, TermSpace, device_iri
+from tinyfleet.ontology.namespaces import ID, TFO, TermSpace, device_iri, shared_term
 from tinyfleet.ontology.remote_store import ntriples
 from tinyfleet.ontology.store import KnowledgeGraph
 
@@ -109,3 +109,24 @@ def test_the_vocabulary_and_shared_nodes_are_made_once_with_their_usual_values()
     assert shared_literal(1) == Literal(1) and shared_literal(True) == Literal(True)
     assert shared_literal(1).datatype != shared_literal(True).datatype
     assert shared_literal("1") == Literal("1") != Literal(1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{TFO}ramBytes",
+        "http://www.w3.org/1999/02/22-rdf-syntax-ns#type",
+        "http://www.w3.org/2001/XMLSchema#integer",
+        f"{TFO}index",  # a str method's name: not looked up
+        f"{TFO}a/b",
+        "http://www.w3.org/1999/02/22-rdf-syntax-ns#notInRdf",
+        "https://example.org/other#x",
+    ],
+)
+def test_shared_term_returns_an_equal_term(text: str) -> None:
+    term = URIRef(text)
+    found = shared_term(term)
+    assert found == term and type(found) is URIRef
+    assert shared_term(Literal(text)) == Literal(text)
+    if text.endswith(("ramBytes", "#type")):
+        assert found is (TFO.ramBytes if text.endswith("ramBytes") else RDF.type)
