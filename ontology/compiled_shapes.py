@@ -245,9 +245,9 @@ def compiled() -> list[NodeCheck]:
     return compile_shapes(shapes_graph())
 
 
-def index(triples: Iterable[tuple[Any, Any, Any]], into: Index | None = None) -> Index:
+def index(triples: Iterable[tuple[Any, Any, Any]]) -> Index:
     """subject -> predicate -> set of objects (:func:`union_index` for graphs)."""
-    found: Index = {} if into is None else into
+    found: Index = {}
     for s, p, o in triples:
         found.setdefault(s, {}).setdefault(p, set()).add(o)
     return found
@@ -256,16 +256,15 @@ def index(triples: Iterable[tuple[Any, Any, Any]], into: Index | None = None) ->
 def union_index(graphs: Iterable[Graph]) -> Index:
     """The union of ``graphs`` as one :data:`Index` (each distinct triple once): the
     input of :meth:`Checker.violations_in` and, through :func:`index_triples`, what a
-    batch writes. A subject met for the first time is copied whole (C-level set copies);
-    only subjects several graphs describe (shared firmware, profile, operator nodes) are
-    merged predicate by predicate. Copying rdflib's own index is ~10x faster than
-    iterating a graph's triples."""
+    batch writes. A subject met for the first time is copied whole (C-level set copies
+    of rdflib's own index: ~10x faster than iterating a graph's triples); only subjects
+    several graphs describe (shared firmware, profile, operator nodes) are merged
+    predicate by predicate."""
     data: Index = {}
     for graph in graphs:
-        spo = _memory_index(graph)
+        spo: Any = _memory_index(graph)
         if spo is None:
-            index(graph, data)
-            continue
+            spo = index(graph)
         for s, predicates in spo.items():
             mine = data.get(s)
             if mine is None:
@@ -388,6 +387,7 @@ def _less_or_equal(value: Any, other: Any) -> bool:
 
 
 _NONE: dict[Any, set[Any]] = {}  # read only
+_TYPE, _SUBCLASS_OF = RDF.type, RDFS.subClassOf  # RDF.x runs Python on every access
 
 
 class _Union:
@@ -409,7 +409,7 @@ class _Union:
         if cls not in self._subclasses:
             seen, todo = {cls}, [cls]
             while todo:
-                for parent in self.objects(todo.pop(), RDFS.subClassOf):
+                for parent in self.objects(todo.pop(), _SUBCLASS_OF):
                     if parent not in seen:
                         seen.add(parent)
                         todo.append(parent)
@@ -417,7 +417,7 @@ class _Union:
         return self._subclasses[cls]
 
     def is_instance(self, node: Any, cls: Any) -> bool:
-        return any(cls in self._supers(t) for t in self.objects(node, RDF.type))
+        return any(cls in self._supers(t) for t in self.objects(node, _TYPE))
 
     def targets(self, check: NodeCheck) -> set[Any]:
         found: set[Any] = set()
@@ -437,6 +437,6 @@ class _Union:
             self._by_type: dict[Any, set[Any]] = {}
             for part in self.parts:
                 for subject, predicates in part.items():
-                    for cls_type in predicates.get(RDF.type, ()):
+                    for cls_type in predicates.get(_TYPE, ()):
                         self._by_type.setdefault(cls_type, set()).add(subject)
         return self._by_type
