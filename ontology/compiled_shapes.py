@@ -254,12 +254,9 @@ def index(triples: Iterable[tuple[Any, Any, Any]]) -> Index:
 
 
 def union_index(graphs: Iterable[Graph]) -> Index:
-    """The union of ``graphs`` as one :data:`Index` (each distinct triple once): the
-    input of :meth:`Checker.violations_in` and, through :func:`index_triples`, what a
-    batch writes. A subject met for the first time is copied whole (C-level set copies
-    of rdflib's own index: ~10x faster than iterating a graph's triples); only subjects
-    several graphs describe (shared firmware, profile, operator nodes) are merged
-    predicate by predicate."""
+    """The union of ``graphs``, each distinct triple once: what a batch is checked on
+    and writes. A subject's first description is copied from rdflib's own index (C-level
+    set copies); only shared subjects (firmware, profile, operator nodes) are merged."""
     data: Index = {}
     for graph in graphs:
         spo: Any = _memory_index(graph)
@@ -325,13 +322,14 @@ class Checker:
         memo: dict[tuple[int, int], bool] = {}
         for node_check in self.checks:
             for focus in union.targets(node_check):
-                for number, prop in enumerate(node_check.properties):
-                    if not self._conforms(union, focus, prop, number, memo):
+                facts = union.facts(focus)
+                for prop in node_check.properties:
+                    if not self._conforms(union, facts, prop, memo):
                         found.add((str(focus), str(prop.path), prop.message))
                 if node_check.alternatives and not any(
                     all(
-                        low <= len(union.objects(focus, path))
-                        and (high is None or len(union.objects(focus, path)) <= high)
+                        low <= len(facts.get(path, ()))
+                        and (high is None or len(facts.get(path, ())) <= high)
                         for path, low, high in alternative
                     )
                     for alternative in node_check.alternatives
@@ -339,10 +337,8 @@ class Checker:
                     found.add((str(focus), None, node_check.or_message))
         return sorted(found, key=lambda v: (v[0], v[2]))
 
-    def _conforms(
-        self, union: _Union, focus: Any, prop: PropertyCheck, number: int, memo: dict
-    ) -> bool:
-        values = union.objects(focus, prop.path)
+    def _conforms(self, union: _Union, facts: dict, prop: PropertyCheck, memo: dict) -> bool:
+        values = facts.get(prop.path, ())
         if len(values) < prop.min_count:
             return False
         if prop.max_count is not None and len(values) > prop.max_count:
@@ -357,7 +353,7 @@ class Checker:
             if not verdict:
                 return False
         if prop.less_or_equal is not None:
-            others = union.objects(focus, prop.less_or_equal)
+            others = facts.get(prop.less_or_equal, ())
             for value in values:
                 for other in others:
                     if not _less_or_equal(value, other):
@@ -403,6 +399,13 @@ class _Union:
         if first and second:
             return first | second
         return first or second or set()
+
+    def facts(self, subject: Any) -> dict[Any, set[Any]]:
+        """predicate -> objects of ``subject`` over the union (read only)."""
+        first, second = self.parts[0].get(subject), self.parts[1].get(subject)
+        if first and second:
+            return {p: self.objects(subject, p) for p in first.keys() | second.keys()}
+        return first or second or _NONE
 
     def _supers(self, cls: Any) -> set[Any]:
         """cls and its superclasses (rdfs:subClassOf*), over the union."""
