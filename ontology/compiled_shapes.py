@@ -343,13 +343,12 @@ class Checker:
             return False
         if prop.max_count is not None and len(values) > prop.max_count:
             return False
-        for value in values:
-            key = (id(prop), id(value))  # the union keeps the values alive
-            verdict = memo.get(key) if prop.cls is None else None
+        number = id(prop)
+        for value in values:  # a verdict holds for this union (sh:class: its types)
+            key = (number, id(value))  # the union keeps the values alive
+            verdict = memo.get(key)
             if verdict is None:
-                verdict = prop.value_ok(value, union.is_instance)
-                if prop.cls is None:
-                    memo[key] = verdict
+                verdict = memo[key] = prop.value_ok(value, union.is_instance)
             if not verdict:
                 return False
         if prop.less_or_equal is not None:
