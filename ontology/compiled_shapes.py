@@ -97,13 +97,15 @@ class PropertyCheck:
 _XSD_STRING = URIRef("http://www.w3.org/2001/XMLSchema#string")
 
 
+_KINDS = {
+    URIRef: (SH.IRI, SH.IRIOrLiteral, SH.BlankNodeOrIRI),
+    BNode: (SH.BlankNode, SH.BlankNodeOrIRI, SH.BlankNodeOrLiteral),
+    Literal: (SH.Literal, SH.BlankNodeOrLiteral, SH.IRIOrLiteral),
+}
+
+
 def _node_kind_ok(value: Any, kind: URIRef) -> bool:
-    kinds = {
-        URIRef: (SH.IRI, SH.IRIOrLiteral, SH.BlankNodeOrIRI),
-        BNode: (SH.BlankNode, SH.BlankNodeOrIRI, SH.BlankNodeOrLiteral),
-        Literal: (SH.Literal, SH.BlankNodeOrLiteral, SH.IRIOrLiteral),
-    }
-    return any(isinstance(value, t) and kind in ok for t, ok in kinds.items())
+    return any(isinstance(value, t) and kind in ok for t, ok in _KINDS.items())
 
 
 def _pattern_ok(value: Any, pattern: re.Pattern[str]) -> bool:
@@ -243,28 +245,47 @@ def compiled() -> list[NodeCheck]:
     return compile_shapes(shapes_graph())
 
 
-def index(triples: Iterable[tuple[Any, Any, Any]], into: Index | None = None) -> Index:
-    """subject -> predicate -> set of objects."""
-    found: Index = {} if into is None else into
-    spo = _memory_index(triples)
-    if spo is not None:  # copy rdflib's own index: ~10x faster than iterating the graph
-        for s, predicates in spo.items():
-            mine = found.setdefault(s, {})
-            for p, objects in predicates.items():
-                if objects:
-                    mine.setdefault(p, set()).update(objects)
-        return found
+def index(triples: Iterable[tuple[Any, Any, Any]]) -> Index:
+    """subject -> predicate -> set of objects (:func:`union_index` for graphs)."""
+    found: Index = {}
     for s, p, o in triples:
         found.setdefault(s, {}).setdefault(p, set()).add(o)
     return found
 
 
-def triples(graph: Graph) -> list[tuple[Any, Any, Any]]:
-    """The triples of ``graph`` as a list (fast for rdflib's in-memory graphs)."""
-    spo = _memory_index(graph)
-    if spo is None:
-        return list(graph)
-    return [(s, p, o) for s, ps in spo.items() for p, os in ps.items() for o in os]
+def union_index(graphs: Iterable[Graph]) -> Index:
+    """The union of ``graphs``, each distinct triple once: what a batch is checked on
+    and writes. A subject's first description is copied from rdflib's own index (C-level
+    set copies); only shared subjects (firmware, profile, operator nodes) are merged."""
+    data: Index = {}
+    for graph in graphs:
+        spo: Any = _memory_index(graph)
+        if spo is None:
+            spo = index(graph)
+        for s, predicates in spo.items():
+            mine = data.get(s)
+            if mine is None:
+                data[s] = {p: set(objects) for p, objects in predicates.items() if objects}
+                continue
+            for p, objects in predicates.items():
+                if objects:
+                    held = mine.get(p)
+                    if held is None:
+                        mine[p] = set(objects)
+                    else:
+                        held.update(objects)
+    return data
+
+
+def index_triples(data: Index) -> list[tuple[Any, Any, Any]]:
+    """The triples of an :data:`Index`, each once."""
+    return [(s, p, o) for s, ps in data.items() for p, os in ps.items() for o in os]
+
+
+def holds(data: Index, triple: tuple[Any, Any, Any]) -> bool:
+    """Whether ``triple`` is in the :data:`Index` (no tuple hashing)."""
+    s, p, o = triple
+    return o in data.get(s, {}).get(p, ())
 
 
 def _memory_index(graph: Any) -> dict[Any, dict[Any, dict[Any, int]]] | None:
@@ -286,27 +307,29 @@ class Checker:
 
     def __init__(self, checks: list[NodeCheck], background: Graph) -> None:
         self.checks = checks
-        self.background = index(background)
+        self.background = union_index([background])
 
     def violations(self, graphs: Iterable[Graph]) -> list[tuple[str, str | None, str]]:
         """(focus, path, message) of every violation in the union of ``graphs`` and the
         background, sorted: what pyshacl reports on that union (one per focus node and
         property shape)."""
-        data: Index = {}
-        for graph in graphs:
-            index(graph, data)
+        return self.violations_in(union_index(graphs))
+
+    def violations_in(self, data: Index) -> list[tuple[str, str | None, str]]:
+        """:meth:`violations` of data already indexed (by :func:`union_index`)."""
         union = _Union(self.background, data)
         found: set[tuple[str, str | None, str]] = set()
-        memo: dict[tuple[int, Any], bool] = {}
+        memo: dict[tuple[int, int], bool] = {}
         for node_check in self.checks:
             for focus in union.targets(node_check):
-                for number, prop in enumerate(node_check.properties):
-                    if not self._conforms(union, focus, prop, number, memo):
+                facts = union.facts(focus)
+                for prop in node_check.properties:
+                    if not self._conforms(union, facts, prop, memo):
                         found.add((str(focus), str(prop.path), prop.message))
                 if node_check.alternatives and not any(
                     all(
-                        low <= len(union.objects(focus, path))
-                        and (high is None or len(union.objects(focus, path)) <= high)
+                        low <= len(facts.get(path, ()))
+                        and (high is None or len(facts.get(path, ())) <= high)
                         for path, low, high in alternative
                     )
                     for alternative in node_check.alternatives
@@ -314,25 +337,22 @@ class Checker:
                     found.add((str(focus), None, node_check.or_message))
         return sorted(found, key=lambda v: (v[0], v[2]))
 
-    def _conforms(
-        self, union: _Union, focus: Any, prop: PropertyCheck, number: int, memo: dict
-    ) -> bool:
-        values = union.objects(focus, prop.path)
+    def _conforms(self, union: _Union, facts: dict, prop: PropertyCheck, memo: dict) -> bool:
+        values = facts.get(prop.path, ())
         if len(values) < prop.min_count:
             return False
         if prop.max_count is not None and len(values) > prop.max_count:
             return False
-        for value in values:
-            key = (id(prop), value)
-            verdict = memo.get(key) if prop.cls is None else None
+        number = id(prop)
+        for value in values:  # a verdict holds for this union (sh:class: its types)
+            key = (number, id(value))  # the union keeps the values alive
+            verdict = memo.get(key)
             if verdict is None:
-                verdict = prop.value_ok(value, union.is_instance)
-                if prop.cls is None:
-                    memo[key] = verdict
+                verdict = memo[key] = prop.value_ok(value, union.is_instance)
             if not verdict:
                 return False
         if prop.less_or_equal is not None:
-            others = union.objects(focus, prop.less_or_equal)
+            others = facts.get(prop.less_or_equal, ())
             for value in values:
                 for other in others:
                     if not _less_or_equal(value, other):
@@ -361,6 +381,10 @@ def _less_or_equal(value: Any, other: Any) -> bool:
         raise Unsupported("incomparable values in sh:lessThanOrEquals") from None
 
 
+_NONE: dict[Any, set[Any]] = {}  # read only
+_TYPE, _SUBCLASS_OF = RDF.type, RDFS.subClassOf  # RDF.x runs Python on every access
+
+
 class _Union:
     """Read-only view of background + data indexes."""
 
@@ -369,18 +393,25 @@ class _Union:
         self._subclasses: dict[Any, set[Any]] = {}
 
     def objects(self, subject: Any, predicate: Any) -> set[Any]:
-        first = self.parts[0].get(subject, {}).get(predicate)
-        second = self.parts[1].get(subject, {}).get(predicate)
+        first = self.parts[0].get(subject, _NONE).get(predicate)
+        second = self.parts[1].get(subject, _NONE).get(predicate)
         if first and second:
             return first | second
         return first or second or set()
+
+    def facts(self, subject: Any) -> dict[Any, set[Any]]:
+        """predicate -> objects of ``subject`` over the union (read only)."""
+        first, second = self.parts[0].get(subject), self.parts[1].get(subject)
+        if first and second:
+            return {p: self.objects(subject, p) for p in first.keys() | second.keys()}
+        return first or second or _NONE
 
     def _supers(self, cls: Any) -> set[Any]:
         """cls and its superclasses (rdfs:subClassOf*), over the union."""
         if cls not in self._subclasses:
             seen, todo = {cls}, [cls]
             while todo:
-                for parent in self.objects(todo.pop(), RDFS.subClassOf):
+                for parent in self.objects(todo.pop(), _SUBCLASS_OF):
                     if parent not in seen:
                         seen.add(parent)
                         todo.append(parent)
@@ -388,7 +419,7 @@ class _Union:
         return self._subclasses[cls]
 
     def is_instance(self, node: Any, cls: Any) -> bool:
-        return any(cls in self._supers(t) for t in self.objects(node, RDF.type))
+        return any(cls in self._supers(t) for t in self.objects(node, _TYPE))
 
     def targets(self, check: NodeCheck) -> set[Any]:
         found: set[Any] = set()
@@ -408,6 +439,6 @@ class _Union:
             self._by_type: dict[Any, set[Any]] = {}
             for part in self.parts:
                 for subject, predicates in part.items():
-                    for cls_type in predicates.get(RDF.type, ()):
+                    for cls_type in predicates.get(_TYPE, ()):
                         self._by_type.setdefault(cls_type, set()).add(subject)
         return self._by_type

@@ -227,11 +227,14 @@ def _touched_models(removed: list[Triple], added: list[Triple]) -> tuple[set[URI
     (head, input); its other IRIs are never models. Any other IRI may be a model.
     """
     subjects = {t[0] for t in removed} | {t[0] for t in added}
-    linked = {t[2] for t in removed} | {t[2] for t in added}
+    linked: set[Any] | None = None  # objects: only needed when a subject is blank
     candidates: set[URIRef] = set()
     blank = False
     for s in subjects:
         if isinstance(s, BNode):
+            if linked is None:
+                linked = {t[2] for t in removed if isinstance(t[2], BNode)}
+                linked |= {t[2] for t in added if isinstance(t[2], BNode)}
             blank = blank or s not in linked
         elif isinstance(s, URIRef):
             text = str(s)

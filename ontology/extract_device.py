@@ -20,6 +20,7 @@ from rdflib.namespace import SKOS
 
 from tinyfleet.ontology.errors import DescriptionError
 from tinyfleet.ontology.jsonfields import Fields, shape_text
+from tinyfleet.ontology.literals import shared_literal
 from tinyfleet.ontology.namespaces import (
     NNET_LAYER_TYPES,
     S3N,
@@ -52,7 +53,7 @@ def add_operators(graph: Graph, subject: URIRef, predicate: URIRef, names: list[
         op = operator_iri(name)
         graph.add((subject, predicate, op))
         graph.add((op, RDF.type, TFO.Operator))
-        graph.add((op, RDFS.label, Literal(name)))
+        graph.add((op, RDFS.label, shared_literal(name)))
         if name in NNET_LAYER_TYPES:  # the same layer type in the nnet: schema
             graph.add((op, SKOS.exactMatch, NNET_LAYER_TYPES[name]))
 
@@ -70,7 +71,7 @@ def device_to_rdf(description: Any) -> Graph:
     for key, predicate in (("board", TFO.board), ("fleet", TFO.fleet)):
         text = f.text(key)
         if text is not None:
-            g.add((dev, predicate, Literal(text)))
+            g.add((dev, predicate, shared_literal(text)))
     for key, predicate in (
         ("protocol_version", TFO.protocolVersion),
         ("ram_bytes", TFO.ramBytes),
@@ -80,20 +81,20 @@ def device_to_rdf(description: Any) -> Graph:
     ):
         number = f.integer(key)
         if number is not None:
-            g.add((dev, predicate, Literal(number)))
+            g.add((dev, predicate, shared_literal(number)))
 
     mcu_name = f.text("mcu")
     if mcu_name is not None:
         mcu = URIRef(f"{dev}/mcu")
         g.add((dev, TFO.hasMicrocontroller, mcu))
         g.add((mcu, RDF.type, S3N.MicroController))
-        g.add((mcu, SCHEMA.name, Literal(mcu_name)))
+        g.add((mcu, SCHEMA.name, shared_literal(mcu_name)))
         cpu = f.text("cpu")
         if cpu is not None:
-            g.add((mcu, TFO.cpuCore, Literal(cpu)))
+            g.add((mcu, TFO.cpuCore, shared_literal(cpu)))
         clock = f.integer("clock_hz")
         if clock is not None:
-            g.add((mcu, TFO.clockHz, Literal(clock)))
+            g.add((mcu, TFO.clockHz, shared_literal(clock)))
 
     operators = f.strings("operators")
     firmware = f.obj("firmware")
@@ -104,8 +105,8 @@ def device_to_rdf(description: Any) -> Graph:
         fw = firmware_iri(fw_name, fw_version, operators)
         g.add((dev, TFO.hasFirmware, fw))
         g.add((fw, RDF.type, TFO.Firmware))
-        g.add((fw, SCHEMA.name, Literal(fw_name)))
-        g.add((fw, SCHEMA.softwareVersion, Literal(fw_version)))
+        g.add((fw, SCHEMA.name, shared_literal(fw_name)))
+        g.add((fw, SCHEMA.softwareVersion, shared_literal(fw_version)))
         add_operators(g, fw, TFO.supportsOperator, operators)
 
     shapes = f.obj("sensor_shapes")
@@ -131,7 +132,7 @@ def _add_sensor(g: Graph, owner: URIRef, sensor: URIRef, modality: str, shape: s
     g.add((sensor, RDF.type, SOSA.Sensor))
     g.add((sensor, SOSA.observes, modality_iri(modality)))
     if shape is not None:
-        g.add((sensor, TFO.sampleShape, Literal(shape)))
+        g.add((sensor, TFO.sampleShape, shared_literal(shape)))
 
 
 def _add_profile(
@@ -155,15 +156,15 @@ def _add_profile(
     profile = profile_iri(hashlib.sha256(key.encode()).hexdigest()[:20])
     g.add((dev, TFO.hasCapabilityProfile, profile))
     g.add((profile, RDF.type, TFO.CapabilityProfile))
-    g.add((profile, TFO.profileRamBytes, Literal(ram)))
-    g.add((profile, TFO.profileFlashBytes, Literal(flash)))
+    g.add((profile, TFO.profileRamBytes, shared_literal(ram)))
+    g.add((profile, TFO.profileFlashBytes, shared_literal(flash)))
     g.add((profile, TFO.profileFirmware, fw))
     if max_arena is not None:
-        g.add((profile, TFO.profileMaxArenaBytes, Literal(max_arena)))
+        g.add((profile, TFO.profileMaxArenaBytes, shared_literal(max_arena)))
     for modality, shape in sensors:
         g.add((profile, TFO.profileModality, modality_iri(modality)))
         if shape is not None:
-            g.add((profile, TFO.profileSample, Literal(f"{modality}={shape}")))
+            g.add((profile, TFO.profileSample, shared_literal(f"{modality}={shape}")))
 
 
 def derive_profile(graph: Graph, dev: URIRef) -> Graph:

@@ -8,6 +8,7 @@ triple read out of a store passes through :func:`plain_triple`.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from rdflib import Literal
@@ -27,3 +28,10 @@ def plain_triple(triple: Triple) -> Triple:
     """A triple whose object is :func:`plain` (only objects can be literals)."""
     subject, predicate, obj = triple
     return subject, predicate, plain(obj)
+
+
+@lru_cache(maxsize=8192, typed=True)
+def shared_literal(value: str | int) -> Literal:
+    """``Literal(value)`` made once, for the facts many descriptions repeat (firmware,
+    capability profile and operator nodes): one term object, matched by identity."""
+    return Literal(value)

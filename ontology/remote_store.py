@@ -162,15 +162,16 @@ class SparqlProtocolStore(Store):
         if not any(t for _v, t in parts):
             return
         for verb, triples in parts:
-            if any(isinstance(term, BNode) for t in triples for term in t) and verb[0] == "D":
+            if verb[0] == "D" and any(isinstance(term, BNode) for t in triples for term in t):
                 raise KnowledgeGraphError("blank nodes cannot be deleted from a remote store")
-        requests = [
-            _data(verb, triples[start : start + CHUNK])
-            for verb, triples in parts
-            for start in range(0, len(triples), CHUNK)
-        ]
         if sum(len(t) for _v, t in parts) <= CHUNK:
             requests = [" ;\n".join(_data(v, t) for v, t in parts if t)]
+        else:
+            requests = [
+                _data(verb, triples[start : start + CHUNK])
+                for verb, triples in parts
+                for start in range(0, len(triples), CHUNK)
+            ]
         requests[0] = " ;\n".join(text for text in (before, requests[0]) if text)
         requests[-1] = " ;\n".join(text for text in (requests[-1], then) if text)
         for text in requests:  # Oxigraph takes PREFIX only before a request's first operation
@@ -182,13 +183,22 @@ def _data(verb: str, triples: list[Triple]) -> str:
 
 
 def ntriples(triples: Iterable[Triple]) -> str:
-    """N-Triples lines; each distinct term is written once (batches repeat most terms)."""
+    """N-Triples lines; each distinct term is written once (batches repeat most terms).
+
+    Terms are looked up by identity first (a batch's terms are mostly shared objects;
+    rdflib's ``==`` runs Python code), then by equality."""
+    listed = triples if isinstance(triples, list) else list(triples)  # ids stay valid
+    by_id: dict[int, str] = {}
     written: dict[Any, str] = {}
 
     def n3(term: Any) -> str:
         text = written.get(term)
         if text is None:
             text = written[term] = term.n3()
+        by_id[id(term)] = text
         return text
 
-    return "\n".join(f"{n3(s)} {n3(p)} {n3(o)} ." for s, p, o in triples)
+    get = by_id.get
+    return "\n".join(
+        f"{get(id(s)) or n3(s)} {get(id(p)) or n3(p)} {get(id(o)) or n3(o)} ." for s, p, o in listed
+    )

@@ -33,6 +33,7 @@ from rdflib.graph import DATASET_DEFAULT_GRAPH_ID
 from rdflib.query import Result
 
 from tinyfleet.ontology import validation
+from tinyfleet.ontology.compiled_shapes import Index, holds, index_triples, union_index
 from tinyfleet.ontology.derived import (
     derive_all_update,
     eligibility_updates,
@@ -219,9 +220,9 @@ class KnowledgeGraph:
         reported together; a remote store gets one update request.
         """
         new, roots = self._prepare(items, validate)
-        stale = set(self.owned_triples(roots)) - new
-        self._apply(stale, new)
-        return len(new)
+        added = index_triples(new)
+        self._apply(self._stale(new, roots), added)
+        return len(added)
 
     def add_batches(
         self,
@@ -248,28 +249,30 @@ class KnowledgeGraph:
                 new, roots = self._prepare(batch, validate)  # while the server writes
                 if pending is not None:
                     pending.result()  # in order: a batch may replace what the last one wrote
-                stale = set(self.owned_triples(roots)) - new
-                pending = writer.submit(self._apply, stale, new)
-                written += len(new)
+                added = index_triples(new)
+                pending = writer.submit(self._apply, self._stale(new, roots), added)
+                written += len(added)
             if pending is not None:
                 pending.result()
         return written
 
     def _prepare(
         self, items: Iterable[tuple[Graph, Iterable[URIRef]]], validate: bool
-    ) -> tuple[set[Triple], list[URIRef]]:
-        """Validate a batch (as one unit); return its triples and the roots it replaces."""
-        from tinyfleet.ontology.compiled_shapes import triples
-
+    ) -> tuple[Index, list[URIRef]]:
+        """Validate a batch (as one unit); return its triples (the union of its graphs,
+        indexed once for the check and the write) and the roots it replaces."""
         listed = [(data, tuple(replace)) for data, replace in items]
+        new = union_index(data for data, _r in listed)
         if validate:  # the batch as one unit: the state it writes must conform as a whole
-            found = [str(v) for v in validation.violations_of(data for data, _r in listed)]
+            found = [str(v) for v in validation.violations_in(new)]
             if found:
                 raise ShapeViolation(found)
-        new: set[Triple] = set()
-        for data, _replace in listed:
-            new.update(triples(data))
         return new, [root for _data, replace in listed for root in replace]
+
+    def _stale(self, new: Index, roots: list[URIRef]) -> list[Triple]:
+        """The stored triples of ``roots`` (and what they own) that ``new`` does not
+        state again: what the write removes."""
+        return [t for t in set(self.owned_triples(roots)) if not holds(new, t)]
 
     def _apply(self, removed: Iterable[Triple], added: Iterable[Triple]) -> None:
         """Remove, then add, then bring the derived data the change touched in step (the
@@ -296,9 +299,7 @@ class KnowledgeGraph:
         """Derive all derived data again: recount the devices of every capability profile
         and derive every model's eligible profiles (after writes that bypassed :meth:`add`,
         e.g. ``oxigraph load``; tinyfleet's own writes keep both in step)."""
-        self.graph.update(
-            with_prologue(f"{profile_recount_update(None)} ;\n{derive_all_update()}")
-        )
+        self.graph.update(with_prologue(f"{profile_recount_update(None)} ;\n{derive_all_update()}"))
 
     def update(self, sparql_update: str) -> tuple[int, int]:
         """Validate and apply a SPARQL UPDATE; return (triples added, triples removed)."""

@@ -44,25 +44,53 @@ def violations_of(graphs: Iterable[Graph]) -> list[Violation]:
     reports on the same data; pyshacl itself runs when the shapes or the data need more
     than the compiled checks cover.
     """
-    from tinyfleet.ontology.compiled_shapes import Unsupported
+    from tinyfleet.ontology.compiled_shapes import union_index
 
-    graphs = list(graphs)
+    return violations_in(union_index(graphs))
+
+
+def violations_in(data: dict[Any, dict[Any, set[Any]]]) -> list[Violation]:
+    """:func:`violations_of` the union already indexed by
+    :func:`compiled_shapes.union_index` (which the write path also writes from)."""
+    from tinyfleet.ontology.compiled_shapes import Unsupported, index_triples
+
     try:
-        found = _checker().violations(graphs)
+        found = _checker().violations_in(data)
     except Unsupported:
         union = Graph()
-        for graph in graphs:
-            for triple in graph:
-                union.add(triple)
+        for triple in index_triples(data):
+            union.add(triple)
         return pyshacl_violations(union)
     return [Violation(focus, path, message) for focus, path, message in found]
 
 
 @lru_cache(maxsize=1)
 def _checker() -> Any:
-    from tinyfleet.ontology.compiled_shapes import Checker, compiled
+    """The compiled shapes over the core ontology, their terms replaced by the
+    vocabulary's own objects (:func:`namespaces.shared_term`): the extractors' data uses
+    those, so the checks' lookups match by identity."""
+    from dataclasses import replace
 
-    return Checker(compiled(), ontology_graph())
+    from tinyfleet.ontology.compiled_shapes import Checker, compiled
+    from tinyfleet.ontology.namespaces import shared_term as t
+
+    checks = [
+        replace(
+            c,
+            classes=[t(x) for x in c.classes],
+            objects_of=[t(x) for x in c.objects_of],
+            properties=[
+                replace(p, path=t(p.path), cls=t(p.cls), less_or_equal=t(p.less_or_equal))
+                for p in c.properties
+            ],
+            alternatives=[[(t(path), low, high) for path, low, high in a] for a in c.alternatives],
+        )
+        for c in compiled()
+    ]
+    background = Graph()
+    for triple in ontology_graph():
+        background.add(tuple(map(t, triple)))  # type: ignore[arg-type]
+    return Checker(checks, background)
 
 
 def pyshacl_violations(data: Graph) -> list[Violation]:
