@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from matchmaking_reference import DeviceFacts, ModelFacts, pair_reasons
 
-from tinyfleet.ontology.compiled_shapes import triples
 from tinyfleet.ontology.extract_device import device_to_rdf
 from tinyfleet.ontology.extract_model import card_to_rdf
 from tinyfleet.ontology.fleetgen import generate_cards, generate_devices
@@ -185,7 +184,7 @@ def test_writes_around_tinyfleet_fall_back_to_the_rule_until_repaired(tmp_path: 
             dict(d, device_id=f"raw-{i}")
             for i, d in enumerate(generate_devices(2, seed=77)[:1] * 2)
         )
-        raw.update_text(f"INSERT DATA {{ {ntriples(triples(device_to_rdf(raw_device)))} }}")
+        raw.update_text(f"INSERT DATA {{ {ntriples(list(device_to_rdf(raw_device)))} }}")
         _add_devices(kg, [twin])
         devices.update({d["device_id"]: d for d in (raw_device, twin)})
         _check(kg, devices, cards)
