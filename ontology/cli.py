@@ -121,6 +121,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=_match)
 
+    p = sub.add_parser(
+        "rederive",
+        help="derive the derived data again after a load that bypassed tinyfleet",
+        description="Recount every capability profile's devices and derive every model's "
+        "eligible profiles (tfo:profileDeviceCount, tfo:eligibleProfile) from the facts. "
+        "tinyfleet's own writes keep both in step; run this after writing around it (e.g. "
+        "`oxigraph load --location DIR`, or updates sent to the Oxigraph server directly).",
+    )
+    store_args(p, load=False)
+    p.set_defaults(func=_rederive)
+
     p = sub.add_parser("export", help="write the whole graph as Turtle or JSON-LD")
     store_args(p)
     p.add_argument("--format", choices=("turtle", "json-ld", "nt"), default="turtle")
@@ -286,6 +297,21 @@ def _match(args: argparse.Namespace) -> int:
         print(json.dumps([dict(zip(names, row, strict=True)) for row in rows], indent=2))
     else:
         print(render(names, rows, args.format))  # type: ignore[arg-type]
+    return 0
+
+
+def _rederive(args: argparse.Namespace) -> int:
+    kg = _open(args)
+    try:
+        kg.recount_profiles()
+        rows = kg.select_values(
+            "SELECT (COUNT(DISTINCT ?p) AS ?profiles) (COUNT(DISTINCT ?m) AS ?models) WHERE"
+            " { { ?p tfo:profileDeviceCount ?n } UNION { ?m tfo:eligibleProfilesDerived true } }"
+        )
+    finally:
+        kg.close()
+    profiles, models = rows[0]
+    print(f"derived again: {profiles} capability profiles counted, {models} models linked")
     return 0
 
 

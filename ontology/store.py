@@ -299,7 +299,14 @@ class KnowledgeGraph:
         """Derive all derived data again: recount the devices of every capability profile
         and derive every model's eligible profiles (after writes that bypassed :meth:`add`,
         e.g. ``oxigraph load``; tinyfleet's own writes keep both in step)."""
-        self.graph.update(with_prologue(f"{profile_recount_update(None)} ;\n{derive_all_update()}"))
+        from tinyfleet.ontology.remote_store import SparqlProtocolStore
+
+        text = with_prologue(f"{profile_recount_update(None)} ;\n{derive_all_update()}")
+        store = self.graph.store
+        if isinstance(store, SparqlProtocolStore):
+            store.update_text(text)  # evaluated by the server (rdflib would do it here)
+        else:
+            self.graph.update(text)
 
     def update(self, sparql_update: str) -> tuple[int, int]:
         """Validate and apply a SPARQL UPDATE; return (triples added, triples removed)."""

@@ -80,3 +80,32 @@ def test_add_match_export_with_a_store(tmp_path: Path, capsys: pytest.CaptureFix
 def test_list_named_queries(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["kg", "query", "--list"]) == 0
     assert "eligible-profiles  model:id" in capsys.readouterr().out
+
+
+def test_rederive_restores_counts_and_links_after_a_raw_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tinyfleet.ontology.loaders import load_description
+    from tinyfleet.ontology.store import KnowledgeGraph
+
+    store = tmp_path / "kg"
+    with KnowledgeGraph.open(store) as kg:  # written around tinyfleet: facts only
+        for path in EXAMPLES:
+            if "/device-" in path or "/model-" in path:
+                kg.graph.addN((s, p, o, kg.graph) for s, p, o in load_description(Path(path)).graph)
+        assert kg.select_values("SELECT ?p WHERE { ?p tfo:profileDeviceCount ?n }") == []
+        expected = {m: kg.eligible(m).devices for m in ("sine-head@1", "keywords-backbone@1")}
+    capsys.readouterr()
+    assert main(["kg", "rederive", "--store", str(store)]) == 0
+    profiles = len([p for p in EXAMPLES if "/device-" in p])  # one product each
+    assert capsys.readouterr().out.strip() == (
+        f"derived again: {profiles} capability profiles counted, 4 models linked"
+    )
+    with KnowledgeGraph.open(store) as kg:
+        counts = kg.select_values("SELECT ?p ?n WHERE { ?p tfo:profileDeviceCount ?n }")
+        assert sum(int(n) for _p, n in counts) == profiles
+        for model, devices in expected.items():  # now read from the links, same answer
+            assert kg.select_values(
+                f'SELECT ?p WHERE {{ ?m schema:identifier "{model}" ; tfo:eligibleProfile ?p }}'
+            )
+            assert kg.eligible(model).devices == devices
