@@ -254,6 +254,9 @@ def test_batched_writes_keep_profile_counts_and_match_a_local_graph(tmp_path: Pa
         stored, live = _counts(remote)
         assert stored == live and sum(live.values()) == 300
         assert _counts(local)[0] == stored
+        # the same descriptions again: every link is re-stated, none is new
+        remote.add_all((device_to_rdf(d), [device_iri(d["device_id"])]) for d in moved)
+        assert _counts(remote) == (stored, live)
         for card in generate_cards(5, seed=11):
             model = f"{card['name']}@{card['version']}"
             assert remote.eligible(model) == local.eligible(model)
