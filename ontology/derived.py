@@ -77,48 +77,6 @@ def touched_profiles(removed: Iterable[Triple], added: Iterable[Triple]) -> set[
     return found
 
 
-def profile_count_updates(
-    removed: Iterable[Triple], added: Iterable[Triple]
-) -> tuple[str, str] | None:
-    """The device counts of one single-request write, kept exactly without recounting:
-    (an update run before its ``DELETE DATA ; INSERT DATA``, one run after it), or None
-    when the write edits count triples itself (then :func:`profile_recount_update`).
-
-    Before: each profile's count moves by the links the write really adds or removes,
-    checked against the stored links inside the same transaction. After: profiles still
-    without a count (new ones, or loaded around tinyfleet) are counted from their links.
-    A few hundred index lookups instead of scanning every device of every touched profile.
-    """
-    link, count = TFO.hasCapabilityProfile, TFO.profileDeviceCount
-    wanted = {link, count}  # set lookups hash; == on rdflib terms runs Python code
-    rows, profiles = [], set()
-    for sign, triples in ((-1, removed), (1, added)):
-        for s, p, o in triples:
-            if p not in wanted:
-                continue
-            if p == count:
-                return None
-            if isinstance(o, URIRef) and isinstance(s, URIRef):
-                rows.append(f"({s.n3()} {o.n3()} {sign})")
-                profiles.add(o)
-    if not rows:
-        return "", ""
-    c, k = f"<{count}>", f"<{link}>"
-    before = (
-        f"DELETE {{ ?p {c} ?old }} INSERT {{ ?p {c} ?new }} WHERE {{"
-        f" {{ SELECT ?p (SUM(?step) AS ?delta) WHERE {{ VALUES (?d ?p ?sign) {{ {' '.join(rows)} }}"
-        f" OPTIONAL {{ ?d {k} ?p . BIND(true AS ?had) }}"
-        f" BIND(IF(?sign > 0, IF(BOUND(?had), 0, 1), IF(BOUND(?had), -1, 0)) AS ?step) }}"
-        f" GROUP BY ?p }} ?p {c} ?old BIND(?old + ?delta AS ?new) }}"
-    )
-    values = f"VALUES ?p {{ {' '.join(p.n3() for p in sorted(profiles))} }}"
-    after = (
-        f"INSERT {{ ?p {c} ?n }} WHERE {{ {{ SELECT ?p (COUNT(?d) AS ?n) WHERE {{ {values}"
-        f" OPTIONAL {{ ?p {c} ?had }} FILTER(!BOUND(?had)) ?d {k} ?p }} GROUP BY ?p }} }}"
-    )
-    return before, after
-
-
 def profile_recount_update(profiles: set[URIRef] | None) -> str:
     """SPARQL UPDATE that sets ``tfo:profileDeviceCount`` of ``profiles`` (``None``: all)
     to the number of devices linked to each; "" when there is nothing to recount."""

@@ -37,7 +37,6 @@ from tinyfleet.ontology.compiled_shapes import Index, holds, index_triples, unio
 from tinyfleet.ontology.derived import (
     derive_all_update,
     eligibility_updates,
-    profile_count_updates,
     profile_recount_update,
     touched_profiles,
 )
@@ -280,20 +279,13 @@ class KnowledgeGraph:
         capability profiles' device counts and the models' eligible profiles, see
         :mod:`derived`): one request (one transaction) on a remote store.
         """
-        from tinyfleet.ontology.remote_store import CHUNK, SparqlProtocolStore
+        from tinyfleet.ontology.remote_store import SparqlProtocolStore
 
         removed, added = list(removed), list(added)
         derive = eligibility_updates(removed, added, self.select_values)
-        store = self.graph.store
-        counts = None  # counts moved in step: only where the write is one transaction
-        if isinstance(store, SparqlProtocolStore) and len(removed) + len(added) <= CHUNK:
-            counts = profile_count_updates(removed, added)
-        if counts is not None and isinstance(store, SparqlProtocolStore):
-            then = " ;\n".join(text for text in (*derive, counts[1]) if text)
-            store.apply(removed, added, before=counts[0], then=then)
-            return
         recount = profile_recount_update(touched_profiles(removed, added))
         then = " ;\n".join([*derive, recount] if recount else derive)
+        store = self.graph.store
         if isinstance(store, SparqlProtocolStore):
             store.apply(removed, added, then=then)
             return
