@@ -60,6 +60,20 @@ class _FeaturesOnly:
         return np.zeros((n, 32), np.float32), np.zeros(n, np.int64)
 
 
+def _task() -> wire.WireMessage:
+    """A one-step TRAIN task for device fw-0001 from theta = 0."""
+    return wire.decode_message(
+        wire.encode_message(
+            MessageType.TRAIN,
+            round=1,
+            msg_id=1,
+            device_id="fw-0001",
+            fields={"k": 1, "inner-lr": 0.1},
+            arrays=[wire.float32_array("theta", np.zeros(SPEC.num_params, np.float32))],
+        )
+    )
+
+
 def test_audio_trainer_refuses_a_stream_without_audio() -> None:
     import os
 
@@ -68,16 +82,7 @@ def test_audio_trainer_refuses_a_stream_without_audio() -> None:
     read_fd, write_fd = os.pipe()
     try:
         trainer = FirmwareTrainer(FramedLink(read_fd, write_fd, 1.0), SPEC, audio=True)
-        task = wire.decode_message(
-            wire.encode_message(
-                MessageType.TRAIN,
-                round=1,
-                msg_id=1,
-                device_id="fw-0001",
-                fields={"k": 1, "inner-lr": 0.1},
-                arrays=[wire.float32_array("theta", np.zeros(SPEC.num_params, np.float32))],
-            )  # fmt: skip
-        )
+        task = _task()
         train = trainer.for_task(task)
         with pytest.raises(UsageError, match="has none"):
             train(
@@ -111,16 +116,7 @@ def test_audio_trainer_sends_the_task_then_raw_windows() -> None:
     try:
         os.write(from_fw_w, encode_frame(b"Eno room"))  # the "firmware" refuses
         trainer = FirmwareTrainer(FramedLink(from_fw_r, to_fw_w, 5.0), SPEC, audio=True)
-        task = wire.decode_message(
-            wire.encode_message(
-                MessageType.TRAIN,
-                round=1,
-                msg_id=1,
-                device_id="fw-0001",
-                fields={"k": 1, "inner-lr": 0.1},
-                arrays=[wire.float32_array("theta", np.zeros(SPEC.num_params, np.float32))],
-            )  # fmt: skip
-        )
+        task = _task()
         # k = 1: the 'T' and 'A' frames (~37 KB) fit the pipe's buffer unread
         with pytest.raises(UsageError, match="no room"):
             trainer.for_task(task)(
